@@ -1,0 +1,330 @@
+"""PPA attention on one GPU at Nano-9B-v2's attention shape: the Triton kernels against flex
+attention with the PPA mask (the transformers engine's "ppa_flex" path), dense SDPA and a sliding
+window alone, for decode and prefill; then generation end to end through transformers.
+
+Every timed PPA output is first checked against a float64 dense masked reference built from the
+pattern's definition (fresh random bf16 inputs, output NaN-poisoned before the run). Floors: decode
+is bandwidth-bound (attended K/V bytes over the measured copy bandwidth); prefill is the larger of
+attended-pair FLOPs over the measured bf16 matmul rate and its input/output bytes over bandwidth.
+
+    PYTHONPATH=. python bench/attention.py [--out results/bench] [--sections decode,prefill,engine,e2e]
+
+Writes attention.json and attention.md to --out and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import traceback
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+import triton
+
+from ppa_eval.engines import hf_attention
+from ppa_eval.kernels import ppa_attention, ppa_attention_paged
+from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
+from ppa_eval.pattern import PowerPattern, keys_per_query, sliding_window
+
+Q_HEADS, KV_HEADS, HEAD_DIM = 40, 8, 128       # Nano-9B-v2's attention layers
+WINDOW = 64
+POWERS = ["1/2", "3/4", "7/8"]
+DECODE_BATCH, DECODE_LENGTHS = 8, [2048, 8192, 32768, 131072]
+PREFILL_SHAPES = [(2048, 8), (8192, 2), (32768, 1)]  # (L, batch) as in the NOTES' measurements
+PAGE = 16
+TOLERANCE = 1e-2
+ENGINE_LENGTHS = (2048, 8192)
+# generation end to end: a random-weight Llama whose attention layers have the shape above
+E2E = dict(batch=8, prompt=16384, new_tokens=256, layers=4, hidden=5120, intermediate=13824, vocab=32000)
+DEVICE, DTYPE = "cuda", torch.bfloat16
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+def timed_ms(fn) -> float:
+    fn()
+    torch.cuda.synchronize()
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def device_ceilings() -> dict:
+    """The copy bandwidth (bytes read + written) and the bf16 matmul rate, measured here."""
+    src = torch.empty(2 << 30, dtype=torch.uint8, device=DEVICE)
+    dst = torch.empty_like(src)
+    copy_ms = timed_ms(lambda: dst.copy_(src))
+    a = torch.randn(8192, 8192, device=DEVICE, dtype=torch.bfloat16)
+    mm_ms = timed_ms(lambda: a @ a)
+    del src, dst
+    return {"gpu": torch.cuda.get_device_name(), "bandwidth_GBps": 2 * (2 << 30) / copy_ms / 1e6,
+            "matmul_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
+
+
+def randn(*shape):
+    return torch.randn(*shape, device=DEVICE, dtype=DTYPE)
+
+
+def poisoned(*shape):
+    return torch.full(shape, float("nan"), device=DEVICE, dtype=DTYPE)
+
+
+class Table:
+    def __init__(self, ceilings):
+        self.ceilings, self.rows, self.errors = ceilings, [], []
+
+    def add(self, **row):
+        self.rows.append(row)
+        print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+
+
+def attended_bytes(n_rows: int, batch: int) -> float:
+    return batch * KV_HEADS * n_rows * HEAD_DIM * 2 * 2  # K and V, bf16
+
+
+def decode_floor_ms(n_rows, ceilings):
+    return attended_bytes(n_rows, DECODE_BATCH) / ceilings["bandwidth_GBps"] / 1e6
+
+
+def prefill_floor_ms(pairs, length, batch, ceilings):
+    flops = 4 * HEAD_DIM * Q_HEADS * pairs * batch
+    io_bytes = batch * length * HEAD_DIM * 2 * (2 * Q_HEADS + 2 * KV_HEADS)
+    return max(flops / ceilings["matmul_TFLOPs"] / 1e9, io_bytes / ceilings["bandwidth_GBps"] / 1e6)
+
+
+# -- the engine's attention paths ---------------------------------------------------------------
+
+def engine_attention(implementation, pattern, q, k, v):
+    """A callable running transformers' registered `implementation` as an attention layer would
+    (the mask is built once, as the engine does once per forward pass), and its [B, Hq, Lq, D] output."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, causal_mask_function
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    config = SimpleNamespace(ppa_power=str(pattern.power), ppa_window=pattern.window)
+    n_queries, kv_len = q.shape[2], k.shape[2]
+    mask = ALL_MASK_ATTENTION_FUNCTIONS[implementation](
+        batch_size=q.shape[0], q_length=n_queries, kv_length=kv_len, q_offset=kv_len - n_queries, kv_offset=0,
+        mask_function=causal_mask_function, attention_mask=None, config=config, device=q.device)
+    module = torch.nn.Module().eval()
+    attention = ALL_ATTENTION_FUNCTIONS[implementation]
+    return lambda: attention(module, q, k, v, mask, scaling=HEAD_DIM**-0.5)[0].transpose(1, 2)
+
+
+def dense_sdpa(q, k, v, causal):
+    return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+
+
+def reference(q, k, v, pattern, length):
+    attended = attended_distances(Fraction(pattern.power), pattern.window, length)
+    return masked_attention(q, k, v, attended, scale=HEAD_DIM**-0.5)
+
+
+def checked(name, out, ref) -> float:
+    error = relative_error(out, ref)
+    if not error <= TOLERANCE or out.isnan().any():
+        raise AssertionError(f"{name}: relative error {error:.3g} (NaN outputs: {int(out.isnan().sum())})")
+    return error
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+def paged_copy(k, v):
+    """k, v [B, Hkv, L, D] scattered over shuffled pages of a [blocks, PAGE, Hkv, D] cache."""
+    batch, _, length, _ = k.shape
+    pages = triton.cdiv(length, PAGE)
+    block_table = torch.randperm(batch * pages, device=DEVICE).view(batch, pages).to(torch.int32)
+    caches = []
+    for x in (k, v):
+        padded = F.pad(x, (0, 0, 0, pages * PAGE - length)).view(batch, KV_HEADS, pages, PAGE, HEAD_DIM)
+        cache = torch.empty(batch * pages, PAGE, KV_HEADS, HEAD_DIM, device=DEVICE, dtype=x.dtype)
+        cache[block_table.long()] = padded.permute(0, 2, 3, 1, 4)
+        caches.append(cache)
+    return caches, block_table, torch.full((batch,), length, device=DEVICE, dtype=torch.int32)
+
+
+def decode_section(table: Table, flex: bool):
+    ceilings = table.ceilings
+    for length in DECODE_LENGTHS:
+        q = randn(DECODE_BATCH, Q_HEADS, 1, HEAD_DIM)
+        k, v = randn(DECODE_BATCH, KV_HEADS, length, HEAD_DIM), randn(DECODE_BATCH, KV_HEADS, length, HEAD_DIM)
+        (k_cache, v_cache), block_table, seq_lens = paged_copy(k, v)
+        dense_ms = timed_ms(dense_sdpa(q, k, v, causal=False))
+        base = dict(section="decode", L=length, batch=DECODE_BATCH)
+        floor = decode_floor_ms(length, ceilings)
+        table.add(**base, p="1", impl="dense SDPA", ms=dense_ms, vs_sdpa=1.0, floor_ms=floor,
+                  vs_floor=dense_ms / floor, error=None)
+        window_ms = timed_ms(dense_sdpa(q, k[:, :, -WINDOW:], v[:, :, -WINDOW:], causal=False))
+        floor = decode_floor_ms(WINDOW, ceilings)
+        table.add(**base, p="0", impl=f"window only (SDPA, last {WINDOW} slots)", ms=window_ms,
+                  vs_sdpa=window_ms / dense_ms, floor_ms=floor, vs_floor=window_ms / floor, error=None)
+        for power in POWERS:
+            pattern = PowerPattern(power, WINDOW)
+            rows = int(keys_per_query(pattern, length)[-1])
+            floor = decode_floor_ms(rows, ceilings)
+            ref = reference(q, k, v, pattern, length)
+            contiguous = lambda: ppa_attention(q, k, v, pattern, out=out)  # noqa: E731
+            paged = lambda: ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern,  # noqa: E731
+                                                max_seq_len=length, out=out)
+            for name, fn in (("ppa kernel", contiguous), ("ppa kernel, paged", paged)):
+                out = poisoned(*q.shape)
+                error = checked(f"{name} L={length} p={power}", fn(), ref)
+                ms = timed_ms(fn)
+                table.add(**base, p=power, impl=name, ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
+                          vs_floor=ms / floor, error=error)
+            if flex:
+                fn = engine_attention("ppa_flex", pattern, q, k, v)
+                error = relative_error(fn(), ref)
+                ms = timed_ms(fn)
+                table.add(**base, p=power, impl="flex PPA (engine)", ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
+                          vs_floor=ms / floor, error=error)
+        del q, k, v, k_cache, v_cache
+        torch.cuda.empty_cache()
+
+
+def prefill_section(table: Table, flex: bool):
+    ceilings = table.ceilings
+    for length, batch in PREFILL_SHAPES:
+        q = randn(batch, Q_HEADS, length, HEAD_DIM)
+        k, v = randn(batch, KV_HEADS, length, HEAD_DIM), randn(batch, KV_HEADS, length, HEAD_DIM)
+        base = dict(section="prefill", L=length, batch=batch)
+        dense_ms = timed_ms(dense_sdpa(q, k, v, causal=True))
+        floor = prefill_floor_ms(length * (length + 1) / 2, length, batch, ceilings)
+        table.add(**base, p="1", impl="dense SDPA (causal)", ms=dense_ms, vs_sdpa=1.0, floor_ms=floor,
+                  vs_floor=dense_ms / floor, error=None)
+        if flex:
+            window = sliding_window(WINDOW)
+            ms = timed_ms(engine_attention("ppa_flex", window, q, k, v))
+            floor = prefill_floor_ms(int(keys_per_query(window, length).sum()), length, batch, ceilings)
+            table.add(**base, p="0", impl="window only (flex, engine)", ms=ms, vs_sdpa=ms / dense_ms,
+                      floor_ms=floor, vs_floor=ms / floor, error=None)
+        for power in POWERS:
+            pattern = PowerPattern(power, WINDOW)
+            floor = prefill_floor_ms(int(keys_per_query(pattern, length).sum()), length, batch, ceilings)
+            ref = reference(q, k, v, pattern, length)
+            out = poisoned(*q.shape)
+            fn = lambda: ppa_attention(q, k, v, pattern, out=out)  # noqa: E731
+            error = checked(f"ppa kernel prefill L={length} p={power}", fn(), ref)
+            ms = timed_ms(fn)
+            table.add(**base, p=power, impl="ppa kernel", ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
+                      vs_floor=ms / floor, error=error)
+            if flex:
+                fn = engine_attention("ppa_flex", pattern, q, k, v)
+                error = relative_error(fn(), ref)
+                ms = timed_ms(fn)
+                table.add(**base, p=power, impl="flex PPA (engine)", ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
+                          vs_floor=ms / floor, error=error)
+            del ref
+        del q, k, v
+        torch.cuda.empty_cache()
+
+
+def engine_section(table: Table):
+    """Issue 2's check: the engine's attention paths against the dense masked reference."""
+    for length in ENGINE_LENGTHS:
+        q, k, v = randn(1, Q_HEADS, length, HEAD_DIM), randn(1, KV_HEADS, length, HEAD_DIM), randn(1, KV_HEADS, length, HEAD_DIM)
+        for power in POWERS:
+            pattern = PowerPattern(power, WINDOW)
+            ref = reference(q, k, v, pattern, length)
+            for implementation in ("ppa_flex", "ppa_kernel"):
+                error = checked(f"{implementation} L={length} p={power}", engine_attention(implementation, pattern, q, k, v)(), ref)
+                table.add(section="engine check", L=length, batch=1, p=power, impl=implementation, error=error)
+
+
+def e2e_section(table: Table):
+    """transformers generate on a random-weight Llama whose attention has Nano-9B-v2's shape."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    batch, prompt, new_tokens, layers = E2E["batch"], E2E["prompt"], E2E["new_tokens"], E2E["layers"]
+    config = LlamaConfig(vocab_size=E2E["vocab"], hidden_size=E2E["hidden"], intermediate_size=E2E["intermediate"],
+                         num_hidden_layers=layers, num_attention_heads=Q_HEADS, num_key_value_heads=KV_HEADS,
+                         head_dim=HEAD_DIM, max_position_embeddings=prompt + new_tokens)
+    torch.manual_seed(0)
+    with torch.device(DEVICE):
+        model = LlamaForCausalLM(config).to(DTYPE).eval()
+    ids = torch.randint(0, config.vocab_size, (batch, prompt), device=DEVICE)
+
+    def generate(implementation, pattern, tokens, n):
+        model.config._attn_implementation = implementation
+        hf_attention.set_pattern(model.config, pattern)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(tokens, attention_mask=torch.ones_like(tokens), max_new_tokens=n, min_new_tokens=n,
+                                 do_sample=False, eos_token_id=None, pad_token_id=0)
+        torch.cuda.synchronize()
+        assert out.shape[1] == tokens.shape[1] + n
+        return time.perf_counter() - start
+
+    runs = [("sdpa", PowerPattern(1, 0), "dense SDPA")] + [
+        ("ppa_kernel", PowerPattern(p, WINDOW), "ppa kernel") for p in ("1/2", "3/4")]
+    for implementation, pattern, name in runs:
+        generate(implementation, pattern, ids[:, :min(prompt, 1024)], 4)  # warm-up: compile the kernels, grow the allocator
+        seconds = generate(implementation, pattern, ids, new_tokens)
+        table.add(section="e2e generate", L=prompt, batch=batch, p=str(pattern.power), impl=name,
+                  ms=seconds * 1e3, tokens_per_s=batch * new_tokens / seconds, layers=layers, new_tokens=new_tokens)
+    sdpa_ms = next(r["ms"] for r in table.rows if r["section"] == "e2e generate" and r["impl"] == "dense SDPA")
+    for row in table.rows:
+        if row["section"] == "e2e generate":
+            row["vs_sdpa"] = row["ms"] / sdpa_ms
+
+
+# -- report -------------------------------------------------------------------------------------
+
+def markdown(table: Table) -> str:
+    c = table.ceilings
+    lines = [f"# PPA attention benchmark ({c['gpu']})", "",
+             f"Measured ceilings: copy bandwidth {c['bandwidth_GBps']:.0f} GB/s, bf16 matmul {c['matmul_TFLOPs']:.0f} TFLOP/s. "
+             f"Shape: {Q_HEADS} query / {KV_HEADS} KV heads, head {HEAD_DIM}, bf16, w = {WINDOW}. "
+             "Times are medians (triton.testing.do_bench); x SDPA = time / dense SDPA time at the same L; "
+             "x floor = time / floor; error = relative error against the float64 dense masked reference.", ""]
+    for section in dict.fromkeys(r["section"] for r in table.rows):
+        rows = [r for r in table.rows if r["section"] == section]
+        keys = [k for k in ("L", "batch", "p", "impl", "ms", "vs_sdpa", "floor_ms", "vs_floor", "tokens_per_s", "error")
+                if any(r.get(k) is not None for r in rows)]
+        lines += [f"## {section}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        for r in rows:
+            lines.append("| " + " | ".join(_cell(r.get(k)) for k in keys) + " |")
+        lines.append("")
+    if table.errors:
+        lines += ["## errors", ""] + [f"- {e}" for e in table.errors] + [""]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2e}" if value < 1e-3 else f"{value:.3g}"
+    return str(value)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument("--sections", default="engine,decode,prefill,e2e")
+    parser.add_argument("--no-flex", action="store_true", help="skip the flex attention rows (they compile for minutes)")
+    args = parser.parse_args()
+    sections = args.sections.split(",")
+    table = Table(device_ceilings())
+    print(json.dumps(table.ceilings), flush=True)
+    runners = {"engine": lambda: engine_section(table), "decode": lambda: decode_section(table, not args.no_flex),
+               "prefill": lambda: prefill_section(table, not args.no_flex), "e2e": lambda: e2e_section(table)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for section in sections:
+        print(f"== {section}", flush=True)
+        try:
+            runners[section]()
+        except Exception:  # record and go on: one broken section must not lose the others' figures
+            table.errors.append(f"{section}: {traceback.format_exc(limit=3)}")
+            print(table.errors[-1], flush=True)
+        (args.out / "attention.json").write_text(json.dumps(
+            {"ceilings": table.ceilings, "rows": table.rows, "errors": table.errors}, indent=1))
+        (args.out / "attention.md").write_text(markdown(table))
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The transformers engine: load a causal LM (checkpoint directory or GGUF file) with PPA attention
+on every attention layer, and generate greedily in left-padded batches.
+
+It is the reference engine: exact on CPU and GPU, simple, and slow for 9B checkpoints (use vLLM
+for those). Batches are formed from prompts sorted by length, so padding stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ppa_eval.engines import hf_attention
+from ppa_eval.pattern import PowerPattern
+
+
+class EngineError(ValueError):
+    """A checkpoint or setting the engine cannot use."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str                 # the completion, cut before the first stop sequence
+    finish_reason: str        # "stop" (EOS or a stop sequence) or "length" (hit max_new_tokens)
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def default_attn_kernel(device: str) -> str:
+    return "flex" if torch.device(device).type == "cuda" else "sdpa"
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise EngineError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+
+def load_model(checkpoint: Path, pattern: PowerPattern, device: str = "cpu", dtype: str = "auto",
+               attn_kernel: str | None = None):
+    """(model, tokenizer) with `pattern` on every attention layer. `checkpoint` is a directory or a .gguf file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checkpoint = Path(checkpoint)
+    attn_kernel = attn_kernel or default_attn_kernel(device)
+    if attn_kernel not in hf_attention.ATTENTION_IMPLEMENTATIONS:
+        raise EngineError(f"unknown attention kernel {attn_kernel!r}; use one of {sorted(hf_attention.ATTENTION_IMPLEMENTATIONS)}")
+    source = {"pretrained_model_name_or_path": checkpoint}
+    if checkpoint.suffix == ".gguf":
+        source = {"pretrained_model_name_or_path": checkpoint.parent, "gguf_file": checkpoint.name}
+    model = AutoModelForCausalLM.from_pretrained(
+        **source,
+        dtype=resolve_dtype(dtype, device),
+        attn_implementation=hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel],
+    ).to(device)
+    hf_attention.set_pattern(model.config, pattern)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(**source)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    cuts = [text.index(s) for s in stop if s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+class HFEngine:
+    def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str = "cpu", dtype: str = "auto",
+                 attn_kernel: str | None = None):
+        self.device = device
+        self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, attn_kernel)
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
+
+    @torch.inference_mode()
+    def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
+        """Greedy completions of one left-padded batch (prompts are full text, special tokens included)."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        out = self.model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            stop_strings=list(stop) or None,
+            tokenizer=self.tokenizer,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new_tokens = out[:, enc["input_ids"].shape[1]:]
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        results = []
+        for row, prompt_mask in zip(new_tokens.tolist(), enc["attention_mask"]):
+            length = next((i + 1 for i, t in enumerate(row) if t in eos), None)
+            ended_by_eos = length is not None
+            row = row[:length] if ended_by_eos else row
+            text = self.tokenizer.decode([t for t in row if t not in eos], skip_special_tokens=False)
+            text, ended_by_stop = _cut_at_stop(text, stop)
+            # rows that stopped early are padded with pad tokens; count only real ones
+            produced = len(row) if (ended_by_eos or not ended_by_stop) else _count_until_pad(row, self.tokenizer.pad_token_id)
+            results.append(Generation(
+                text=text,
+                finish_reason="stop" if ended_by_eos or ended_by_stop else "length",
+                prompt_tokens=int(prompt_mask.sum()),
+                completion_tokens=produced,
+            ))
+        return results
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _count_until_pad(row: list[int], pad_id: int) -> int:
+    count = len(row)
+    while count and row[count - 1] == pad_id:
+        count -= 1
+    return count
+
+
+def generate_timed(engine: HFEngine, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...]):
+    """generate_batch plus the seconds it took."""
+    start = time.perf_counter()
+    result = engine.generate_batch(prompts, max_new_tokens, stop)
+    return result, time.perf_counter() - start

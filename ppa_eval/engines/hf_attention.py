@@ -1,0 +1,148 @@
+"""PPA as transformers attention implementations: "ppa_sdpa" (exact boolean mask, any device) and
+"ppa_flex" (flex attention with a PPA block mask, GPU).
+
+transformers builds one mask per forward pass from `config._attn_implementation` and hands it to
+every attention layer; layers that take no mask (NemotronH's Mamba-2 mixers) never see it. We
+register, for each name, both pieces:
+  - a mask builder: the stock sdpa/flex builder with the PPA mask and-ed onto whatever the model
+    asked for (causal, padding). Without a registered mask builder transformers decides that no
+    mask is needed and the attention runs unmasked and non-causal, silently.
+  - an attention function: the stock one, behind a guard that refuses to run without a mask.
+
+The pattern is read from the model config (`ppa_power`, `ppa_window`), so the model object alone
+says how it attends. Mask functions get absolute positions (cache offsets already added), so a
+mask on q_idx - kv_idx is right in cached decode; left padding is and-ed in by the stock builders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.integrations.flex_attention import flex_attention_forward
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import and_masks, flex_attention_mask, sdpa_mask
+
+from ppa_eval.pattern import PowerPattern, mask_mod
+
+ATTENTION_IMPLEMENTATIONS = {"sdpa": "ppa_sdpa", "flex": "ppa_flex"}
+
+
+def pattern_of(config) -> PowerPattern:
+    return PowerPattern(config.ppa_power, config.ppa_window)
+
+
+def set_pattern(config, pattern: PowerPattern) -> None:
+    config.ppa_power = str(pattern.power)
+    config.ppa_window = pattern.window
+
+
+@lru_cache(maxsize=16)
+def _cached_mask_mod(pattern: PowerPattern, length: int, device: str):
+    return mask_mod(pattern, length, device=device)
+
+
+def _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device):
+    # The distance table must reach the largest q_idx; round up so decode steps share one table.
+    needed = max(int(q_offset) + q_length, int(kv_offset) + kv_length)
+    length = 1 << max(needed - 1, 1).bit_length()
+    return _cached_mask_mod(pattern_of(config), length, str(torch.device(device)))
+
+
+def _ppa_mask_builder(stock_builder):
+    def build(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_function=None,
+              config=None, device="cpu", **kwargs):
+        if config is None or not hasattr(config, "ppa_power"):
+            raise RuntimeError("PPA attention needs config.ppa_power and config.ppa_window; load the model through ppa_eval")
+        ppa = _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device)
+        kwargs["allow_is_causal_skip"] = False  # a PPA mask is never plain causal
+        return stock_builder(batch_size, q_length, kv_length, q_offset=q_offset, kv_offset=kv_offset,
+                             mask_function=and_masks(mask_function, ppa), config=config, device=device, **kwargs)
+
+    return build
+
+
+def _refuse_unmasked(stock_attention):
+    def attention(module, query, key, value, attention_mask, *args, **kwargs):
+        if attention_mask is None:
+            raise RuntimeError("PPA attention was called without a mask: the mask builder is not registered")
+        return stock_attention(module, query, key, value, attention_mask, *args, **kwargs)
+
+    return attention
+
+
+def register() -> None:
+    """Make "ppa_sdpa" and "ppa_flex" valid `attn_implementation` names (idempotent)."""
+    for name, builder, attention in (
+        ("ppa_sdpa", sdpa_mask, sdpa_attention_forward),
+        ("ppa_flex", flex_attention_mask, flex_attention_forward),
+    ):
+        AttentionMaskInterface.register(name, _ppa_mask_builder(builder))
+        AttentionInterface.register(name, _refuse_unmasked(attention))
+
+
+register()
+
+
+# ---- "ppa_kernel": the Triton PPA kernels of ppa_eval.kernels (GPU) ---------------------------
+# No mask is materialised: the kernels walk the pattern's distance list themselves. The mask
+# builder hands the attention layers what the kernels need instead: the pattern, and the first
+# real slot of each row (left padding; with left padding the distance between two cache slots is
+# the distance between their tokens). It accepts only what the kernels implement: the plain
+# causal mask of a dynamic cache whose last q_length slots are the queries, and left padding.
+
+ATTENTION_IMPLEMENTATIONS["ppa"] = "ppa_kernel"
+
+
+class KernelMaskError(ValueError):
+    """A generation setting the ppa_kernel attention does not implement."""
+
+
+@dataclass(frozen=True)
+class KernelMask:
+    pattern: PowerPattern
+    kv_start: torch.Tensor | None  # int32 [B]: first real slot of each row; None when nothing is padded
+
+
+def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_function=None,
+                     attention_mask=None, config=None, **kwargs):
+    from transformers.masking_utils import causal_mask_function
+
+    if config is None or not hasattr(config, "ppa_power"):
+        raise RuntimeError("PPA attention needs config.ppa_power and config.ppa_window; load the model through ppa_eval")
+    if mask_function is not causal_mask_function:
+        raise KernelMaskError("ppa_kernel implements plain causal PPA only (no packed sequences or extra masks); use --attn-kernel flex")
+    if int(q_offset) - int(kv_offset) != kv_length - q_length:
+        raise KernelMaskError("ppa_kernel needs the queries to be the last slots of the cache (a dynamic cache); use --attn-kernel flex")
+    kv_start = None
+    if attention_mask is not None:
+        real = attention_mask[:, kv_offset:kv_offset + kv_length].bool()
+        if real.shape[-1] != kv_length:
+            raise KernelMaskError(f"the padding mask covers {real.shape[-1]} of {kv_length} cache slots")
+        kv_start = real.int().argmax(-1).to(torch.int32)  # first real slot of each row
+        slots = torch.arange(kv_length, device=real.device)
+        if not torch.equal(real, slots[None, :] >= kv_start[:, None]):
+            raise KernelMaskError("ppa_kernel supports left padding only; set tokenizer.padding_side = 'left'")
+    return KernelMask(pattern_of(config), kv_start)
+
+
+def ppa_kernel_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers attention: query [B, Hq, Lq, D], key/value [B, Hkv, Lk, D] -> ([B, Lq, Hq, D], None)."""
+    from ppa_eval.kernels import ppa_attention
+
+    if not isinstance(attention_mask, KernelMask):
+        raise RuntimeError("ppa_kernel attention was called without its mask: the mask builder is not registered")
+    if dropout:
+        raise KernelMaskError("ppa_kernel is forward-only; it takes no attention dropout")
+    batch, heads, n_queries, head_dim = query.shape
+    out = torch.empty(batch, n_queries, heads, head_dim, dtype=query.dtype, device=query.device)
+    ppa_attention(query, key, value, attention_mask.pattern, kv_start=attention_mask.kv_start,
+                  scale=scaling, out=out.transpose(1, 2))
+    return out, None
+
+
+AttentionMaskInterface.register("ppa_kernel", _ppa_kernel_mask)
+AttentionInterface.register("ppa_kernel", ppa_kernel_attention)
+# ---- end of "ppa_kernel" ----------------------------------------------------------------------

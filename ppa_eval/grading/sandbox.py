@@ -1,0 +1,117 @@
+"""A persistent child process that runs sympy work under a hard time and memory limit.
+
+sympy can take minutes on `10^{10^{10^{10}}}`, and timeouts built on SIGALRM (lm-eval's,
+math-verify's) only work in the main thread and fail silently elsewhere. So the work runs in
+a child process: the parent sends one JSON request per line on its stdin, waits for the reply
+line with a deadline, and on the deadline kills the child (by its pid) and starts a new one at
+the next request. The child imports sympy once, so a request costs milliseconds, not the
+second an import takes. Memory is capped with RLIMIT_AS, and running out counts as running
+out of time: both are the hard limit.
+
+The child is `python -m ppa_eval.grading.worker`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Importing sympy and math-verify takes about a second; allow for a loaded CI machine.
+STARTUP_TIMEOUT_S = 120.0
+
+
+class SandboxLimit(Exception):
+    """The request ran past its deadline or the memory limit; the child was replaced."""
+
+
+class SandboxError(RuntimeError):
+    """The operation raised in the child (a bug, not a property of the answer)."""
+
+
+class Sandbox:
+    """One child process, one request at a time. Not thread-safe: one per thread."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._buffer = b""
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def run(self, operation: str, *args, timeout: float):
+        """Result of `operation(*args)` in the child; SandboxLimit after `timeout` seconds."""
+        if self._process is None:
+            self._start()
+        request = json.dumps({"operation": operation, "args": args}) + "\n"
+        try:
+            self._process.stdin.write(request.encode())
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self._kill()
+            raise SandboxLimit("the worker process had died") from None
+        reply = self._read_line(time.monotonic() + timeout)
+        if reply is None:
+            self._kill()
+            raise SandboxLimit(f"{operation} took longer than {timeout} s")
+        message = json.loads(reply)
+        if message.get("memory_error"):
+            self._kill()  # the child may be in a bad state after a MemoryError
+            raise SandboxLimit(f"{operation} ran out of memory")
+        if "error" in message:
+            raise SandboxError(message["error"])
+        return message["result"]
+
+    def close(self) -> None:
+        if self._process is None:
+            return
+        self._process.stdin.close()  # the child exits at end of input
+        try:
+            self._process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self._process = None
+
+    def _start(self) -> None:
+        env = dict(os.environ)
+        source_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
+        self._buffer = b""
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ppa_eval.grading.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        if self._read_line(time.monotonic() + STARTUP_TIMEOUT_S) != b"ready":
+            self._kill()
+            raise SandboxError("the grading worker process did not start")
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                stream.close()
+            self._process = None
+
+    def _read_line(self, deadline: float) -> bytes | None:
+        """The next line from the child, or None at the deadline or if the child died."""
+        fd = self._process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:  # the child died, e.g. killed by the kernel
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line

@@ -1,0 +1,21 @@
+"""math-verify's verdict on the same response, as a second opinion. Runs only in the sandbox.
+
+math-verify reads the whole response with its own extraction, so a disagreement can come from
+either step. Its signal-based timeouts are switched off (parsing_timeout=None,
+timeout_seconds=None): they fail outside the main thread, and the sandbox enforces the limit.
+"""
+
+from __future__ import annotations
+
+from math_verify import parse, verify
+
+
+def math_verify_verdict(task: str, gold: str, response: str) -> bool | None:
+    """math-verify's verdict; None when it cannot read the gold answer."""
+    # MATH gold answers are LaTeX without their $; GSM8K's are plain numbers.
+    gold_text = f"${gold}$" if task == "math500" else gold
+    gold_parsed = parse(gold_text, parsing_timeout=None)
+    if not gold_parsed:
+        return None
+    answer = parse(response, parsing_timeout=None)
+    return bool(verify(gold_parsed, answer, timeout_seconds=None))

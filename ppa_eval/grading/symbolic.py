@@ -1,0 +1,155 @@
+"""The sympy judge of two leaf expressions (and of two equations). Runs only in the sandbox.
+
+Each leaf is parsed with sympy's LaTeX parser after two rewrites it lacks: decimals become exact
+fractions ("0.15" is 15/100, so a decimal equals a fraction only when it is exactly that
+fraction), and `i`, `e` become the imaginary unit and Euler's number (MATH's usage).
+
+Constants: two rationals are compared exactly, so 1/2004! and 1/2006! differ; other constants
+are evaluated to 50 significant digits and must agree to a relative 1e-20, which no two
+answers that a rounding could confuse do (2^-98 and 2^-99 differ by a factor of 2).
+Expressions with variables: equal if their difference simplifies to zero on construction,
+else if they agree (same relative tolerance) at five fixed random rational points.
+Equations: lhs - rhs of the response must be a non-zero constant multiple of the gold's.
+
+Nothing here guards time or memory: `sandbox` runs it in a process it can kill.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import lru_cache
+
+import sympy
+from sympy.core.function import AppliedUndef
+from sympy.parsing.latex import parse_latex
+
+from ppa_eval.grading.equivalence import MISMATCH, Decision, NeedsSympy, PlainJudge, compare
+from ppa_eval.grading.structure import parse_answer
+
+DIGITS = 50
+TOLERANCE = sympy.Float("1e-20", DIGITS)
+POINTS = 5
+MIN_VALID_POINTS = 3
+
+_DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)")
+_OPERATOR_NAME = re.compile(r"\\operatorname\{([A-Za-z]+)\}")
+_CONSTANTS = {sympy.Symbol("i"): sympy.I, sympy.Symbol("e"): sympy.E}
+
+
+class Unparsable(ValueError):
+    pass
+
+
+def _decimal_as_fraction(match: re.Match) -> str:
+    whole, decimals = match.groups()
+    return f"(\\frac{{{int(whole + decimals)}}}{{{10 ** len(decimals)}}})"
+
+
+@lru_cache(maxsize=4096)
+def to_sympy(latex: str) -> sympy.Basic:
+    """The sympy value of one normalised leaf; raises Unparsable."""
+    prepared = _DECIMAL.sub(_decimal_as_fraction, latex)
+    prepared = _OPERATOR_NAME.sub(r"\\\1", prepared)
+    try:
+        expr = parse_latex(prepared)
+    except Exception as error:  # the parser raises many types; all mean "not LaTeX math"
+        raise Unparsable(f"{latex!r}: {error}") from None
+    if not isinstance(expr, sympy.Expr):  # a relation such as x <= 3, or a set
+        raise Unparsable(f"{latex!r} is not an expression")
+    # The parser reads "i(7+2i)" as a function i called on 7+2i; in an answer it is a product.
+    expr = expr.replace(
+        lambda e: isinstance(e, AppliedUndef) and len(e.args) == 1,
+        lambda e: sympy.Symbol(e.func.__name__) * e.args[0],
+    )
+    return expr.xreplace(_CONSTANTS).doit()
+
+
+def _points(symbols: list[sympy.Symbol]) -> list[dict]:
+    """Fixed pseudo-random rational points, away from 0, 1 and small integers."""
+    rng = random.Random(20260101)
+    return [
+        {s: sympy.Rational(rng.randint(101, 997), rng.randint(101, 397)) for s in symbols}
+        for _ in range(POINTS)
+    ]
+
+
+def _number(expr: sympy.Expr) -> sympy.Expr | None:
+    """expr evaluated to DIGITS digits, or None where it is undefined or not a number."""
+    value = sympy.N(expr, DIGITS)
+    if not value.is_number or value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        return None
+    return value
+
+
+def _close(a: sympy.Expr, b: sympy.Expr) -> bool:
+    scale = max(abs(a), abs(b))
+    return scale == 0 or bool(abs(a - b) <= TOLERANCE * scale)
+
+
+def _values(expr: sympy.Expr, points: list[dict]) -> list[sympy.Expr | None]:
+    return [_number(expr.subs(point)) for point in points]
+
+
+def _equal_constants(gold: sympy.Expr, response: sympy.Expr) -> Decision:
+    if gold.is_Rational and response.is_Rational:
+        return Decision(True, "symbolic") if gold == response else MISMATCH
+    if gold.has(sympy.oo, sympy.zoo) or response.has(sympy.oo, sympy.zoo):
+        return Decision(True, "symbolic") if gold == response else MISMATCH
+    gold_value, response_value = _number(gold), _number(response)
+    if gold_value is None or response_value is None:
+        return MISMATCH
+    return Decision(True, "numeric") if _close(gold_value, response_value) else MISMATCH
+
+
+def _equal_functions(gold: sympy.Expr, response: sympy.Expr) -> Decision:
+    points = _points(sorted(gold.free_symbols | response.free_symbols, key=str))
+    pairs = [
+        (g, r)
+        for g, r in zip(_values(gold, points), _values(response, points))
+        if g is not None and r is not None
+    ]
+    if len(pairs) < MIN_VALID_POINTS:
+        return Decision(True, "symbolic") if sympy.simplify(gold - response) == 0 else MISMATCH
+    return Decision(True, "numeric") if all(_close(g, r) for g, r in pairs) else MISMATCH
+
+
+class SympyJudge(PlainJudge):
+    """Decides every leaf: cheap cases as PlainJudge does, the rest with sympy."""
+
+    def expressions(self, gold: str, response: str) -> Decision:
+        try:
+            return super().expressions(gold, response)
+        except NeedsSympy:
+            pass
+        try:
+            gold_expr, response_expr = to_sympy(gold), to_sympy(response)
+        except Unparsable:
+            return Decision(False, "unparsable")
+        if gold_expr == response_expr or gold_expr - response_expr == 0:
+            return Decision(True, "symbolic")
+        if gold_expr.free_symbols or response_expr.free_symbols:
+            return _equal_functions(gold_expr, response_expr)
+        return _equal_constants(gold_expr, response_expr)
+
+    def equations(self, gold: tuple[str, str], response: tuple[str, str]) -> Decision:
+        if gold == response:
+            return Decision(True, "exact")
+        try:
+            gold_zero = to_sympy(gold[0]) - to_sympy(gold[1])
+            response_zero = to_sympy(response[0]) - to_sympy(response[1])
+        except Unparsable:
+            return Decision(False, "unparsable")
+        if gold_zero == 0 or response_zero == 0:
+            return MISMATCH
+        points = _points(sorted(gold_zero.free_symbols | response_zero.free_symbols, key=str))
+        ratios = [v for v in _values(response_zero / gold_zero, points) if v is not None]
+        if len(ratios) < MIN_VALID_POINTS or ratios[0] == 0:
+            return MISMATCH
+        same = all(_close(ratio, ratios[0]) for ratio in ratios)
+        return Decision(True, "numeric") if same else MISMATCH
+
+
+def decide(gold: str, response: str) -> Decision:
+    """The decision for two normalised answers, every leaf judged (the sandbox's entry point)."""
+    return compare(parse_answer(gold), parse_answer(response), SympyJudge())

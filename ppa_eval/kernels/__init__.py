@@ -1,0 +1,18 @@
+"""Triton kernels for power-based partial attention that do only the attended work.
+
+The attended distances form one fixed set S for every query (window plus power positions), so the
+kernels gather key rows at those distances instead of masking a dense score matrix: the cost is
+O(L^(1+p)) for a sequence of L tokens instead of O(L^2). bf16 or fp16 in, fp32 accumulation,
+forward only.
+
+    ppa_attention(q, k, v, pattern, kv_start=None)        contiguous cache, decode or prefill
+    ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern, max_seq_len)  paged, decode
+
+Query t of Lq sits at cache slot seq_len - Lq + t and attends slot s iff (query slot - s) is in S
+and s is at or after the row's first real slot (kv_start, for left padding). Rows that attend no
+key (left-padding queries) come out 0.
+"""
+
+from ppa_eval.kernels.attention import KernelInputError, ppa_attention, ppa_attention_paged
+
+__all__ = ["KernelInputError", "ppa_attention", "ppa_attention_paged"]

@@ -1,0 +1,87 @@
+"""The public entry points: check the inputs once, pick decode or prefill, launch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ppa_eval.kernels import decode, prefill
+from ppa_eval.kernels.tables import offset_tables
+from ppa_eval.pattern import PowerPattern
+
+DECODE_MAX_QUERIES = 4  # up to this many queries per sequence go to the split decode kernel
+
+
+class KernelInputError(ValueError):
+    """Tensors the PPA kernels cannot take."""
+
+
+def _check(q, k, v, out, n_kv_heads: int):
+    if q.dim() != 4:
+        raise KernelInputError(f"q must be [batch, heads, queries, head_dim], got shape {tuple(q.shape)}")
+    if k.shape != v.shape:
+        raise KernelInputError(f"k and v must have one shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    if q.dtype not in (torch.bfloat16, torch.float16) or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise KernelInputError(f"q, k, v must all be bfloat16 or float16, got {q.dtype}, {k.dtype}, {v.dtype}")
+    head_dim = q.shape[3]
+    if k.shape[-1] != head_dim or head_dim < 16 or head_dim & (head_dim - 1):
+        raise KernelInputError(f"head_dim must be a power of two >= 16 shared by q, k, v; got {head_dim} and {k.shape[-1]}")
+    if q.shape[1] % n_kv_heads:
+        raise KernelInputError(f"{q.shape[1]} query heads are not a multiple of {n_kv_heads} KV heads")
+    if out is not None and out.shape != q.shape:
+        raise KernelInputError(f"out must have q's shape {tuple(q.shape)}, got {tuple(out.shape)}")
+    for name, x in (("q", q), ("k", k), ("v", v), ("out", out)):
+        if x is not None and x.stride(-1) != 1:
+            raise KernelInputError(f"{name} must be contiguous in head_dim (stride 1); call .contiguous() first")
+
+
+def _tables(pattern: PowerPattern, kv_len: int, device):
+    tables = offset_tables(pattern, kv_len, device)
+    if tables.host_counts[0] == 0:
+        raise KernelInputError(f"pattern {pattern} does not attend a query's own token; use window >= 1 or power > 0")
+    return tables
+
+
+def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, scale: float | None = None, out=None):
+    """PPA attention of q [B, Hq, Lq, D] over a contiguous cache k, v [B, Hkv, Lk, D] (Lq <= Lk).
+
+    kv_start: int32 [B], the first real slot of each row (left padding), or None for 0.
+    Returns out [B, Hq, Lq, D] (any strides: pass a transposed view to write another layout).
+    """
+    _check(q, k, v, out, k.shape[1] if k.dim() == 4 else 1)
+    if k.dim() != 4 or k.shape[0] != q.shape[0]:
+        raise KernelInputError(f"k must be [batch, kv_heads, keys, head_dim] with q's batch, got {tuple(k.shape)}")
+    n_queries, kv_len = q.shape[2], k.shape[2]
+    if n_queries > kv_len:
+        raise KernelInputError(f"{n_queries} queries but only {kv_len} cache slots; the queries must be in the cache")
+    if kv_start is not None and (kv_start.dtype != torch.int32 or kv_start.shape != (q.shape[0],)):
+        raise KernelInputError(f"kv_start must be int32 [batch], got {kv_start.dtype} {tuple(kv_start.shape)}")
+    out = torch.empty_like(q) if out is None else out
+    scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
+    tables = _tables(pattern, kv_len, q.device)
+    if n_queries <= DECODE_MAX_QUERIES:
+        return decode.decode(q, k, v, out, tables, scale, max_reach=kv_len - 1, kv_len=kv_len, kv_start=kv_start)
+    return prefill.prefill(q, k, v, out, tables, scale, kv_start=kv_start)
+
+
+def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: PowerPattern, *,
+                        max_seq_len: int, scale: float | None = None, out=None):
+    """PPA decode of q [B, Hq, Lq <= 4, D] over a paged cache k_cache, v_cache [blocks, page, Hkv, D].
+
+    block_table: int32 [B, max_blocks] (logical page -> physical block); seq_lens: int32 [B], slots
+    filled per row including the Lq queries; max_seq_len: an upper bound of seq_lens (no sync).
+    """
+    _check(q, k_cache, v_cache, out, k_cache.shape[2] if k_cache.dim() == 4 else 1)
+    if k_cache.dim() != 4:
+        raise KernelInputError(f"k_cache must be [blocks, page_size, kv_heads, head_dim], got {tuple(k_cache.shape)}")
+    if q.shape[2] > DECODE_MAX_QUERIES:
+        raise KernelInputError(f"the paged kernel decodes up to {DECODE_MAX_QUERIES} queries per row, got {q.shape[2]}")
+    for name, x in (("block_table", block_table), ("seq_lens", seq_lens)):
+        if x.dtype != torch.int32 or x.shape[0] != q.shape[0]:
+            raise KernelInputError(f"{name} must be int32 with one row per sequence, got {x.dtype} {tuple(x.shape)}")
+    out = torch.empty_like(q) if out is None else out
+    scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
+    tables = _tables(pattern, max_seq_len, q.device)
+    return decode.decode(q, k_cache, v_cache, out, tables, scale, max_reach=max_seq_len - 1,
+                         paged=(block_table, seq_lens, k_cache.shape[1]))

@@ -1,0 +1,183 @@
+"""PPA decode: a few queries per sequence against a long KV cache, reading only the attended rows.
+
+Bandwidth-bound: the work is reading |S| key rows and |S| value rows per (sequence, KV head), and
+the rows sit at scattered slots. The kernel gathers them straight from the cache (contiguous
+[B, Hkv, L, D] or paged [blocks, page, Hkv, D]) in blocks of BLOCK_N distances, with all GROUP
+query heads of a KV head sharing each row it loads, and runs an online softmax. Long caches give
+too few (sequence, head) pairs to fill the GPU, so the distance list is cut into splits, each
+program writes an unnormalised partial result, and a small second kernel merges the splits
+(flash-decoding). Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's
+wide side is the gathered keys and the narrow side the few heads of the group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
+from ppa_eval.kernels.tables import OffsetTables
+
+
+@dataclass(frozen=True)
+class Tiles:
+    block_n: int = 64          # distances (gathered rows) per step
+    programs_per_sm: int = 4   # enough programs in flight to keep HBM busy with scattered 256-byte reads
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+@triton.jit
+def _decode_split_kernel(
+    Q, K, V, PartO, PartM, PartL, Dist, Counts, KvStart, SeqLens, BlockTable,
+    stride_qb, stride_qh, stride_qt,
+    stride_kb, stride_kh, stride_kl,
+    stride_vb, stride_vh, stride_vl,
+    stride_tb,
+    kv_len, n_queries, n_kv_heads, blocks_per_split, qk_scale,
+    GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+    PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
+):
+    # One program: one (sequence b, KV head, query t) and one split of the distance list.
+    row = tl.program_id(0)
+    split = tl.program_id(1)
+    n_splits = tl.num_programs(1)
+    t = row % n_queries
+    kv_head = (row // n_queries) % n_kv_heads
+    b = row // (n_queries * n_kv_heads)
+
+    if PAGED:
+        kv_len = tl.load(SeqLens + b)
+    start = 0
+    if KvStart is not None:  # left padding: slots below start hold no token
+        start = tl.load(KvStart + b)
+    slot = kv_len - n_queries + t       # the query's own slot; distances count back from it
+    reach = slot - start                 # the farthest distance that still lands on a real token
+    n_valid = tl.where(reach >= 0, tl.load(Counts + tl.maximum(reach, 0)), 0)
+
+    g = tl.arange(0, BLOCK_G)
+    dim = tl.arange(0, HEAD_DIM)
+    head = kv_head * GROUP + g
+    q_t = tl.load(
+        Q + b.to(tl.int64) * stride_qb + head[None, :] * stride_qh + t * stride_qt + dim[:, None],
+        mask=(g < GROUP)[None, :], other=0.0,
+    )  # [HEAD_DIM, BLOCK_G]
+
+    m = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
+    first = split * blocks_per_split * BLOCK_N
+    last = tl.minimum(first + blocks_per_split * BLOCK_N, n_valid)
+    for i0 in range(first, last, BLOCK_N):
+        i = i0 + tl.arange(0, BLOCK_N)
+        ok = i < last
+        key_slot = slot - tl.load(Dist + i, mask=ok, other=0)
+        if PAGED:
+            block = tl.load(BlockTable + b * stride_tb + key_slot // PAGE_SIZE, mask=ok, other=0)
+            k_row = block.to(tl.int64) * stride_kb + (key_slot % PAGE_SIZE) * stride_kl
+            v_row = block.to(tl.int64) * stride_vb + (key_slot % PAGE_SIZE) * stride_vl
+        else:
+            k_row = b.to(tl.int64) * stride_kb + key_slot.to(tl.int64) * stride_kl
+            v_row = b.to(tl.int64) * stride_vb + key_slot.to(tl.int64) * stride_vl
+        k = tl.load(K + kv_head * stride_kh + k_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
+        s = tl.dot(k, q_t) * qk_scale  # [BLOCK_N, BLOCK_G]
+        s = tl.where(ok[:, None], s, float("-inf"))
+        p, alpha, m, l = online_softmax_step(s, m, l, 0)
+        v = tl.load(V + kv_head * stride_vh + v_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
+        acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype))
+
+    part = row * n_splits + split
+    tl.store(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
+    tl.store(PartM + part * BLOCK_G + g, m)
+    tl.store(PartL + part * BLOCK_G + g, l)
+
+
+@triton.jit
+def _decode_combine_kernel(
+    PartO, PartM, PartL, Out,
+    stride_ob, stride_oh, stride_ot,
+    n_queries, n_kv_heads, n_splits,
+    GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
+):
+    # Merge the splits of one (b, KV head, t): rescale each partial to the common maximum.
+    row = tl.program_id(0)
+    t = row % n_queries
+    kv_head = (row // n_queries) % n_kv_heads
+    b = row // (n_queries * n_kv_heads)
+    g = tl.arange(0, BLOCK_G)
+    dim = tl.arange(0, HEAD_DIM)
+
+    m = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
+    for split in range(n_splits):
+        part = row * n_splits + split
+        m_s = tl.load(PartM + part * BLOCK_G + g)
+        m_new = tl.maximum(m, m_s)
+        shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha, beta = tl.exp2(m - shift), tl.exp2(m_s - shift)
+        l = l * alpha + tl.load(PartL + part * BLOCK_G + g) * beta
+        acc = acc * alpha[None, :] + tl.load(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :]) * beta[None, :]
+        m = m_new
+
+    out = normalized(acc, l, 0)
+    head = kv_head * GROUP + g
+    tl.store(
+        Out + b.to(tl.int64) * stride_ob + head[None, :] * stride_oh + t * stride_ot + dim[:, None],
+        out.to(Out.dtype.element_ty), mask=(g < GROUP)[None, :],
+    )
+
+
+def _splits(n_rows: int, n_blocks: int, programs_per_sm: int, device: torch.device) -> tuple[int, int]:
+    """(splits, blocks per split) so that about programs_per_sm programs run on each SM."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    wanted = max(1, min(triton.cdiv(programs_per_sm * sms, n_rows), n_blocks))
+    per_split = triton.cdiv(n_blocks, wanted)
+    return triton.cdiv(n_blocks, per_split), per_split
+
+
+def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
+           kv_len: int = 0, kv_start=None, paged=None, tiles: Tiles = Tiles()):
+    """Launch the decode kernels. Shapes and layouts are checked by the caller (ppa_eval.kernels).
+
+    q [B, Hq, Lq, D] and out [B, Hq, Lq, D] (any strides, last one 1); the query t of sequence b
+    sits at slot seq_len(b) - Lq + t. Contiguous cache: k, v [B, Hkv, L, D], seq_len = kv_len for
+    every row. Paged cache: paged = (block_table [B, max_blocks], seq_lens [B], page_size), k, v
+    [num_blocks, page_size, Hkv, D]. max_reach bounds every query's farthest distance.
+    """
+    batch, n_q_heads, n_queries, head_dim = q.shape
+    if paged is None:
+        n_kv_heads = k.shape[1]
+        block_table, seq_lens, page_size = None, None, 1
+        k_strides, v_strides = (k.stride(0), k.stride(1), k.stride(2)), (v.stride(0), v.stride(1), v.stride(2))
+        stride_tb = 0
+    else:
+        block_table, seq_lens, page_size = paged
+        n_kv_heads = k.shape[2]
+        k_strides, v_strides = (k.stride(0), k.stride(2), k.stride(1)), (v.stride(0), v.stride(2), v.stride(1))
+        stride_tb = block_table.stride(0)
+    group = n_q_heads // n_kv_heads
+    block_g = max(triton.next_power_of_2(group), 8)
+
+    n_rows = batch * n_kv_heads * n_queries
+    n_blocks = max(1, triton.cdiv(int(tables.host_counts[max_reach]), tiles.block_n))
+    n_splits, per_split = _splits(n_rows, n_blocks, tiles.programs_per_sm, q.device)
+    part_o = torch.empty(n_rows * n_splits * head_dim * block_g, device=q.device, dtype=torch.float32)
+    part_m = torch.empty(n_rows * n_splits * block_g, device=q.device, dtype=torch.float32)
+    part_l = torch.empty_like(part_m)
+
+    _decode_split_kernel[(n_rows, n_splits)](
+        q, k, v, part_o, part_m, part_l, tables.distances, tables.counts, kv_start, seq_lens, block_table,
+        q.stride(0), q.stride(1), q.stride(2), *k_strides, *v_strides, stride_tb,
+        kv_len, n_queries, n_kv_heads, per_split, scale * 1.4426950408889634,
+        GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, BLOCK_N=tiles.block_n,
+        PAGED=paged is not None, PAGE_SIZE=page_size, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+    )
+    _decode_combine_kernel[(n_rows,)](
+        part_o, part_m, part_l, out, out.stride(0), out.stride(1), out.stride(2),
+        n_queries, n_kv_heads, n_splits, GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, num_warps=4,
+    )
+    return out

@@ -1,0 +1,53 @@
+"""The PPA pattern as the two small integer tables the kernels read.
+
+Every query attends the same set S of distances d = query slot - key slot (window plus power
+positions), so a kernel needs no mask function: it walks a sorted list of distances and gathers
+the key rows at those distances. A query whose first valid key is `reach` slots back attends the
+first counts[reach] entries of that list, so a kernel learns its loop bound with one load instead
+of a search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ppa_eval.pattern import PowerPattern
+
+
+@dataclass(frozen=True, eq=False)
+class OffsetTables:
+    distances: torch.Tensor  # int32 [n]: attended d = j - 1 in increasing order, all below `length`
+    counts: torch.Tensor     # int32 [length]: counts[r] = number of attended d <= r
+    host_counts: np.ndarray  # the same counts on the host, for sizing launches without a sync
+    window: int              # distances[:window] are exactly 0 .. window-1 (the dense band)
+
+    @property
+    def length(self) -> int:
+        """The tables answer for reaches 0 .. length-1."""
+        return len(self.host_counts)
+
+
+def table_length(needed: int) -> int:
+    """Tables are built for a power of two >= needed, so the decode steps of a generation share one."""
+    return 1 << max(needed - 1, 1).bit_length()
+
+
+@lru_cache(maxsize=32)
+def _offset_tables(pattern: PowerPattern, length: int, device: str) -> OffsetTables:
+    distances = pattern.relative_positions(length) - 1
+    counts = np.cumsum(pattern.distance_table(length)).astype(np.int32)
+    return OffsetTables(
+        distances=torch.as_tensor(distances.astype(np.int32), device=device),
+        counts=torch.as_tensor(counts, device=device),
+        host_counts=counts,
+        window=min(pattern.window, length),
+    )
+
+
+def offset_tables(pattern: PowerPattern, needed: int, device) -> OffsetTables:
+    """Tables that answer for every reach below `needed`, on `device` (cached)."""
+    return _offset_tables(pattern, table_length(needed), str(torch.device(device)))

@@ -1,0 +1,427 @@
+"""Results directories -> tables, the paper's Table 1 beside ours, the S-curve, paired significance.
+
+`ppa-eval evaluate` writes one directory per (checkpoint, pattern) run, holding manifest.json
+and one sub-directory per task with samples.jsonl and metrics.json. `collect` gathers every
+finished task (a metrics.json, found recursively, so sweeps nested one level deeper work) into a
+DataFrame with one row per (run, task); the render and plot functions read only that frame, and
+paired significance reads the samples.jsonl files the frame points to.
+
+Every p is scored on the same problems, so two runs are compared problem by problem: an exact
+McNemar test on the problems that exactly one of the two runs gets right.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from statistics import NormalDist
+
+import pandas as pd
+
+from ppa_eval.pattern import PatternError, format_power, parse_power
+
+PAPER_TABLE1 = Path(__file__).resolve().parents[1] / "results" / "paper_table1.csv"
+# Column of paper_table1.csv -> the paper's heading. Our GSM8K task is chosen per call.
+PAPER_TASKS = {"math500": "MATH500", "gsm8k": "GSM8k"}
+TABLE_FORMATS = ("md", "csv", "latex")
+TASK_ORDER = ("math500", "gsm8k", "gsm8k_cot")  # the paper's column order; other tasks follow by name
+Z95 = NormalDist().inv_cdf(0.975)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# metrics.json keys the report cannot do without: the check each must pass, and what it expects.
+_REQUIRED_METRICS = {
+    "task": (lambda v: isinstance(v, str) and v != "", "a task name"),
+    "checkpoint": (lambda v: isinstance(v, str), "a string"),
+    "power": (lambda v: isinstance(v, str) or _is_int(v), 'a fraction string such as "3/4"'),
+    "window": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "accuracy": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "ci95": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
+    "n": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+}
+
+
+class ReportError(ValueError):
+    """A results directory, metrics.json or samples.jsonl that cannot be reported on."""
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def accuracy_ci(correct: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval for `correct` successes out of `n`.
+
+    Wilson rather than the normal approximation because accuracies near 0 or 1 on a few hundred
+    problems are common here, and the normal interval leaves [0, 1] or collapses to a point there.
+    """
+    if n <= 0 or not 0 <= correct <= n:
+        raise ValueError(f"need 0 <= correct <= n and n > 0, got correct={correct}, n={n}")
+    p = correct / n
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c.
+
+    Under the null each discordant problem is equally likely to favour either run, so
+    min(b, c) is Binomial(b + c, 1/2); the two-sided p doubles its lower tail (capped at 1).
+    """
+    n = b + c
+    tail = Fraction(sum(math.comb(n, k) for k in range(min(b, c) + 1)), 2**n)
+    return float(min(Fraction(1), 2 * tail))
+
+
+# --- reading a results directory ------------------------------------------------------------
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ReportError(f"{path}: cannot read ({err.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: not valid JSON ({err}); re-run ppa-eval evaluate for this task") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_metrics(path: Path) -> dict:
+    metrics = _load_json(path)
+    for key, (valid, expected) in _REQUIRED_METRICS.items():
+        if key not in metrics:
+            raise ReportError(f"{path}: missing {key!r}; re-run ppa-eval evaluate for this task")
+        if not valid(metrics[key]):
+            raise ReportError(f"{path}: {key!r} must be {expected}, got {metrics[key]!r}")
+    try:
+        metrics["power"] = parse_power(metrics["power"])
+    except PatternError as err:
+        raise ReportError(f"{path}: {err}") from None
+    return metrics
+
+
+def _read_samples(path: Path) -> dict[str, bool]:
+    """doc_id -> correct, one entry per line of samples.jsonl."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ReportError(
+            f"{path}: cannot read ({err.strerror}); paired tests need each run's samples"
+        ) from None
+    correct: dict[str, bool] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ReportError(f"{path}:{number}: not valid JSON ({err})") from None
+        if not isinstance(sample, dict):
+            raise ReportError(f"{path}:{number}: expected a JSON object, got {type(sample).__name__}")
+        doc_id, is_correct = sample.get("doc_id"), sample.get("correct")
+        if not isinstance(doc_id, str):
+            raise ReportError(f"{path}:{number}: 'doc_id' must be a string, got {doc_id!r}")
+        if not isinstance(is_correct, bool):
+            raise ReportError(f"{path}:{number}: 'correct' must be true or false, got {is_correct!r}")
+        if doc_id in correct:
+            raise ReportError(f"{path}:{number}: doc_id {doc_id!r} appears twice")
+        correct[doc_id] = is_correct
+    return correct
+
+
+def _run_name(run_dir: Path, results_dir: Path) -> str:
+    relative = run_dir.relative_to(results_dir).as_posix()
+    return results_dir.name if relative == "." else relative
+
+
+def _unfinished_notes(run_dirs: set[Path], finished: set[Path], results_dir: Path) -> list[str]:
+    """One line per run whose task directories lack a metrics.json (evaluate still running or killed)."""
+    notes = []
+    for run_dir in sorted(run_dirs):
+        name = _run_name(run_dir, results_dir)
+        unfinished = [
+            d.name
+            for d in sorted(run_dir.iterdir())
+            if d.is_dir() and not (d / "metrics.json").exists() and not (d / "manifest.json").exists()
+        ]
+        if unfinished:
+            notes.append(f"{name}: {', '.join(unfinished)} not finished (no metrics.json); left out")
+        elif run_dir not in finished:
+            notes.append(f"{name}: no task started; left out")
+    return notes
+
+
+def collect(results_dir: str | Path) -> pd.DataFrame:
+    """One row per finished (run, task) under results_dir, sorted by power, window, run, task.
+
+    Columns: run (run directory relative to results_dir), task_dir, checkpoint, power (Fraction),
+    power_str, window, task, accuracy, ci_low, ci_high, n, and every other metrics.json key as is.
+    Lines about unfinished runs or limited evaluations are in `df.attrs["notes"]`.
+    """
+    results_dir = Path(results_dir)
+    metrics_files = sorted(results_dir.rglob("metrics.json")) if results_dir.is_dir() else []
+    if not metrics_files:
+        raise ReportError(f"no results under {results_dir}; run ppa-eval evaluate/sweep first")
+    rows, runs = [], {}
+    for path in metrics_files:
+        metrics = _read_metrics(path)
+        run_dir = path.parent.parent
+        name = _run_name(run_dir, results_dir)
+        pattern = (metrics["checkpoint"], metrics["power"], metrics["window"])
+        if runs.setdefault(run_dir, pattern) != pattern:
+            described = [f"checkpoint {c!r}, p={p}, w={w}" for c, p, w in (pattern, runs[run_dir])]
+            raise ReportError(
+                f"{path}: {described[0]} differs from the run's other tasks ({described[1]}); "
+                "one run directory holds one checkpoint and pattern"
+            )
+        low, high = metrics.pop("ci95")
+        rows.append({"run": name, "task_dir": str(path.parent), **metrics,
+                     "power_str": format_power(metrics["power"]), "ci_low": low, "ci_high": high})
+    df = pd.DataFrame(rows).sort_values(["power", "window", "run", "task"], ignore_index=True)
+    duplicated = df[df.duplicated(["run", "task"], keep=False)]
+    if not duplicated.empty:
+        first = duplicated.iloc[0]
+        raise ReportError(
+            f"{first.run}: two metrics.json for task {first.task!r}; keep one directory per task"
+        )
+
+    run_dirs = set(runs) | {m.parent for m in results_dir.rglob("manifest.json")}
+    notes = _unfinished_notes(run_dirs, set(runs), results_dir)
+    if "limit" in df:
+        for row in df[df["limit"].notna()].itertuples():
+            notes.append(f"{row.run}/{row.task}: limited to {int(row.limit)} problems (limit), n={row.n}")
+    df.attrs["notes"] = notes
+    return df
+
+
+# --- paired significance --------------------------------------------------------------------
+
+
+def paired_significance(df: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Each run of `task` against the full-attention (p = 1) run, paired by doc_id.
+
+    Columns: run, power, window, pairs (problems both runs scored), b (this run right, full
+    wrong), c (this run wrong, full right), p_value (exact McNemar, two-sided).
+    """
+    runs = df[df["task"] == task]
+    full = runs[runs["power"] == 1]
+    if full.empty:
+        raise ReportError(
+            f"no full-attention (p=1) run for {task}; evaluate p=1 to test the others against it"
+        )
+    if len(full) > 1:
+        raise ReportError(
+            f"several p=1 runs for {task} ({', '.join(full['run'])}); keep one as the reference"
+        )
+    reference = _checked_samples(full.iloc[0])
+    rows = []
+    for run in runs.itertuples():
+        ours = _checked_samples(run)
+        paired = ours.keys() & reference.keys()
+        b = sum(ours[d] and not reference[d] for d in paired)
+        c = sum(reference[d] and not ours[d] for d in paired)
+        rows.append({"run": run.run, "power": run.power, "window": run.window,
+                     "pairs": len(paired), "b": b, "c": c, "p_value": mcnemar_exact(b, c)})
+    return pd.DataFrame(rows)
+
+
+def _checked_samples(row) -> dict[str, bool]:
+    """The run's samples, refused if they do not add up to its metrics.json (else the test and the
+    table would describe different data)."""
+    path = Path(row.task_dir) / "samples.jsonl"
+    samples = _read_samples(path)
+    right = sum(samples.values())
+    if len(samples) != row.n or (row.n and not math.isclose(right / row.n, row.accuracy, abs_tol=1e-9)):
+        raise ReportError(
+            f"{path}: {right} correct of {len(samples)} samples, but metrics.json says accuracy "
+            f"{row.accuracy} of n={row.n}; re-run ppa-eval evaluate for this task"
+        )
+    return samples
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _render(table: pd.DataFrame, fmt: str) -> str:
+    """Every cell is already text; tabulate must not re-parse "0.740" into 0.74."""
+    if fmt == "md":
+        return table.to_markdown(index=False, disable_numparse=True) + "\n"
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "latex":
+        return table.to_latex(index=False, escape=True)
+    raise ReportError(f"unknown table format {fmt!r}; choose one of {', '.join(TABLE_FORMATS)}")
+
+
+def power_text(power: Fraction) -> str:
+    """The paper's notation: a decimal where it terminates (1/8 -> 0.125), else a fraction (1/3)."""
+    rest = power.denominator
+    for factor in (2, 5):  # a fraction has a finite decimal iff its denominator is 2^a 5^b
+        while rest % factor == 0:
+            rest //= factor
+    return str(Decimal(power.numerator) / Decimal(power.denominator)) if rest == 1 else str(power)
+
+
+def attention_type(power: Fraction) -> str:
+    """The row label of the paper's Table 1: the kind of attention and its cost O(L^(1+p))."""
+    if power == 0:
+        return "Sliding Window O(L^1)"
+    if power == 1:
+        return "Full Attention O(L^2)"
+    exponent = power_text(1 + power)
+    return f"PPA O(L^{exponent})" if "/" not in exponent else f"PPA O(L^({exponent}))"
+
+
+def render_table(df: pd.DataFrame, fmt: str = "md") -> str:
+    """One row per run, by power then window: accuracy in percent, its 95% CI and n per task."""
+    runs = df.drop_duplicates("run")  # collect sorted df by power, then window
+    table = pd.DataFrame({"run": list(runs["run"]), "power": [power_text(p) for p in runs["power"]],
+                          "window": [str(w) for w in runs["window"]]})
+    order = {task: rank for rank, task in enumerate(TASK_ORDER)}
+    for task in sorted(df["task"].unique(), key=lambda t: (order.get(t, len(order)), t)):
+        cells = {row.run: _task_cells(row) for row in df[df["task"] == task].itertuples()}
+        for what in ("%", "95% CI", "n"):
+            table[f"{task} {what}"] = [cells[run][what] if run in cells else "-" for run in table["run"]]
+    return _render(table, fmt)
+
+
+def _task_cells(row) -> dict[str, str]:
+    return {"%": f"{100 * row.accuracy:.1f}",
+            "95% CI": f"[{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]",
+            "n": str(row.n)}
+
+
+def paper_table() -> pd.DataFrame:
+    """results/paper_table1.csv as printed in the paper: every cell is its text ("0.740" stays)."""
+    return pd.read_csv(PAPER_TABLE1, dtype=str, keep_default_na=False)
+
+
+def render_paper_table(fmt: str = "md") -> str:
+    """The paper's Table 1 in its own layout."""
+    paper = paper_table()
+    table = pd.DataFrame({
+        "Attention type": paper["attention_type"] + " " + paper["complexity"],
+        "Power": paper["power"],
+        **{heading: paper[column] for column, heading in PAPER_TASKS.items()},
+    })
+    return _render(table, fmt)
+
+
+def _one_run_per_power(df: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The runs of `task` indexed by power; the paper has one number per p, so we need one run."""
+    runs = df[df["task"] == task]
+    repeated = runs[runs["power"].duplicated(keep=False)]
+    if not repeated.empty:
+        power = repeated["power"].iloc[0]
+        names = ", ".join(repeated[repeated["power"] == power]["run"])
+        raise ReportError(
+            f"several {task} runs at p={power} ({names}); compare one run per power with the paper "
+            "(e.g. one window: point at a directory that holds only those runs)"
+        )
+    return runs.set_index("power")
+
+
+def render_reproduction(df: pd.DataFrame, fmt: str = "md", gsm8k_task: str = "gsm8k") -> str:
+    """The paper's Table 1 with our accuracy, the paper's, ours - paper, and McNemar p vs our p = 1.
+
+    Rows are the union of the paper's powers and ours, by power; "-" marks a missing number.
+    Ours are rounded to the paper's three decimals before subtracting, so each difference is
+    exactly the difference of the two printed numbers.
+    """
+    paper = paper_table()
+    paper.index = paper["power"].map(parse_power)
+    ours_tasks = {"math500": "math500", "gsm8k": gsm8k_task}  # paper column -> our task
+    ours = {column: _one_run_per_power(df, task) for column, task in ours_tasks.items()}
+    p_values = {column: _p_values_or_empty(df, task) for column, task in ours_tasks.items()}
+
+    powers = sorted(set(paper.index).union(*(runs.index for runs in ours.values())))
+    table = pd.DataFrame({"Attention type": [attention_type(p) for p in powers],
+                          "Power": [power_text(p) for p in powers]})
+    for column, heading in PAPER_TASKS.items():
+        our_cells, paper_cells, differences, significance = [], [], [], []
+        for p in powers:
+            mine = round(ours[column].accuracy[p], 3) if p in ours[column].index else None
+            theirs = paper.loc[p, column] if p in paper.index else None
+            our_cells.append("-" if mine is None else f"{mine:.3f}")
+            paper_cells.append("-" if theirs is None else theirs)
+            differences.append("-" if None in (mine, theirs) else f"{mine - float(theirs):+.3f}")
+            run = ours[column].run[p] if mine is not None else None
+            is_reference = p == 1 and mine is not None
+            significance.append("ref" if is_reference else _format_p(p_values[column].get(run)))
+        table[f"{heading} ours"] = our_cells
+        table[f"{heading} paper"] = paper_cells
+        table[f"{heading} diff"] = differences
+        table[f"{heading} McNemar p vs p=1"] = significance
+    return _render(table, fmt)
+
+
+def _p_values_or_empty(df: pd.DataFrame, task: str) -> dict[str, float]:
+    """run -> McNemar p against our p = 1 run; empty (shown as "-") when there is no p = 1 run."""
+    if not ((df["task"] == task) & (df["power"] == 1)).any():
+        return {}
+    tests = paired_significance(df, task)
+    return dict(zip(tests["run"], tests["p_value"]))
+
+
+def _format_p(p_value: float | None) -> str:
+    return "-" if p_value is None else f"{p_value:.3g}"
+
+
+# --- the S-curve ----------------------------------------------------------------------------
+
+
+def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") -> Path:
+    """Accuracy against p per task, ours (solid, 95% CI bars) over the paper's (dashed), like the
+    paper's Figure 3, with horizontal lines at the sliding-window (p=0) and full (p=1) accuracies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paper = paper_table()
+    paper_power = paper["power"].map(lambda p: float(parse_power(p)))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True)
+    levels = ((0, ":", "p=0 (sliding window)"), (1, "-.", "p=1 (full attention)"))
+    for ax, (column, heading), task in zip(axes, PAPER_TASKS.items(), ("math500", gsm8k_task)):
+        paper_acc = paper[column].astype(float)
+        ax.plot(paper_power, paper_acc, "--s", color="tab:gray", markersize=4, label="paper (Huang 2026)")
+        for p, style, what in levels:
+            ax.axhline(paper_acc[paper_power == p].iloc[0], color="tab:gray", linestyle=style, linewidth=0.8,
+                       label=f"paper {what}")
+        runs = _one_run_per_power(df, task)
+        if not runs.empty:
+            error = [runs.accuracy - runs.ci_low, runs.ci_high - runs.accuracy]
+            ax.errorbar([float(p) for p in runs.index], runs.accuracy, yerr=error, fmt="-o", color="tab:blue",
+                        capsize=3, label="ours (95% CI)")
+            for p, style, what in levels:
+                if p in runs.index:
+                    ax.axhline(runs.accuracy[p], color="tab:blue", linestyle=style, linewidth=0.8,
+                               label=f"ours {what}")
+        ax.set_title(heading if task == column else f"{heading} (ours: {task})")
+        ax.set_xlabel("power p (attended keys grow as $L^{1+p}$)")
+        ax.set_ylabel("accuracy")
+        eighths = [Fraction(i, 8) for i in range(9)]
+        ax.set_xticks([float(p) for p in eighths], [power_text(p) for p in eighths])
+        ax.grid(alpha=0.3)
+    # One legend below both panels, so it never hides a point; a label seen in both is listed once.
+    handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=3, fontsize=8.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

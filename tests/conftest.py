@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def embedded_checkpoint():
+    """The embedded SmolLM2 model as a converted checkpoint (converted once per cache)."""
+    from ppa_eval.engines.embedded import embedded_checkpoint
+
+    return embedded_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def tiny_nemotron(tmp_path_factory, embedded_checkpoint):
+    """A random NemotronH checkpoint with Mamba-2, attention and MLP layers, small enough for CPU,
+    with the embedded model's tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, NemotronHConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_checkpoint)
+
+    config = NemotronHConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+        layers_block_type=["mamba", "attention", "mlp", "mamba", "attention", "mlp"],
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        ssm_state_size=16, mamba_num_heads=8, mamba_head_dim=16, n_groups=2, chunk_size=32,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=1, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_nemotron")
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,36 @@
+"""Independent references for the tests: the PPA definition evaluated directly, in exact integers."""
+
+from fractions import Fraction
+
+import torch
+
+
+def floor_power(j: int, p: Fraction) -> int:
+    """floor(j^p) exactly: the largest g with g^den <= j^num (0^0 = 1)."""
+    if j == 0:
+        return 1 if p == 0 else 0
+    num, den = p.numerator, p.denominator
+    target = j**num
+    g = int(j ** float(p))
+    while g**den > target:
+        g -= 1
+    while (g + 1) ** den <= target:
+        g += 1
+    return g
+
+
+def attends(p: Fraction, w: int, i: int, k: int) -> bool:
+    """Does the query at position i attend the key at position k (1-based)?"""
+    j = i - k + 1
+    return j >= 1 and (j <= w or floor_power(j, p) - floor_power(j - 1, p) == 1)
+
+
+def dense_mask(p: Fraction, w: int, attention_mask: torch.Tensor) -> torch.Tensor:
+    """4D boolean mask [B, 1, L, L] for left-padded rows: the pattern on real tokens only."""
+    batch, length = attention_mask.shape
+    table = torch.tensor([[attends(p, w, i, k) for k in range(length)] for i in range(length)])
+    real = attention_mask.bool()
+    mask = table[None] & real[:, None, :] & real[:, :, None]
+    # a fully masked padding row would give NaN; let padding queries see themselves
+    mask |= torch.eye(length, dtype=torch.bool)[None] & ~real[:, :, None]
+    return mask[:, None]

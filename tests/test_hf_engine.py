@@ -1,0 +1,136 @@
+"""The transformers engine under PPA against the stock model and a brute-force mask."""
+
+from fractions import Fraction
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from ppa_eval.engines import hf_attention
+from ppa_eval.engines.hf import HFEngine, load_model
+from ppa_eval.pattern import PowerPattern
+from reference import dense_mask
+
+TOL = 1e-4  # float32
+
+
+def stock(checkpoint):
+    return AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="sdpa").eval()
+
+
+def left_padded_batch(vocab, lengths, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(3, vocab, (len(lengths), width), generator=gen)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, width - n:] = 1
+        ids[row, : width - n] = 0
+    return ids, mask
+
+
+def max_diff_on_real_tokens(a, b, mask):
+    return max((a[r][mask[r].bool()] - b[r][mask[r].bool()]).abs().max().item() for r in range(len(mask)))
+
+
+@pytest.mark.parametrize("model", ["embedded", "nemotron"])
+def test_full_power_is_the_stock_model(model, embedded_checkpoint, tiny_nemotron):
+    checkpoint = embedded_checkpoint if model == "embedded" else tiny_nemotron
+    ppa, _ = load_model(checkpoint, PowerPattern(1, 0))
+    ids, mask = left_padded_batch(ppa.config.vocab_size, [150, 97])
+    with torch.no_grad():
+        ours = ppa(ids, attention_mask=mask).logits
+        theirs = stock(checkpoint)(ids, attention_mask=mask).logits
+    assert max_diff_on_real_tokens(ours, theirs, mask) <= TOL
+
+
+@pytest.mark.parametrize("power, window", [("0", 16), ("1/2", 8), ("3/4", 0), ("1/3", 4)])
+def test_matches_stock_model_under_brute_force_mask(power, window, embedded_checkpoint):
+    """p = 0 is a plain sliding window; every p equals the stock model given the dense mask."""
+    ppa, _ = load_model(embedded_checkpoint, PowerPattern(power, window))
+    reference = stock(embedded_checkpoint)
+    ids, mask = left_padded_batch(ppa.config.vocab_size, [120, 83])
+    with torch.no_grad():
+        ours = ppa(ids, attention_mask=mask).logits
+        masked = reference(ids, attention_mask=dense_mask(Fraction(power), window, mask)).logits
+        full = reference(ids, attention_mask=mask).logits
+    assert max_diff_on_real_tokens(ours, masked, mask) <= TOL
+    # and the mask really masks: a sequence longer than w differs from full attention
+    assert max_diff_on_real_tokens(ours, full, mask) > 1e-2
+
+
+def test_cached_decode_equals_full_forward(embedded_checkpoint):
+    engine_model, _ = load_model(embedded_checkpoint, PowerPattern("1/2", 4))
+    ids, mask = left_padded_batch(engine_model.config.vocab_size, [40, 25], seed=1)
+    with torch.no_grad():
+        out = engine_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=24, do_sample=False,
+                                    output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+        full_mask = torch.cat([mask, torch.ones(len(ids), 24, dtype=torch.long)], dim=1)
+        full = engine_model(out.sequences, attention_mask=full_mask).logits
+    prompt = ids.shape[1]
+    cached = torch.stack(out.logits, dim=1)  # [B, new, V]: logits for positions prompt-1 .. end-1
+    refed = full[:, prompt - 1 : -1]
+    assert (cached - refed).abs().max().item() <= TOL
+    assert torch.equal(refed.argmax(-1), out.sequences[:, prompt:])
+
+
+def test_left_padded_batch_equals_rows_alone(embedded_checkpoint):
+    engine = HFEngine(embedded_checkpoint, PowerPattern("1/2", 8))
+    prompts = ["<|im_start|>user\nWhat is 2+3? Explain.<|im_end|>\n<|im_start|>assistant\n",
+               "Question: Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+               "How many clips did Natalia sell altogether in April and May?\nAnswer:",
+               "Problem:\nFind x if 3x = 12.\n\nSolution:"]
+    batch = engine.generate_batch(prompts, max_new_tokens=20)
+    alone = [engine.generate_batch([p], max_new_tokens=20)[0] for p in prompts]
+    assert batch == alone
+
+
+def test_nemotron_mask_reaches_only_attention_layers(tiny_nemotron):
+    ppa, _ = load_model(tiny_nemotron, PowerPattern("1/2", 4))
+    full = stock(tiny_nemotron)
+    ids, _ = left_padded_batch(ppa.config.vocab_size, [160], seed=2)
+    captured = {}
+
+    def capture(name):
+        def hook(module, args, kwargs, output):
+            captured[name] = (args[0] if args else kwargs["hidden_states"], output[0] if isinstance(output, tuple) else output)
+        return hook
+
+    for tag, model in (("ppa", ppa), ("full", full)):
+        handles = [layer.mixer.register_forward_hook(capture((tag, i)), with_kwargs=True)
+                   for i, layer in enumerate(model.model.layers)]
+        with torch.no_grad():
+            model(ids)
+        for h in handles:
+            h.remove()
+    kinds = [type(layer.mixer).__name__ for layer in ppa.model.layers]
+    assert kinds[:2] == ["NemotronHMamba2Mixer", "NemotronHAttention"]
+    # layer 0 (Mamba) sees the same input and gives the same output
+    assert torch.equal(captured["ppa", 0][1], captured["full", 0][1])
+    # layer 1 (attention) gets that same input, and PPA changes its output
+    assert torch.equal(captured["ppa", 1][0], captured["full", 1][0])
+    assert (captured["ppa", 1][1] - captured["full", 1][1]).abs().max() > 1e-3
+    # a later Mamba layer, fed the PPA run's input, gives the PPA run's output: no mask reaches it
+    with torch.no_grad():
+        replay = full.model.layers[3].mixer(captured["ppa", 3][0])
+    replay = replay[0] if isinstance(replay, tuple) else replay
+    assert (replay - captured["ppa", 3][1]).abs().max() <= TOL
+
+
+def test_unregistered_mask_builder_fails_loudly(embedded_checkpoint, monkeypatch):
+    """The silent failure: an attention function without its mask builder runs unmasked. We refuse."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    ppa, _ = load_model(embedded_checkpoint, PowerPattern("1/2", 8))
+    monkeypatch.delitem(ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, "ppa_sdpa")
+    with pytest.raises(RuntimeError, match="without a mask"):
+        ppa(torch.tensor([[5, 6, 7, 8]]))
+
+
+def test_attention_implementations_are_registered():
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    for name in hf_attention.ATTENTION_IMPLEMENTATIONS.values():
+        assert name in AttentionInterface._global_mapping
+        assert name in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping

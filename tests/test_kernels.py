@@ -1,0 +1,161 @@
+"""The PPA Triton kernels against a float64 dense masked reference built from the definition.
+
+On a machine without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set here
+before triton is imported), on small shapes: GQA with a non-power-of-two group (10 query heads on
+2 KV heads), odd lengths that are no multiple of any tile, left padding, chunked prefill, contiguous
+and paged caches. The interpreter multiplies bfloat16 operands as raw integers, so these run in
+float16; the bfloat16 checks at the model's shape run on the GPU (bench/attention.py).
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+pytest.importorskip("triton")
+
+from fractions import Fraction  # noqa: E402
+
+from ppa_eval.kernels import KernelInputError, ppa_attention, ppa_attention_paged  # noqa: E402
+from ppa_eval.kernels import decode, prefill  # noqa: E402
+from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
+from ppa_eval.kernels.tables import offset_tables  # noqa: E402
+from ppa_eval.pattern import PowerPattern  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16
+TOLERANCE = 1e-2
+HEADS, KV_HEADS, HEAD_DIM = 10, 2, 32
+
+
+def random_qkv(batch, n_queries, kv_len, seed):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, HEADS, n_queries, HEAD_DIM, generator=gen)
+    k = torch.randn(batch, KV_HEADS, kv_len, HEAD_DIM, generator=gen)
+    v = torch.randn(batch, KV_HEADS, kv_len, HEAD_DIM, generator=gen)
+    return (x.to(DEVICE, DTYPE) for x in (q, k, v))
+
+
+def reference(q, k, v, power, window, kv_start=None):
+    attended = attended_distances(Fraction(power), window, k.shape[2])
+    return masked_attention(q, k, v, attended, kv_start=kv_start, scale=HEAD_DIM**-0.5)
+
+
+def poisoned_like(q):
+    return torch.full_like(q, float("nan"))
+
+
+def assert_close(out, ref):
+    assert not out.isnan().any(), "some outputs were never written"
+    assert relative_error(out, ref) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "power, window, n_queries, kv_len",
+    [
+        ("3/4", 8, 1, 77),      # one decode query
+        ("1/2", 5, 3, 200),     # a few queries at once
+        ("7/8", 1, 1, 131),
+        ("1/3", 0, 2, 150),     # no window: power positions only
+        ("1", 0, 1, 45),        # p = 1 is full causal attention
+    ],
+)
+def test_decode_matches_reference(power, window, n_queries, kv_len):
+    q, k, v = random_qkv(2, n_queries, kv_len, seed=kv_len)
+    kv_start = torch.tensor([0, 7], dtype=torch.int32, device=DEVICE)  # row 1 is left-padded
+    out = ppa_attention(q, k, v, PowerPattern(power, window), kv_start=kv_start, out=poisoned_like(q))
+    assert_close(out, reference(q, k, v, power, window, kv_start))
+
+
+def test_decode_merges_many_splits():
+    # Small steps and a high program target cut the distance list into several splits, some
+    # empty for the left-padded row; the merge must weight each split by its own maximum.
+    q, k, v = random_qkv(2, 1, 301, seed=3)
+    kv_start = torch.tensor([0, 250], dtype=torch.int32, device=DEVICE)
+    pattern = PowerPattern("7/8", 16)
+    out = decode.decode(q, k, v, poisoned_like(q), offset_tables(pattern, 301, DEVICE), HEAD_DIM**-0.5,
+                        max_reach=300, kv_len=301, kv_start=kv_start,
+                        tiles=decode.Tiles(block_n=16, programs_per_sm=32))
+    assert_close(out, reference(q, k, v, "7/8", 16, kv_start))
+
+
+def test_paged_decode_matches_reference():
+    page, lengths = 16, [77, 150]
+    pattern = PowerPattern("3/4", 8)
+    q, k, v = random_qkv(2, 2, max(lengths), seed=11)
+    # Scatter each row's slots over shuffled physical blocks.
+    pages_per_row = -(-max(lengths) // page)
+    physical = torch.randperm(2 * pages_per_row, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    block_table = physical.view(2, pages_per_row).to(torch.int32)
+    k_cache = torch.full((2 * pages_per_row, page, KV_HEADS, HEAD_DIM), float("nan"), dtype=DTYPE, device=DEVICE)
+    v_cache = k_cache.clone()
+    for b in range(2):
+        for logical in range(pages_per_row):
+            rows = slice(logical * page, (logical + 1) * page)
+            filled = k[b, :, rows].shape[1]  # the last page may be partly filled
+            k_cache[block_table[b, logical], :filled] = k[b, :, rows].transpose(0, 1)
+            v_cache[block_table[b, logical], :filled] = v[b, :, rows].transpose(0, 1)
+    seq_lens = torch.tensor(lengths, dtype=torch.int32, device=DEVICE)
+    out = ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern,
+                              max_seq_len=max(lengths), out=poisoned_like(q))
+    for b, length in enumerate(lengths):  # row b holds `length` slots; its queries are the last ones
+        ref = reference(q[b:b + 1], k[b:b + 1, :, :length], v[b:b + 1, :, :length], "3/4", 8)
+        assert_close(out[b:b + 1], ref)
+
+
+@pytest.mark.parametrize(
+    "power, window, n_queries, kv_len, tiles",
+    [
+        ("3/4", 8, 67, 67, prefill.Tiles()),
+        ("1/2", 4, 131, 131, prefill.Tiles(block_q=4, block_c=16, block_n=16)),
+        ("7/8", 16, 45, 61, prefill.Tiles()),                          # chunked: 16 cached slots first
+        ("1/3", 0, 37, 37, prefill.Tiles(block_q=4, block_c=32, block_n=16)),
+    ],
+)
+def test_prefill_matches_reference(power, window, n_queries, kv_len, tiles):
+    q, k, v = random_qkv(2, n_queries, kv_len, seed=n_queries)
+    kv_start = torch.tensor([3, 0], dtype=torch.int32, device=DEVICE)
+    pattern = PowerPattern(power, window)
+    out = prefill.prefill(q, k, v, poisoned_like(q), offset_tables(pattern, kv_len, DEVICE), HEAD_DIM**-0.5,
+                          kv_start=kv_start, tiles=tiles)
+    assert_close(out, reference(q, k, v, power, window, kv_start))
+
+
+def test_left_padding_queries_come_out_zero():
+    q, k, v = random_qkv(1, 40, 40, seed=5)
+    kv_start = torch.tensor([9], dtype=torch.int32, device=DEVICE)
+    out = ppa_attention(q, k, v, PowerPattern("3/4", 4), kv_start=kv_start, out=poisoned_like(q))
+    assert torch.equal(out[:, :, :9], torch.zeros_like(out[:, :, :9]))
+    assert_close(out, reference(q, k, v, "3/4", 4, kv_start))
+
+
+def test_writes_into_a_transposed_output():
+    # transformers wants [B, Lq, Hq, D]: the kernels write through any strided view.
+    q, k, v = random_qkv(2, 9, 30, seed=8)
+    out = torch.full((2, 9, HEADS, HEAD_DIM), float("nan"), dtype=DTYPE, device=DEVICE)
+    ppa_attention(q, k, v, PowerPattern("1/2", 4), out=out.transpose(1, 2))
+    assert_close(out.transpose(1, 2), reference(q, k, v, "1/2", 4))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda q, k, v: (q.float(), k.float(), v.float()), "bfloat16 or float16"),
+        (lambda q, k, v: (q[..., :24], k[..., :24], v[..., :24]), "power of two"),
+        (lambda q, k, v: (q[:, :9], k, v), "not a multiple"),
+        (lambda q, k, v: (q, k[:, :, :3], v[:, :, :3]), "queries but only"),
+    ],
+)
+def test_refuses_inputs_it_cannot_take(change, message):
+    q, k, v = change(*random_qkv(1, 5, 20, seed=0))
+    with pytest.raises(KernelInputError, match=message):
+        ppa_attention(q, k, v, PowerPattern("3/4", 4))
+
+
+def test_refuses_a_pattern_that_attends_nothing():
+    q, k, v = random_qkv(1, 1, 20, seed=0)
+    with pytest.raises(KernelInputError, match="does not attend"):
+        ppa_attention(q, k, v, PowerPattern(0, 0))

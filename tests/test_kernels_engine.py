@@ -1,0 +1,68 @@
+"""The "ppa_kernel" transformers attention against the exact "ppa_sdpa" one, in a real model.
+
+A tiny random Llama with a non-power-of-two GQA group runs a left-padded batch through prefill and
+cached decode steps with each implementation; the logits of every real position must agree. On a
+machine without a GPU the kernels run in Triton's interpreter (float16 model, float32 reference).
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+pytest.importorskip("triton")
+transformers = pytest.importorskip("transformers")
+
+from ppa_eval.engines import hf_attention  # noqa: E402
+from ppa_eval.kernels.reference import relative_error  # noqa: E402
+from ppa_eval.pattern import PowerPattern  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16
+
+
+def tiny_llama(attn_implementation, dtype):
+    config = transformers.LlamaConfig(
+        vocab_size=128, hidden_size=160, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=10, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    hf_attention.set_pattern(model.config, PowerPattern("3/4", 4))
+    model.config._attn_implementation = attn_implementation
+    return model.to(DEVICE, dtype)
+
+
+@torch.inference_mode()
+def logits_of_prefill_and_decode(model, ids, mask, steps):
+    """Logits of the prompt, then of `steps` cached single-token steps (feeding fixed tokens)."""
+    out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+    logits, cache = [out.logits.float()], out.past_key_values
+    for step in range(steps):
+        token = torch.full((ids.shape[0], 1), 3 + step, device=DEVICE)
+        mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+        out = model(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True)
+        logits.append(out.logits.float())
+    return torch.cat(logits, dim=1)
+
+
+def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch():
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 128, (2, 37), generator=gen).to(DEVICE)
+    mask = torch.ones_like(ids)
+    mask[1, :11] = 0  # row 1 is left-padded by 11 tokens
+    kernel = logits_of_prefill_and_decode(tiny_llama("ppa_kernel", DTYPE), ids, mask, steps=3)
+    exact = logits_of_prefill_and_decode(tiny_llama("ppa_sdpa", torch.float32), ids, mask, steps=3)
+    real = torch.cat([mask, torch.ones(2, 3, dtype=mask.dtype, device=DEVICE)], dim=1).bool()
+    assert relative_error(kernel[real], exact[real].double()) <= 1e-2
+
+
+def test_kernel_attention_refuses_right_padding():
+    ids = torch.randint(0, 128, (2, 12)).to(DEVICE)
+    mask = torch.ones_like(ids)
+    mask[1, -3:] = 0
+    with pytest.raises(hf_attention.KernelMaskError, match="left padding"):
+        tiny_llama("ppa_kernel", DTYPE)(input_ids=ids, attention_mask=mask)
