@@ -30,3 +30,32 @@ def tiny_nemotron(tmp_path_factory, embedded_checkpoint):
     AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def make_tiny_checkpoint(tmp_path_factory, embedded_checkpoint):
+    """make(directory, **config_extra): a random 2-layer Llama with the embedded tokenizer, saved at directory."""
+    import json
+
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_checkpoint)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    source = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+
+    def make(directory, **config_extra):
+        import shutil
+
+        shutil.copytree(source, directory)
+        config_path = directory / "config.json"
+        config_json = json.loads(config_path.read_text())
+        config_json.update(config_extra)
+        config_path.write_text(json.dumps(config_json))
+        return directory
+
+    return make

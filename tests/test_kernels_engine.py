@@ -1,8 +1,9 @@
-"""The "ppa_kernel" transformers attention against the exact "ppa_sdpa" one, in a real model.
+"""The "ppa_kernel" transformers attention against the exact "ppa_sdpa" one, in real models.
 
-A tiny random Llama with a non-power-of-two GQA group runs a left-padded batch through prefill and
-cached decode steps with each implementation; the logits of every real position must agree. On a
-machine without a GPU the kernels run in Triton's interpreter (float16 model, float32 reference).
+Tiny random models (a Llama, and a NemotronH with Mamba-2, attention and MLP layers) with a
+non-power-of-two GQA group run a left-padded batch through prefill and cached decode steps with
+each implementation; the logits of every real position must agree. On a machine without a GPU the
+kernels run in Triton's interpreter (float16 model, float32 reference).
 """
 
 import os
@@ -24,13 +25,26 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16
 
 
-def tiny_llama(attn_implementation, dtype):
-    config = transformers.LlamaConfig(
+def llama_config():
+    return transformers.LlamaConfig(
         vocab_size=128, hidden_size=160, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=10, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
     )
+
+
+def nemotron_h_config():
+    return transformers.NemotronHConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=128,
+        layers_block_type=["mamba", "attention", "mlp", "mamba", "attention", "mlp"],
+        num_attention_heads=10, num_key_value_heads=2, head_dim=16,
+        ssm_state_size=16, mamba_num_heads=8, mamba_head_dim=16, n_groups=2, chunk_size=32,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )
+
+
+def tiny_model(attn_implementation, dtype, config=None):
     torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = transformers.AutoModelForCausalLM.from_config(config or llama_config(), dtype=torch.float32).eval()
     hf_attention.set_pattern(model.config, PowerPattern("3/4", 4))
     model.config._attn_implementation = attn_implementation
     return model.to(DEVICE, dtype)
@@ -49,13 +63,14 @@ def logits_of_prefill_and_decode(model, ids, mask, steps):
     return torch.cat(logits, dim=1)
 
 
-def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch():
+@pytest.mark.parametrize("config", [llama_config, nemotron_h_config])
+def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch(config):
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 128, (2, 37), generator=gen).to(DEVICE)
     mask = torch.ones_like(ids)
     mask[1, :11] = 0  # row 1 is left-padded by 11 tokens
-    kernel = logits_of_prefill_and_decode(tiny_llama("ppa_kernel", DTYPE), ids, mask, steps=3)
-    exact = logits_of_prefill_and_decode(tiny_llama("ppa_sdpa", torch.float32), ids, mask, steps=3)
+    kernel = logits_of_prefill_and_decode(tiny_model("ppa_kernel", DTYPE, config()), ids, mask, steps=3)
+    exact = logits_of_prefill_and_decode(tiny_model("ppa_sdpa", torch.float32, config()), ids, mask, steps=3)
     real = torch.cat([mask, torch.ones(2, 3, dtype=mask.dtype, device=DEVICE)], dim=1).bool()
     assert relative_error(kernel[real], exact[real].double()) <= 1e-2
 
@@ -65,4 +80,4 @@ def test_kernel_attention_refuses_right_padding():
     mask = torch.ones_like(ids)
     mask[1, -3:] = 0
     with pytest.raises(hf_attention.KernelMaskError, match="left padding"):
-        tiny_llama("ppa_kernel", DTYPE)(input_ids=ids, attention_mask=mask)
+        tiny_model("ppa_kernel", DTYPE)(input_ids=ids, attention_mask=mask)

@@ -7,7 +7,6 @@ for those). Batches are formed from prompts sorted by length, so padding stays s
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +76,8 @@ class HFEngine:
     def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str = "cpu", dtype: str = "auto",
                  attn_kernel: str | None = None):
         self.device = device
-        self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, attn_kernel)
+        self.attn_kernel = attn_kernel or default_attn_kernel(device)
+        self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, self.attn_kernel)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
 
     @torch.inference_mode()
@@ -92,41 +92,26 @@ class HFEngine:
             tokenizer=self.tokenizer,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        new_tokens = out[:, enc["input_ids"].shape[1]:]
+        new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
         eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
-        results = []
-        for row, prompt_mask in zip(new_tokens.tolist(), enc["attention_mask"]):
-            length = next((i + 1 for i, t in enumerate(row) if t in eos), None)
-            ended_by_eos = length is not None
-            row = row[:length] if ended_by_eos else row
-            text = self.tokenizer.decode([t for t in row if t not in eos], skip_special_tokens=False)
-            text, ended_by_stop = _cut_at_stop(text, stop)
-            # rows that stopped early are padded with pad tokens; count only real ones
-            produced = len(row) if (ended_by_eos or not ended_by_stop) else _count_until_pad(row, self.tokenizer.pad_token_id)
-            results.append(Generation(
-                text=text,
-                finish_reason="stop" if ended_by_eos or ended_by_stop else "length",
-                prompt_tokens=int(prompt_mask.sum()),
-                completion_tokens=produced,
-            ))
-        return results
+        return [self._finish(row, n_prompt, eos, stop)
+                for row, n_prompt in zip(new_tokens, enc["attention_mask"].sum(dim=1).tolist())]
+
+    def _finish(self, row: list[int], prompt_tokens: int, eos: set[int], stop: tuple[str, ...]) -> Generation:
+        # generate() pads rows that finished early; a row ends at its first EOS, or else before
+        # the padding that follows a stop string.
+        ends = [i for i, token in enumerate(row) if token in eos]
+        if ends:
+            row = row[: ends[0]]
+        else:
+            while row and row[-1] == self.tokenizer.pad_token_id:
+                row = row[:-1]
+        text, stopped = _cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)
+        return Generation(text=text, finish_reason="stop" if ends or stopped else "length",
+                          prompt_tokens=prompt_tokens, completion_tokens=len(row) + bool(ends))
 
 
 def _as_list(value) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _count_until_pad(row: list[int], pad_id: int) -> int:
-    count = len(row)
-    while count and row[count - 1] == pad_id:
-        count -= 1
-    return count
-
-
-def generate_timed(engine: HFEngine, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...]):
-    """generate_batch plus the seconds it took."""
-    start = time.perf_counter()
-    result = engine.generate_batch(prompts, max_new_tokens, stop)
-    return result, time.perf_counter() - start

@@ -122,8 +122,9 @@ def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, m
         if real.shape[-1] != kv_length:
             raise KernelMaskError(f"the padding mask covers {real.shape[-1]} of {kv_length} cache slots")
         kv_start = real.int().argmax(-1).to(torch.int32)  # first real slot of each row
-        slots = torch.arange(kv_length, device=real.device)
-        if not torch.equal(real, slots[None, :] >= kv_start[:, None]):
+        # The check below waits for the GPU, which would stall every decode step; it runs when a
+        # prompt arrives (q_length > 1), and decode steps only append real tokens to that mask.
+        if q_length > 1 and not torch.equal(real, torch.arange(kv_length, device=real.device) >= kv_start[:, None]):
             raise KernelMaskError("ppa_kernel supports left padding only; set tokenizer.padding_side = 'left'")
     return KernelMask(pattern_of(config), kv_start)
 

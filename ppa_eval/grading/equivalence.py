@@ -148,7 +148,8 @@ def compare(gold: Answer, response: Answer, judge: Judge) -> Decision:
             if (gold.opening, gold.closing) != (response.opening, response.closing):
                 return MISMATCH
             return _in_order(gold.items, response.items, judge)
-        if isinstance(response, Unordered) and response.bare and gold.opening + gold.closing == "()":
+        bare_list = isinstance(response, Unordered) and response.bare
+        if bare_list and gold.opening + gold.closing == "()":
             return _in_order(gold.items, response.items, judge)
         return MISMATCH
     if isinstance(gold, Matrix):

@@ -40,14 +40,15 @@ def brace_pairs(text: str) -> dict[int, int]:
 
 
 def boxed_content(text: str, start: int) -> str | None:
-    """Content of the \\boxed at text[start:], in braces or as the single token `\\boxed 5`."""
+    """Content of the \\boxed at text[start:], in braces or as the single token `\\boxed 5`;
+    None if it is unclosed or empty."""
     match = _BOX.match(text, start)
     if match is None:
         return None
     at = match.end()
     if at < len(text) and text[at] == "{":
         close = brace_pairs(text).get(at)
-        return None if close is None else text[at + 1 : close].strip()
+        return None if close is None else text[at + 1 : close].strip() or None
     token = re.match(r"[^\s$.,]+", text[at:])
     return token.group(0) if token else None
 

@@ -1,9 +1,9 @@
 """GSM8K: the number a response ends on, compared exactly with the reference number.
 
 The answer is the first number after "####" on its line (the GSM8K format; a later "####"
-belongs to a question the model went on to invent), else the number in the last \\boxed{}, else the last
-number in the response. "$1,000.00", "**18**." and "\\boxed{18}" all give 18; values are
-exact fractions, so "29.00" equals 29 and 0.1 + 0.2 is never an issue.
+belongs to a question the model went on to invent), else the number in the last \\boxed{},
+else the last number in the response. "$1,000.00", "**18**." and "\\boxed{18}" all give 18;
+values are exact fractions, so "29.00" equals 29.
 """
 
 from __future__ import annotations

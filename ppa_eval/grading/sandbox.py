@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+# The child takes about 0.2 GiB of address space with sympy and math-verify imported; no sane
+# comparison needs more than a few MB beyond that.
+MEMORY_LIMIT_BYTES = 2 << 30
 # Importing sympy and math-verify takes about a second; allow for a loaded CI machine.
 STARTUP_TIMEOUT_S = 120.0
 
@@ -36,7 +39,8 @@ class SandboxError(RuntimeError):
 class Sandbox:
     """One child process, one request at a time. Not thread-safe: one per thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory_limit_bytes: int = MEMORY_LIMIT_BYTES) -> None:
+        self._memory_limit_bytes = memory_limit_bytes
         self._process: subprocess.Popen | None = None
         self._buffer = b""
 
@@ -70,14 +74,15 @@ class Sandbox:
         return message["result"]
 
     def close(self) -> None:
+        """End the child: politely (end of its input), else by killing it."""
         if self._process is None:
             return
-        self._process.stdin.close()  # the child exits at end of input
+        self._process.stdin.close()
         try:
             self._process.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            self._kill()
-        self._process = None
+            self._process.kill()
+        self._reap()
 
     def _start(self) -> None:
         env = dict(os.environ)
@@ -85,22 +90,28 @@ class Sandbox:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
         self._buffer = b""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "ppa_eval.grading.worker"],
+            [sys.executable, "-m", "ppa_eval.grading.worker", str(self._memory_limit_bytes)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
         )
         if self._read_line(time.monotonic() + STARTUP_TIMEOUT_S) != b"ready":
             self._kill()
-            raise SandboxError("the grading worker process did not start")
+            # Not a verdict on any answer: a broken environment must stop the grading.
+            raise RuntimeError(
+                "the grading worker did not start; run `python -m ppa_eval.grading.worker "
+                f"{self._memory_limit_bytes}` to see its error"
+            )
 
     def _kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            for stream in (self._process.stdin, self._process.stdout):
-                stream.close()
-            self._process = None
+        self._process.kill()
+        self._reap()
+
+    def _reap(self) -> None:
+        self._process.wait()
+        self._process.stdin.close()
+        self._process.stdout.close()
+        self._process = None
 
     def _read_line(self, deadline: float) -> bytes | None:
         """The next line from the child, or None at the deadline or if the child died."""

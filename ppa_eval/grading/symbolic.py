@@ -2,7 +2,7 @@
 
 Each leaf is parsed with sympy's LaTeX parser after two rewrites it lacks: decimals become exact
 fractions ("0.15" is 15/100, so a decimal equals a fraction only when it is exactly that
-fraction), and `i`, `e` become the imaginary unit and Euler's number (MATH's usage).
+fraction), and \\pi, i and e become the constants (the parser leaves them as symbols).
 
 Constants: two rationals are compared exactly, so 1/2004! and 1/2006! differ; other constants
 are evaluated to 50 significant digits and must agree to a relative 1e-20, which no two
@@ -34,7 +34,8 @@ MIN_VALID_POINTS = 3
 
 _DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)")
 _OPERATOR_NAME = re.compile(r"\\operatorname\{([A-Za-z]+)\}")
-_CONSTANTS = {sympy.Symbol("i"): sympy.I, sympy.Symbol("e"): sympy.E}
+# The parser leaves these as symbols; in MATH answers they are always the constants.
+_CONSTANTS = {sympy.Symbol("pi"): sympy.pi, sympy.Symbol("i"): sympy.I, sympy.Symbol("e"): sympy.E}
 
 
 class Unparsable(ValueError):

@@ -1,7 +1,8 @@
 """The sandbox's child process: answers one JSON request per line of stdin, on stdout.
 
 Requests are {"operation": name, "args": [...]}; replies are {"result": ...}, {"error": text}
-or {"memory_error": true}. It prints "ready" once its imports are done. See `sandbox`.
+or {"memory_error": true}. It prints "ready" once its imports are done. Its one argument is
+its memory limit in bytes. See `sandbox`.
 """
 
 from __future__ import annotations
@@ -12,20 +13,23 @@ import os
 import resource
 import sys
 
-from ppa_eval.grading.second_opinion import math_verify_verdict
-from ppa_eval.grading.symbolic import decide
 
-# The child needs about 0.4 GiB of address space once sympy and math-verify are imported.
-MEMORY_LIMIT_BYTES = 4 << 30
-OPERATIONS = {"decide": decide, "math_verify": math_verify_verdict}
-
-
-def serve() -> None:
-    """Answer requests until stdin ends."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    # Replies own stdout; anything a library prints goes to stderr instead.
+def _claim_stdout():
+    """Keep stdout for replies; send anything a library prints to stderr instead."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return replies
+
+
+def serve(memory_limit_bytes: int) -> None:
+    """Answer requests until stdin ends, within `memory_limit_bytes` of address space."""
+    replies = _claim_stdout()
+    resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+    # Imported only now, so that nothing they print at import reaches the replies.
+    from ppa_eval.grading.second_opinion import math_verify_verdict
+    from ppa_eval.grading.symbolic import decide
+
+    operations = {"decide": decide, "math_verify": math_verify_verdict}
     # math-verify warns once that its own (signal) timeouts are off: this process is the timeout.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     # The LaTeX parsers load lazily (about a second): load them now, outside any deadline.
@@ -36,7 +40,7 @@ def serve() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            reply = {"result": OPERATIONS[request["operation"]](*request["args"])}
+            reply = {"result": operations[request["operation"]](*request["args"])}
         except MemoryError:
             reply = {"memory_error": True}
         except Exception as error:  # reported to the parent, which decides what it means
@@ -46,4 +50,4 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(int(sys.argv[1]))

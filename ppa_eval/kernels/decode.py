@@ -13,6 +13,7 @@ wide side is the gathered keys and the narrow side the few heads of the group.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 import triton
@@ -131,10 +132,14 @@ def _decode_combine_kernel(
     )
 
 
+@cache
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
 def _splits(n_rows: int, n_blocks: int, programs_per_sm: int, device: torch.device) -> tuple[int, int]:
     """(splits, blocks per split) so that about programs_per_sm programs run on each SM."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
-    wanted = max(1, min(triton.cdiv(programs_per_sm * sms, n_rows), n_blocks))
+    wanted = max(1, min(triton.cdiv(programs_per_sm * _multiprocessors(device), n_rows), n_blocks))
     per_split = triton.cdiv(n_blocks, wanted)
     return triton.cdiv(n_blocks, per_split), per_split
 
@@ -165,9 +170,9 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
     n_rows = batch * n_kv_heads * n_queries
     n_blocks = max(1, triton.cdiv(int(tables.host_counts[max_reach]), tiles.block_n))
     n_splits, per_split = _splits(n_rows, n_blocks, tiles.programs_per_sm, q.device)
-    part_o = torch.empty(n_rows * n_splits * head_dim * block_g, device=q.device, dtype=torch.float32)
-    part_m = torch.empty(n_rows * n_splits * block_g, device=q.device, dtype=torch.float32)
-    part_l = torch.empty_like(part_m)
+    n_parts = n_rows * n_splits * block_g
+    part_o, part_m, part_l = torch.empty(n_parts * (head_dim + 2), device=q.device, dtype=torch.float32).split(
+        [n_parts * head_dim, n_parts, n_parts])
 
     _decode_split_kernel[(n_rows, n_splits)](
         q, k, v, part_o, part_m, part_l, tables.distances, tables.counts, kv_start, seq_lens, block_table,

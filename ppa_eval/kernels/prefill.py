@@ -30,11 +30,14 @@ from ppa_eval.kernels.tables import OffsetTables
 
 @dataclass(frozen=True)
 class Tiles:
-    block_q: int = 8    # queries per program
+    # Chosen on an H100 (bench/kernel_tiles.py, L = 32,768): more queries per program would share
+    # more key rows, but their fp32 accumulators ([BLOCK_Q, HEAD_DIM, GROUP]) crowd out the
+    # registers that keep loads in flight; 4 queries x 16 distances, 3 stages was fastest.
+    block_q: int = 4    # queries per program
     block_c: int = 16   # far distances per step
     block_n: int = 64   # keys per step of the window band
-    num_warps: int = 8
-    num_stages: int = 2
+    num_warps: int = 4
+    num_stages: int = 3
 
 
 @triton.jit

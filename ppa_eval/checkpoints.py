@@ -1,0 +1,147 @@
+"""What a PPA checkpoint is: a Hugging Face model directory (or a GGUF file) plus its PPA settings.
+
+The convention: the checkpoint's config.json carries
+
+    "ppa_power": "3/4",  "ppa_window": 64          (power as a decimal or fraction string, or a number)
+or  "ppa": {"power": "3/4", "window": 64}
+
+`--power` / `--window` override; a flag that contradicts the config is an error unless `--force`.
+A sweep may also read p from a directory name (p0.75, ppa-0.875, p=0.5, swa, full) when the config
+has none; a name that says two things, or nothing, is reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from ppa_eval.pattern import PowerPattern, parse_power, parse_window
+
+DEFAULT_WINDOW = 64  # every variant in the paper was fine-tuned with w = 64
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found, read, or told apart from its PPA settings."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    pattern: PowerPattern
+    name: str
+
+
+def check_readable(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a model directory with config.json or a .gguf file")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise CheckpointError(f"{path} has no config.json; give a Hugging Face model directory or a .gguf file")
+    if path.is_file() and path.suffix != ".gguf":
+        raise CheckpointError(f"{path} is neither a model directory nor a .gguf file")
+    try:
+        if path.is_dir():
+            (path / "config.json").read_bytes()
+        else:
+            with open(path, "rb") as handle:
+                handle.read(4)
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}; check its permissions") from None
+
+
+def config_settings(path: Path) -> tuple[Fraction | None, int | None]:
+    """(power, window) from a checkpoint's config.json, either one None where absent."""
+    if path.suffix == ".gguf":
+        return None, None
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path / 'config.json'} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    nested = config.get("ppa") if isinstance(config.get("ppa"), dict) else {}
+    power = config.get("ppa_power", nested.get("power"))
+    window = config.get("ppa_window", nested.get("window"))
+    return (None if power is None else parse_power(power)), (None if window is None else parse_window(window))
+
+
+def resolve_pattern(path: Path, power: str | None, window: str | None, force: bool = False) -> PowerPattern:
+    """The pattern to evaluate `path` under: its config, overridden by flags (checked unless force)."""
+    config_power, config_window = config_settings(path)
+    flag_power = None if power is None else parse_power(power)
+    flag_window = None if window is None else parse_window(window)
+    for what, flag, configured in (("power", flag_power, config_power), ("window", flag_window, config_window)):
+        if flag is not None and configured is not None and flag != configured and not force:
+            raise CheckpointError(
+                f"--{what} {flag} contradicts ppa_{what} {configured} in {path}'s config; "
+                f"drop the flag, or add --force to evaluate the checkpoint under a pattern it was not trained with"
+            )
+    final_power = flag_power if flag_power is not None else config_power
+    if final_power is None:
+        raise CheckpointError(
+            f"{path} has no PPA settings; pass --power P (and --window W, default {DEFAULT_WINDOW}) "
+            f'or add "ppa_power" and "ppa_window" to its config.json'
+        )
+    final_window = flag_window if flag_window is not None else config_window
+    return PowerPattern(final_power, DEFAULT_WINDOW if final_window is None else final_window)
+
+
+_NAME_POWER = [
+    (re.compile(r"(?:^|[^a-z0-9])(?:ppa|p)[-_=]?(\d+(?:\.\d+)?)(?![0-9.]|[-_]\d)"), None),
+    (re.compile(r"(?:^|[^a-z])(?:swa|sliding[-_]?window)(?:$|[^a-z])"), Fraction(0)),
+    (re.compile(r"(?:^|[^a-z])full(?:[-_]?attention)?(?:$|[^a-z])"), Fraction(1)),
+]
+
+
+def power_from_name(name: str) -> Fraction | None:
+    """p read from a directory name, None if it names none; CheckpointError if it names several."""
+    found = set()
+    for pattern, fixed in _NAME_POWER:
+        for match in pattern.finditer(name.lower()):
+            if fixed is not None:
+                found.add(fixed)
+            else:
+                try:
+                    found.add(parse_power(match.group(1)))
+                except ValueError:
+                    pass
+    if len(found) > 1:
+        raise CheckpointError(f"directory name {name!r} names several powers ({', '.join(map(str, sorted(found)))})")
+    return found.pop() if found else None
+
+
+def discover(root: Path, window: str | None = None) -> tuple[list[Checkpoint], list[str]]:
+    """Checkpoints under `root` in order of p, and one line for each one that was skipped and why."""
+    if not root.is_dir():
+        raise CheckpointError(f"{root} is not a directory; ppa-eval sweep takes a directory of checkpoints")
+    candidates = sorted({p.parent for p in root.rglob("config.json")} | set(root.rglob("*.gguf")))
+    found, skipped = [], []
+    for path in candidates:
+        try:
+            config_power, _ = config_settings(path)
+            name_power = power_from_name(path.stem if path.suffix == ".gguf" else path.name)
+            if config_power is not None and name_power is not None and config_power != name_power:
+                raise CheckpointError(f"its config says p={config_power} but its name says p={name_power}")
+            power = config_power if config_power is not None else name_power
+            if power is None:
+                raise CheckpointError("no ppa_power in its config and no p in its name")
+            pattern = resolve_pattern(path, str(power), window)
+        except CheckpointError as error:
+            skipped.append(f"{path}: {error}")
+            continue
+        found.append(Checkpoint(path, pattern, path.relative_to(root).as_posix() if path != root else path.name))
+    found.sort(key=lambda c: (c.pattern.power, c.pattern.window, c.name))
+    return found, skipped
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 over the files of a checkpoint (names and bytes), so results name exactly what was run."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(file.relative_to(path if path.is_dir() else path.parent).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,312 @@
+"""The `ppa-eval` command line: pattern, evaluate, sweep, reproduce, table, grade.
+
+Every user mistake ends as one line `error: ...` and exit status 2, never a traceback: the
+modules raise ValueError subclasses (and the OS raises OSError) whose messages name the problem
+and the fix, and main() prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _pattern(args) -> None:
+    from ppa_eval.pattern import PowerPattern, keys_per_query
+
+    pattern = PowerPattern(args.power, args.window)
+    length = args.length
+    if length < 1:
+        raise ValueError(f"--length must be at least 1, got {length}")
+    positions = pattern.relative_positions(length)
+    per_query = keys_per_query(pattern, length)
+    pairs = int(per_query.sum())
+    dense = length * (length + 1) // 2
+    summary = {
+        "power": str(pattern.power),
+        "window": pattern.window,
+        "length": length,
+        "relative_positions": positions.tolist(),
+        "keys_per_query": {"min": int(per_query.min()), "mean": float(per_query.mean()), "max": int(per_query.max())},
+        "pairs": pairs,
+        "dense_pairs": dense,
+        "fraction_of_dense": pairs / dense,
+    }
+    if args.plot:
+        from ppa_eval.pattern_plot import plot_mask
+
+        plot_mask(pattern, min(length, args.plot_size), args.plot)
+    if args.json:
+        print(json.dumps(summary))
+        return
+    shown = positions.tolist()
+    listing = ", ".join(map(str, shown)) if len(shown) <= 40 else (
+        ", ".join(map(str, shown[:20])) + f", ... ({len(shown) - 30} more) ..., " + ", ".join(map(str, shown[-10:])))
+    print(f"PPA {pattern}, length {length}")
+    print(f"relative positions j attended by the query at position {length} ({len(shown)} keys): {listing}")
+    print(f"keys per query over positions 1..{length}: min {summary['keys_per_query']['min']}, "
+          f"mean {summary['keys_per_query']['mean']:.1f}, max {summary['keys_per_query']['max']}")
+    print(f"attended pairs: {pairs:,} of {dense:,} causal pairs ({100 * pairs / dense:.2f}%)")
+    if args.plot:
+        print(f"mask plot written to {args.plot}")
+
+
+def _evaluation_settings(args, power: str, window: int):
+    from ppa_eval.evaluate import Settings
+    from ppa_eval.tasks import load_task
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    for name in tasks:
+        load_task(name)  # unknown names fail here, before any model is loaded
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if args.engine != "hf":
+        raise ValueError(f"engine {args.engine!r} is not available yet; use --engine hf")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return Settings(power=power, window=window, engine=args.engine, device=device, dtype=args.dtype,
+                    attn_kernel=args.attn_kernel, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                    limit=args.limit, chat_template=args.chat_template, thinking=args.thinking,
+                    data_source=args.data_source, seed=args.seed, tasks=tasks)
+
+
+def _hf_engine(checkpoint, pattern, settings):
+    import torch
+
+    from ppa_eval.engines.hf import HFEngine
+
+    torch.manual_seed(settings.seed)
+    return HFEngine(checkpoint, pattern, settings.device, settings.dtype, settings.attn_kernel)
+
+
+def _print_results(run_dirs: list[Path]) -> None:
+    from ppa_eval.report import collect, render_table
+
+    import pandas as pd
+
+    frames = [collect(d) for d in run_dirs]
+    df = pd.concat(frames, ignore_index=True)
+    print(render_table(df, "md"))
+
+
+# The embedded model only exercises the pipeline: by default a few problems per task, short answers.
+EMBEDDED_LIMIT = 8
+EMBEDDED_MAX_NEW_TOKENS = 256
+
+
+def _evaluate(args) -> None:
+    from ppa_eval.checkpoints import check_readable, resolve_pattern
+    from ppa_eval.engines.embedded import EMBEDDED_NAME, embedded_checkpoint
+    from ppa_eval.evaluate import evaluate
+    from ppa_eval.runs import check_writable
+
+    if args.checkpoint is None:
+        if args.power is None:
+            raise ValueError("the embedded model has no PPA settings of its own; pass --power P (e.g. --power 0.75)")
+        if args.limit is None:
+            args.limit = EMBEDDED_LIMIT
+        if args.max_new_tokens is None:
+            args.max_new_tokens = EMBEDDED_MAX_NEW_TOKENS
+        path, name = embedded_checkpoint(), EMBEDDED_NAME
+    else:
+        path = Path(args.checkpoint)
+        check_readable(path)
+        name = path.stem if path.suffix == ".gguf" else path.resolve().name
+    pattern = resolve_pattern(path, args.power, args.window, args.force)
+    settings = _evaluation_settings(args, str(pattern.power), pattern.window)
+    out = Path(args.out)
+    check_writable(out)
+    run_dir = evaluate(path, name, pattern, settings, out, _hf_engine)
+    _print_results([run_dir])
+    print(f"results in {run_dir}")
+
+
+def _sweep(args) -> None:
+    from ppa_eval.checkpoints import discover
+    from ppa_eval.evaluate import evaluate, run_name
+    from ppa_eval.runs import check_writable
+
+    checkpoints, skipped = discover(Path(args.directory), args.window)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if not checkpoints:
+        raise ValueError(f"no checkpoint with a PPA power under {args.directory}; see the lines above")
+    out = Path(args.out)
+    check_writable(out)
+    print("checkpoints, in order of p:\n" + "\n".join(f"  p={c.pattern.power} w={c.pattern.window}  {c.path}"
+                                                    for c in checkpoints))
+    gpus = [g for g in (args.gpus or "").split(",") if g.strip()]
+    if len(gpus) > 1:
+        _sweep_on_gpus(args, checkpoints, gpus, out)
+    else:
+        for checkpoint in checkpoints:
+            settings = _evaluation_settings(args, str(checkpoint.pattern.power), checkpoint.pattern.window)
+            evaluate(checkpoint.path, checkpoint.name.replace("/", "_"), checkpoint.pattern, settings, out, _hf_engine)
+    run_dirs = [out / run_name(c.name.replace("/", "_"), c.pattern) for c in checkpoints]
+    from ppa_eval.report import collect, render_table
+
+    table = render_table(collect(out), "md")
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+    print(f"results in {out} ({len(run_dirs)} checkpoints); table in {out / 'table.md'}")
+
+
+def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
+    """One checkpoint per GPU at a time: each `ppa-eval evaluate` runs in its own process."""
+    queue = list(checkpoints)
+    running: dict[str, subprocess.Popen] = {}
+    failed = []
+    while queue or running:
+        for gpu in gpus:
+            if gpu not in running and queue:
+                checkpoint = queue.pop(0)
+                command = [sys.executable, "-m", "ppa_eval.cli", "evaluate", str(checkpoint.path),
+                           "--power", str(checkpoint.pattern.power), "--window", str(checkpoint.pattern.window),
+                           *_shared_flags(args), "--device", "cuda", "--out", str(out)]
+                running[gpu] = subprocess.Popen(command, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
+        time.sleep(1)
+        for gpu, process in list(running.items()):
+            if process.poll() is not None:
+                if process.returncode != 0:
+                    failed.append(" ".join(process.args))
+                del running[gpu]
+    if failed:
+        raise ValueError(f"{len(failed)} checkpoint(s) failed; rerun the sweep to retry them: {failed}")
+
+
+def _shared_flags(args) -> list[str]:
+    flags = ["--tasks", args.tasks, "--batch-size", str(args.batch_size), "--dtype", args.dtype,
+             "--chat-template", args.chat_template, "--thinking", args.thinking, "--data-source", args.data_source,
+             "--seed", str(args.seed), "--engine", args.engine]
+    for flag, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),
+                        ("--attn-kernel", args.attn_kernel)):
+        if value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+def _reproduce(args) -> None:
+    from ppa_eval.report import collect, plot_s_curve, render_paper_table, render_reproduction
+
+    if args.paper:
+        print(render_paper_table(args.format))
+        return
+    results = Path(args.results_dir)
+    df = collect(results)
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    print(render_reproduction(df, args.format, gsm8k_task=args.gsm8k_task))
+    plot = Path(args.plot) if args.plot else results / "s_curve.png"
+    plot_s_curve(df, plot, gsm8k_task=args.gsm8k_task)
+    print(f"S-curve plot written to {plot}")
+
+
+def _table(args) -> None:
+    from ppa_eval.report import collect, render_table
+
+    df = collect(Path(args.results_dir))
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    print(render_table(df, args.format))
+
+
+def _grade(args) -> None:
+    from ppa_eval.grading import grade_file
+
+    summary = grade_file(args.task, Path(args.input), Path(args.out) if args.out else None)
+    print(json.dumps(summary), file=sys.stderr)
+
+
+def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", help="window w in tokens (default: the checkpoint's, else 64)")
+    parser.add_argument("--tasks", default="math500,gsm8k", help="comma-separated: math500, gsm8k, gsm8k_cot")
+    parser.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="generation engine (default hf)")
+    parser.add_argument("--limit", type=int, help=f"first N problems of each task (default: all; {EMBEDDED_LIMIT} for the embedded model)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, help=f"default: the task's (math500 1024, gsm8k 256; {EMBEDDED_MAX_NEW_TOKENS} for the embedded model)")
+    parser.add_argument("--out", default="results/runs", help="results directory (default results/runs)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when a GPU is visible)")
+    parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16")
+    parser.add_argument("--attn-kernel", choices=["sdpa", "flex"], help="PPA attention path (default: sdpa on CPU, flex on GPU)")
+    parser.add_argument("--chat-template", default="auto", choices=["auto", "none"])
+    parser.add_argument("--thinking", default="off", choices=["off", "on", "none"])
+    parser.add_argument("--data-source", default="vendored", choices=["vendored", "hub"])
+    parser.add_argument("--seed", type=int, default=1234)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ppa-eval", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("pattern", help="show which keys a query attends under PPA")
+    p.add_argument("--power", required=True, help="p in [0, 1]: a decimal (0.75) or a fraction (1/3)")
+    p.add_argument("--window", default="64", help="window w in tokens (default 64)")
+    p.add_argument("--length", type=int, required=True, help="sequence length L")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", help="draw the mask (queries x keys) into this PNG")
+    p.add_argument("--plot-size", type=int, default=128, help="largest L drawn in the plot (default 128)")
+    p.set_defaults(run=_pattern)
+
+    p = commands.add_parser("evaluate", help="evaluate one checkpoint (default: the embedded model) under PPA")
+    p.add_argument("checkpoint", nargs="?", help="model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--power", help="p in [0, 1] (default: the checkpoint's ppa_power)")
+    p.add_argument("--force", action="store_true", help="allow --power/--window that contradict the checkpoint's config")
+    _add_evaluation_flags(p)
+    p.set_defaults(run=_evaluate)
+
+    p = commands.add_parser("sweep", help="evaluate every checkpoint under a directory, in order of p (resumable)")
+    p.add_argument("directory")
+    p.add_argument("--gpus", help="comma-separated GPU ids: one checkpoint per GPU at a time")
+    _add_evaluation_flags(p)
+    p.set_defaults(run=_sweep)
+
+    p = commands.add_parser("reproduce", help="the paper's Table 1 and S-curve beside ours")
+    p.add_argument("results_dir", nargs="?", default="results/runs")
+    p.add_argument("--paper", action="store_true", help="print the paper's own Table 1")
+    p.add_argument("--format", default="md", choices=["md", "csv", "latex"])
+    p.add_argument("--plot", help="S-curve PNG path (default RESULTS_DIR/s_curve.png)")
+    p.add_argument("--gsm8k-task", default="gsm8k", choices=["gsm8k", "gsm8k_cot"])
+    p.set_defaults(run=_reproduce)
+
+    p = commands.add_parser("table", help="render a results directory as a table")
+    p.add_argument("results_dir")
+    p.add_argument("--format", default="md", choices=["md", "csv", "latex"])
+    p.set_defaults(run=_table)
+
+    p = commands.add_parser("grade", help="re-grade saved generations without a model")
+    p.add_argument("--task", required=True, help="math500 or gsm8k")
+    p.add_argument("input", help="JSONL with gold and response on each line")
+    p.add_argument("--out", help="output JSONL (default: stdout)")
+    p.set_defaults(run=_grade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its task loader chats about custom kwargs
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:
+        if os.environ.get("PPA_EVAL_DEBUG"):
+            raise
+        message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
+        print(f"\nerror: {message}{where}", file=sys.stderr)  # newline: a progress bar may hold the line
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

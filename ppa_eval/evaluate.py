@@ -1,0 +1,178 @@
+"""One checkpoint under its PPA pattern on the benchmark tasks:
+checkpoint -> engine (with mask) -> task prompts -> generations -> grader -> results on disk.
+
+Work is planned as fixed batches (prompts sorted by length, then cut every batch_size), and a
+batch is the unit that is written, skipped on resume, or recomputed whole, so a run that was
+interrupted ends with the same generations as one that was not.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ppa_eval import __version__
+from ppa_eval.checkpoints import content_sha256
+from ppa_eval.grading import grade_many
+from ppa_eval.pattern import PowerPattern
+from ppa_eval.prompts import render_prompt
+from ppa_eval.report import accuracy_ci
+from ppa_eval.runs import append_lines, check_manifest, read_samples, write_json_atomic
+from ppa_eval.tasks import KNOWN_TASKS, Doc, Task, load_docs, load_task
+
+# Settings that change what a run computes: a resumed run must match them.
+RESULT_SETTINGS = ("checkpoint_sha256", "power", "window", "engine", "dtype", "attn_kernel", "batch_size",
+                   "max_new_tokens", "limit", "chat_template", "thinking", "data_source", "seed", "tasks")
+
+
+@dataclass
+class Settings:
+    power: str
+    window: int
+    engine: str = "hf"
+    device: str = "cpu"
+    dtype: str = "auto"
+    attn_kernel: str | None = None
+    batch_size: int = 8
+    max_new_tokens: int | None = None   # None: each task's own max_gen_toks
+    limit: int | None = None
+    chat_template: str = "auto"
+    thinking: str = "off"
+    data_source: str = "vendored"
+    seed: int = 1234
+    tasks: list[str] = field(default_factory=lambda: ["math500", "gsm8k"])
+
+
+def run_name(checkpoint_name: str, pattern: PowerPattern) -> str:
+    return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
+
+
+def _versions() -> dict:
+    import lm_eval
+    import torch
+    import transformers
+
+    return {"ppa_eval": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "lm_eval": getattr(lm_eval, "__version__", "unknown"), "python": platform.python_version()}
+
+
+def manifest(checkpoint: Path, engine, settings: Settings) -> dict:
+    tasks = [load_task(name) for name in KNOWN_TASKS]  # all of them, so a later run may add tasks
+    return {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": content_sha256(checkpoint),
+        "power": settings.power,
+        "window": settings.window,
+        "engine": settings.engine,
+        "dtype": engine.dtype,
+        "attn_kernel": engine.attn_kernel,
+        "device": settings.device,
+        "batch_size": settings.batch_size,
+        "max_new_tokens": settings.max_new_tokens,
+        "limit": settings.limit,
+        "chat_template": settings.chat_template,
+        "thinking": settings.thinking,
+        "data_source": settings.data_source,
+        "seed": settings.seed,
+        "tasks": {t.name: {"lm_eval_name": t.lm_eval_name, "config_sha256": t.config_sha256,
+                           "data_sha256": t.data_sha256} for t in tasks},
+        "versions": _versions(),
+    }
+
+
+def plan_batches(docs: list[Doc], prompts: dict[str, str], batch_size: int) -> list[list[Doc]]:
+    """Batches of similar-length prompts; the plan depends only on the prompts, never on progress."""
+    ordered = sorted(docs, key=lambda d: (len(prompts[d.doc_id]), d.doc_id))
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def evaluate_task(engine, task: Task, settings: Settings, task_dir: Path, checkpoint: str) -> dict:
+    """Generate and grade every unfinished batch of `task`, then write its metrics."""
+    metrics_path = task_dir / "metrics.json"
+    samples_path = task_dir / "samples.jsonl"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    docs = load_docs(task, limit=settings.limit, source=settings.data_source)
+    prompts = {d.doc_id: render_prompt(d.prompt, engine.tokenizer, settings.chat_template, settings.thinking)
+               for d in docs}
+    max_new_tokens = settings.max_new_tokens or task.max_gen_toks
+    done = {s["doc_id"] for s in read_samples(samples_path)}
+    todo = [b for b in plan_batches(docs, prompts, settings.batch_size) if not all(d.doc_id in done for d in b)]
+    progress = tqdm(total=len(docs), initial=len(docs) - sum(map(len, todo)), desc=task.name, unit="problem",
+                    dynamic_ncols=True)
+    for batch in todo:
+        start = time.perf_counter()
+        generations = engine.generate_batch([prompts[d.doc_id] for d in batch], max_new_tokens, task.stop)
+        seconds = time.perf_counter() - start
+        verdicts = grade_many(task.grader, [(g.text, d.gold) for g, d in zip(generations, batch)])
+        append_lines(samples_path, [sample(d, prompts[d.doc_id], g, v, seconds / len(batch))
+                                    for d, g, v in zip(batch, generations, verdicts)])
+        progress.update(len(batch))
+        progress.set_postfix(tok_s=f"{sum(g.completion_tokens for g in generations) / seconds:.1f}")
+    progress.close()
+    samples = read_samples(samples_path)
+    result = metrics(task, samples, settings, checkpoint)
+    write_json_atomic(metrics_path, result)
+    return result
+
+
+def sample(doc: Doc, prompt: str, generation, verdict, seconds: float) -> dict:
+    return {
+        "doc_id": doc.doc_id,
+        "gold": doc.gold,
+        "prompt": prompt,
+        "prompt_sha256": sha256(prompt.encode()).hexdigest(),
+        "response": generation.text,
+        "extracted": verdict.extracted,
+        "correct": verdict.correct,
+        "correct_math_verify": verdict.math_verify,
+        "grade_reason": verdict.reason,
+        "grader_timed_out": verdict.timed_out,
+        "finish_reason": generation.finish_reason,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "generation_s": round(seconds, 4),
+    }
+
+
+def metrics(task: Task, samples: list[dict], settings: Settings, checkpoint: str) -> dict:
+    n = len(samples)
+    correct = sum(s["correct"] for s in samples)
+    seconds = sum(s["generation_s"] for s in samples)
+    low, high = accuracy_ci(correct, n)
+    return {
+        "task": task.name,
+        "checkpoint": checkpoint,
+        "power": settings.power,
+        "window": settings.window,
+        "accuracy": correct / n,
+        "ci95": [low, high],
+        "n": n,
+        "no_answer_rate": sum(s["extracted"] is None for s in samples) / n,
+        "truncated_rate": sum(s["finish_reason"] == "length" for s in samples) / n,
+        "grader_disagreements": sum(s["correct_math_verify"] is not None and s["correct_math_verify"] != s["correct"]
+                                    for s in samples),
+        "grader_timeouts": sum(s["grader_timed_out"] for s in samples),
+        "tokens_per_s": sum(s["completion_tokens"] for s in samples) / seconds if seconds else 0.0,
+        "wall_s": seconds,
+        "limit": settings.limit,
+    }
+
+
+def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Settings, out: Path,
+             engine_factory) -> Path:
+    """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are skipped."""
+    tasks = [load_task(t) for t in settings.tasks]
+    run_dir = out / run_name(name, pattern)
+    unfinished = [t for t in tasks if not (run_dir / t.name / "metrics.json").exists()]
+    if not unfinished:
+        return run_dir
+    engine = engine_factory(checkpoint, pattern, settings)
+    check_manifest(run_dir / "manifest.json", manifest(checkpoint, engine, settings), RESULT_SETTINGS)
+    for task in unfinished:
+        evaluate_task(engine, task, settings, run_dir / task.name, str(checkpoint))
+    return run_dir

@@ -1,0 +1,38 @@
+from fractions import Fraction
+
+import pytest
+
+from ppa_eval.checkpoints import CheckpointError, discover, power_from_name, resolve_pattern
+
+
+@pytest.mark.parametrize("name, power", [
+    ("p0.75", Fraction(3, 4)), ("ppa-0.875", Fraction(7, 8)), ("p=0.5", Fraction(1, 2)), ("swa", 0),
+    ("sliding-window", 0), ("full", 1), ("full_attention", 1), ("nemotron-p0.5-run2", Fraction(1, 2)),
+    ("p1", 1), ("model-c", None), ("ppa_0_5", None), ("step100", None), ("p3-4", None),
+])
+def test_power_from_name(name, power):
+    assert power_from_name(name) == power
+
+
+def test_a_name_with_two_powers_is_reported():
+    with pytest.raises(CheckpointError, match="several powers"):
+        power_from_name("p0.5-full")
+
+
+def test_discover_orders_by_power_and_reports_what_it_skips(tmp_path):
+    for name, config in [("full", "{}"), ("p0.25", "{}"), ("b", '{"ppa_power": "1/8"}'), ("nothing", "{}"),
+                         ("p0.5", '{"ppa_power": 0.75}')]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(config)
+    found, skipped = discover(tmp_path)
+    assert [(c.name, c.pattern.power, c.pattern.window) for c in found] == [
+        ("b", Fraction(1, 8), 64), ("p0.25", Fraction(1, 4), 64), ("full", 1, 64)]
+    assert len(skipped) == 2
+    assert any("nothing" in s and "no ppa_power" in s for s in skipped)
+    assert any("p0.5" in s and "config says p=3/4 but its name says p=1/2" in s for s in skipped)
+
+
+def test_resolve_pattern_reads_both_config_shapes(tmp_path):
+    (tmp_path / "config.json").write_text('{"ppa": {"power": "1/3", "window": 16}}')
+    assert (resolve_pattern(tmp_path, None, None).power, resolve_pattern(tmp_path, None, None).window) == (Fraction(1, 3), 16)
+    assert resolve_pattern(tmp_path, "0.5", "8", force=True).window == 8

@@ -1,0 +1,171 @@
+"""The command line as a user meets it: outputs, and one clear line for every bad input."""
+
+import csv
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ppa_eval.pattern import PowerPattern
+from reference import attends
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--tasks", "math500,gsm8k", "--limit", "2", "--batch-size", "1", "--max-new-tokens", "6"]
+
+
+def ppa_eval(*args, check=True, **kwargs):
+    result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", *map(str, args)], capture_output=True, text=True,
+                            cwd=kwargs.pop("cwd", REPO), **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"ppa-eval {args} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_pattern_json_matches_brute_force():
+    out = json.loads(ppa_eval("pattern", "--power", "0.75", "--window", "4", "--length", "200", "--json").stdout)
+    assert out["power"] == "3/4" and out["window"] == 4 and out["length"] == 200
+    p = PowerPattern("3/4", 4).power
+    assert out["relative_positions"] == [j for j in range(1, 201) if attends(p, 4, 200, 200 - j + 1)]
+    assert out["pairs"] == sum(attends(p, 4, i, k) for i in range(1, 201) for k in range(1, i + 1))
+
+
+def test_pattern_plot(tmp_path):
+    result = ppa_eval("pattern", "--power", "1/2", "--window", "4", "--length", "64", "--plot", tmp_path / "m.png")
+    assert "attended pairs" in result.stdout
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reproduce_paper_prints_the_papers_numbers():
+    out = ppa_eval("reproduce", "--paper", "--format", "csv").stdout
+    printed = list(csv.reader(out.strip().splitlines()))
+    with open(REPO / "results" / "paper_table1.csv") as handle:
+        paper = list(csv.DictReader(handle))
+    assert printed[0] == ["Attention type", "Power", "MATH500", "GSM8k"]
+    assert [row[2:] for row in printed[1:]] == [[r["math500"], r["gsm8k"]] for r in paper]
+    assert printed[1][0].startswith("Sliding Window") and printed[-1][0].startswith("Full Attention")
+
+
+def test_checkpoint_settings_and_contradictions(tmp_path, make_tiny_checkpoint):
+    plain = make_tiny_checkpoint(tmp_path / "plain")
+    assert_clean_error(ppa_eval("evaluate", plain, check=False), "no PPA settings", "--power")
+    nested = make_tiny_checkpoint(tmp_path / "nested", ppa={"power": "1/2", "window": 8})
+    assert_clean_error(ppa_eval("evaluate", nested, "--power", "0.75", check=False), "contradicts", "--force")
+    result = ppa_eval("evaluate", nested, "--power", "0.75", "--force", *FAST, "--tasks", "gsm8k", "--out", tmp_path / "out")
+    assert "| 0.75" in result.stdout or "3/4" in result.stdout
+    manifest = json.loads(next((tmp_path / "out").glob("*/manifest.json")).read_text())
+    assert manifest["power"] == "3/4" and manifest["window"] == 8
+
+
+def test_bad_inputs_get_one_line_errors(tmp_path, make_tiny_checkpoint):
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", ppa_power="1/2", ppa_window=8)
+    assert_clean_error(ppa_eval("evaluate", tmp_path / "missing", check=False), "does not exist")
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "config.json").mkdir()  # root ignores permissions; a directory cannot be read as a file
+    assert_clean_error(ppa_eval("evaluate", unreadable, check=False), "config.json")
+    assert_clean_error(ppa_eval("evaluate", ckpt, "--power", "1.5", "--force", check=False), "power must be in [0, 1]")
+    assert_clean_error(ppa_eval("evaluate", ckpt, "--tasks", "mmlu", check=False), "mmlu")
+    assert_clean_error(ppa_eval("pattern", "--power", "nan", "--length", "8", check=False), "power")
+    assert_clean_error(ppa_eval("pattern", "--power", "0.5", "--window", "-1", "--length", "8", check=False), "window")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert_clean_error(ppa_eval("evaluate", ckpt, *FAST, "--out", blocker / "out", check=False), "cannot write results")
+    assert_clean_error(ppa_eval("table", tmp_path / "nothing", check=False), "no results")
+    assert_clean_error(ppa_eval("sweep", tmp_path / "nothing", check=False), "not a directory")
+
+
+def test_malformed_samples_file_is_named(tmp_path, make_tiny_checkpoint):
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", ppa_power="1/2", ppa_window=8)
+    out = tmp_path / "out"
+    ppa_eval("evaluate", ckpt, *FAST, "--tasks", "gsm8k", "--out", out)
+    task_dir = next(out.glob("*/gsm8k"))
+    (task_dir / "metrics.json").unlink()
+    lines = (task_dir / "samples.jsonl").read_text().splitlines()
+    (task_dir / "samples.jsonl").write_text("{not json\n" + "\n".join(lines) + "\n")
+    assert_clean_error(ppa_eval("evaluate", ckpt, *FAST, "--tasks", "gsm8k", "--out", out, check=False),
+                       "samples.jsonl, line 1", "not valid JSON")
+    assert_clean_error(ppa_eval("grade", "--task", "gsm8k", task_dir / "samples.jsonl", check=False), "samples.jsonl:1")
+
+
+def _limit_file_size(limit):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_disk_full_leaves_nothing_that_looks_finished(tmp_path, make_tiny_checkpoint):
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", ppa_power="1/2", ppa_window=8)
+    out = tmp_path / "out"
+    # Files may grow to 3 KB: the manifest fits, a batch of samples (prompts are ~5 KB each) does not.
+    result = ppa_eval("evaluate", ckpt, *FAST, "--tasks", "gsm8k", "--out", out, check=False,
+                      preexec_fn=_limit_file_size(3000))
+    assert_clean_error(result, "could not write", "samples.jsonl", "too large", "run the same command again")
+    task_dir = next(out.glob("*/gsm8k"))
+    assert not (task_dir / "metrics.json").exists()
+    samples = task_dir / "samples.jsonl"
+    assert not samples.exists() or samples.read_bytes() == b""  # the torn batch was rolled back
+    # with room again, the same command finishes the run
+    ppa_eval("evaluate", ckpt, *FAST, "--tasks", "gsm8k", "--out", out)
+    assert json.loads((task_dir / "metrics.json").read_text())["n"] == 2
+
+
+def build_sweep_dir(root, make_tiny_checkpoint):
+    make_tiny_checkpoint(root / "ppa-0.5")                       # p from the directory name
+    make_tiny_checkpoint(root / "swa")                           # p = 0 from the name
+    make_tiny_checkpoint(root / "model-c", ppa_power=1, ppa_window=64)
+    make_tiny_checkpoint(root / "unknown")                       # no p anywhere: reported, skipped
+    return root
+
+
+def read_run(out):
+    runs = {}
+    for samples in sorted(out.glob("*/*/samples.jsonl")):
+        key = str(samples.parent.relative_to(out))
+        runs[key] = {
+            "samples": [(s["doc_id"], s["response"], s["correct"], s["extracted"])
+                        for s in map(json.loads, samples.read_text().splitlines())],
+            "accuracy": json.loads((samples.parent / "metrics.json").read_text())["accuracy"],
+        }
+    return runs
+
+
+def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
+    checkpoints = build_sweep_dir(tmp_path / "ckpts", make_tiny_checkpoint)
+    clean = ppa_eval("sweep", checkpoints, *FAST, "--out", tmp_path / "clean")
+    assert "unknown" in clean.stderr and "no ppa_power" in clean.stderr
+    table = (tmp_path / "clean" / "table.md").read_text().splitlines()
+    rows = [line for line in table[2:] if line.startswith("|")]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "0.5", "1"]
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen([sys.executable, "-m", "ppa_eval.cli", "sweep", checkpoints, *FAST, "--out", interrupted],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # kill -9 once the second checkpoint has started writing samples
+        import time
+
+        deadline = time.time() + 600
+        while time.time() < deadline and not list(interrupted.glob("*p1-2*/*/samples.jsonl")):
+            time.sleep(0.2)
+        assert process.poll() is None, "the sweep finished before it could be killed"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (interrupted / "table.md").exists()
+    ppa_eval("sweep", checkpoints, *FAST, "--out", interrupted)
+    assert read_run(interrupted) == read_run(tmp_path / "clean")

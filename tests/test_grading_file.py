@@ -1,0 +1,80 @@
+"""grade_file: JSONL in, JSONL out with verdicts, a summary, and clear errors."""
+
+import json
+
+import pytest
+
+from ppa_eval.grading import GradingError, grade_file
+
+RECORDS = [
+    {"id": 0, "gold": "\\frac{14}{3}", "response": "so $\\boxed{\\frac{28}{6}}$"},
+    {"id": 1, "gold": "52_8", "response": "The final answer is $42$. I hope it is correct."},
+    {"id": 2, "gold": "\\frac{1}{2^{99}}", "response": "The final answer is $\\frac{1}{2^{98}}$."},
+    {"id": 3, "gold": "27", "response": "I could not finish."},
+]
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture
+def math_file(tmp_path):
+    return _write(tmp_path / "in.jsonl", [json.dumps(r) for r in RECORDS])
+
+
+def test_output_lines_are_the_input_plus_the_verdict(math_file, tmp_path):
+    out = tmp_path / "out.jsonl"
+    summary = grade_file("math500", math_file, out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == [0, 1, 2, 3]
+    assert all(line["gold"] == r["gold"] and line["response"] == r["response"]
+               for line, r in zip(lines, RECORDS))
+    assert [line["correct"] for line in lines] == [True, False, False, False]
+    assert [line["reason"] for line in lines] == ["number", "mismatch", "mismatch", "no_answer"]
+    assert [line["extracted"] for line in lines] == [
+        "\\frac{28}{6}", "42", "\\frac{1}{2^{98}}", None
+    ]
+    assert lines[2]["math_verify"] is True  # it rounds 2^-98 and 2^-99 together
+    assert summary == {
+        "n": 4, "correct": 1, "accuracy": 0.25, "no_answer": 1, "timeouts": 0, "disagreements": 1
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no temp
+
+
+def test_stdout_when_no_output_path(tmp_path, capsys):
+    path = _write(tmp_path / "in.jsonl", [json.dumps({"gold": 18, "response": "#### 18"}), ""])
+    summary = grade_file("gsm8k_cot", path, None)
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["correct"] is True
+    assert summary["n"] == 1 and summary["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ('{"gold": "3"}', r"in\.jsonl:2: missing field response"),
+        ('{"id": 7}', r"in\.jsonl:2: missing field gold and response"),
+        ("not json", r"in\.jsonl:2: not a JSON object"),
+        ('["3", "4"]', r"in\.jsonl:2: not a JSON object"),
+        ('{"gold": "3", "response": null}', r"in\.jsonl:2: field response must be a string"),
+    ],
+)
+def test_malformed_line_names_file_and_line(tmp_path, bad_line, message):
+    path = _write(tmp_path / "in.jsonl", [json.dumps(RECORDS[0]), bad_line])
+    out = _write(tmp_path / "out.jsonl", ["previous results"])
+    with pytest.raises(GradingError, match=message):
+        grade_file("math500", path, out)
+    assert out.read_text() == "previous results\n"  # untouched
+
+
+def test_unknown_task_lists_the_known_ones(math_file):
+    known = "unknown task 'math': known tasks are gsm8k, gsm8k_cot, math500"
+    with pytest.raises(GradingError, match=known):
+        grade_file("math", math_file, None)
+
+
+def test_missing_input_file(tmp_path):
+    with pytest.raises(GradingError, match="cannot read"):
+        grade_file("gsm8k", tmp_path / "absent.jsonl", None)

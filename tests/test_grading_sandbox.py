@@ -1,0 +1,83 @@
+"""The hard time limit: hostile responses come back with a verdict, in time, from any thread."""
+
+import logging
+import os
+import random
+import string
+import time
+
+import pytest
+
+from ppa_eval.grading import grade, grade_many
+from ppa_eval.grading.sandbox import Sandbox, SandboxLimit
+
+TIMEOUT = 1.0
+# grade() makes two sandboxed calls (ours, math-verify), each at most TIMEOUT, and a killed
+# worker is restarted (about a second, more on a loaded machine) before the next call.
+BUDGET = 2 * TIMEOUT + 2 * 10
+
+_rng = random.Random(0)
+GARBAGE = "".join(_rng.choice(string.printable) for _ in range(100_000))
+
+HOSTILE = {
+    "power tower": "\\boxed{10^{10^{10^{10}}}}",
+    "huge factorial": "\\boxed{(10^{6})!}",
+    "100 KB of garbage": GARBAGE,
+    "100 KB of garbage, boxed": "\\boxed{" + GARBAGE.replace("{", "").replace("}", "") + "}",
+    "100,000 digits": "\\boxed{" + "9" * 100_000 + "}",
+    "nested braces": "\\boxed{" + "{" * 50_000 + "1" + "}" * 50_000 + "}",
+    "nested fractions": "\\boxed{" + "\\frac{1}{" * 5_000 + "2" + "}" * 5_000 + "}",
+    "nested tuples": "\\boxed{" + "(" * 20_000 + "1,2" + ")" * 20_000 + "}",
+    "unbalanced LaTeX": "\\boxed{\\frac{1}{2}" + "\\left(" * 2_000 + "\\right]}",
+    "unclosed box": "The answer is \\boxed{",
+    "many plus-minus": "\\boxed{1" + "\\pm 1" * 2_000 + "}",
+}
+
+
+@pytest.mark.parametrize("response", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_response_gets_a_verdict_in_time(response):
+    start = time.monotonic()
+    verdict = grade("math500", response, "5", timeout=TIMEOUT)
+    assert time.monotonic() - start < BUDGET
+    assert verdict.correct is False
+    assert verdict.timed_out == (verdict.reason == "timeout")
+
+
+def test_a_timeout_is_counted_logged_and_the_worker_replaced(caplog):
+    with caplog.at_level(logging.WARNING, logger="ppa_eval.grading"):
+        verdict = grade("math500", HOSTILE["power tower"], "5", timeout=TIMEOUT)
+    assert (verdict.correct, verdict.reason, verdict.timed_out) == (False, "timeout", True)
+    assert any("timed out" in record.getMessage() for record in caplog.records)
+    # The next item is graded normally by a fresh worker.
+    assert grade("math500", "\\boxed{\\sqrt{25}}", "5").reason == "symbolic"
+
+
+def test_sandbox_kills_its_worker_at_the_deadline():
+    with Sandbox() as sandbox:
+        assert sandbox.run("decide", "2", "\\sqrt{4}", timeout=30) == [True, "symbolic"]
+        pid = sandbox._process.pid
+        with pytest.raises(SandboxLimit):
+            sandbox.run("decide", "5", "10^{10^{10^{10}}}", timeout=TIMEOUT)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone, not left running in the background
+        assert sandbox.run("decide", "2", "\\sqrt{4}", timeout=30) == [True, "symbolic"]
+
+
+def test_running_out_of_memory_counts_as_the_limit():
+    with Sandbox(memory_limit_bytes=512 << 20) as sandbox:
+        with pytest.raises(SandboxLimit, match="out of memory"):
+            sandbox.run("decide", "5", "2^{2^{32}}", timeout=120)  # a 512 MB integer
+        assert sandbox.run("decide", "2", "\\sqrt{4}", timeout=30) == [True, "symbolic"]
+
+
+def test_limit_holds_off_the_main_thread():
+    # grade_many grades from worker threads, where SIGALRM-based timeouts cannot work.
+    items = [
+        (HOSTILE["power tower"], "5"),
+        ("\\boxed{\\frac{1}{\\sqrt{3}}}", "\\frac{\\sqrt{3}}{3}"),
+    ]
+    start = time.monotonic()
+    tower, fraction = grade_many("math500", items, timeout=TIMEOUT, workers=2)
+    assert time.monotonic() - start < BUDGET
+    assert (tower.reason, tower.timed_out) == ("timeout", True)
+    assert (fraction.correct, fraction.reason) == (True, "symbolic")
