@@ -99,8 +99,8 @@ def _print_results(run_dirs: list[Path]) -> None:
 
 
 # The embedded model only exercises the pipeline: by default a few problems per task, short answers.
-EMBEDDED_LIMIT = 8
-EMBEDDED_MAX_NEW_TOKENS = 256
+EMBEDDED_LIMIT = 4
+EMBEDDED_MAX_NEW_TOKENS = 128
 
 
 def _evaluate(args) -> None:
@@ -236,7 +236,9 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/runs", help="results directory (default results/runs)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when a GPU is visible)")
     parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16")
-    parser.add_argument("--attn-kernel", choices=["sdpa", "flex"], help="PPA attention path (default: sdpa on CPU, flex on GPU)")
+    parser.add_argument("--attn-kernel", choices=["ppa", "flex", "sdpa"],
+                        help="PPA attention: ppa = Triton kernels (GPU default), flex = flex attention, "
+                             "sdpa = exact boolean mask (CPU default)")
     parser.add_argument("--chat-template", default="auto", choices=["auto", "none"])
     parser.add_argument("--thinking", default="off", choices=["off", "on", "none"])
     parser.add_argument("--data-source", default="vendored", choices=["vendored", "hub"])

@@ -69,9 +69,9 @@ def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch(config):
     ids = torch.randint(0, 128, (2, 37), generator=gen).to(DEVICE)
     mask = torch.ones_like(ids)
     mask[1, :11] = 0  # row 1 is left-padded by 11 tokens
-    kernel = logits_of_prefill_and_decode(tiny_model("ppa_kernel", DTYPE, config()), ids, mask, steps=3)
-    exact = logits_of_prefill_and_decode(tiny_model("ppa_sdpa", torch.float32, config()), ids, mask, steps=3)
-    real = torch.cat([mask, torch.ones(2, 3, dtype=mask.dtype, device=DEVICE)], dim=1).bool()
+    kernel = logits_of_prefill_and_decode(tiny_model("ppa_kernel", DTYPE, config()), ids, mask, steps=2)
+    exact = logits_of_prefill_and_decode(tiny_model("ppa_sdpa", torch.float32, config()), ids, mask, steps=2)
+    real = torch.cat([mask, torch.ones(2, 2, dtype=mask.dtype, device=DEVICE)], dim=1).bool()
     assert relative_error(kernel[real], exact[real].double()) <= 1e-2
 
 

@@ -29,7 +29,9 @@ class Generation:
 
 
 def default_attn_kernel(device: str) -> str:
-    return "flex" if torch.device(device).type == "cuda" else "sdpa"
+    # GPU: the Triton PPA kernels (bench/attention.py); CPU: the exact boolean-mask SDPA path,
+    # since flex attention on CPU fails to compile in generate() with left padding (torch 2.13).
+    return "ppa" if torch.device(device).type == "cuda" else "sdpa"
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
@@ -79,6 +81,8 @@ class HFEngine:
         self.attn_kernel = attn_kernel or default_attn_kernel(device)
         self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, self.attn_kernel)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
+        if torch.device(device).type == "cpu":
+            self.model.register_forward_pre_hook(_one_thread_for_decode(torch.get_num_threads()), with_kwargs=True)
 
     @torch.inference_mode()
     def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
@@ -109,6 +113,18 @@ class HFEngine:
         text, stopped = _cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)
         return Generation(text=text, finish_reason="stop" if ends or stopped else "length",
                           prompt_tokens=prompt_tokens, completion_tokens=len(row) + bool(ends))
+
+
+def _one_thread_for_decode(threads: int):
+    """A decode step multiplies a few rows by each weight matrix: there OpenMP's fork/join costs
+    more than it saves (measured on 2 cores: an [8, 576] x [576, 1536] matmul takes 16 ms on
+    2 threads, 0.4 ms on 1), while prefill's large matmuls gain from every thread."""
+
+    def hook(module, args, kwargs):
+        tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        torch.set_num_threads(1 if tokens is not None and tokens.shape[1] == 1 else threads)
+
+    return hook
 
 
 def _as_list(value) -> list:

@@ -8,13 +8,20 @@ head (rows are (query, head) pairs), and walks:
    band |q - k| < w as the mask;
 2. the far distances d >= w, BLOCK_C at a time. For one distance the keys of the BLOCK_Q queries
    are BLOCK_Q consecutive rows (the query tile shifted back by d), so each step loads a
-   [BLOCK_Q, BLOCK_C] grid of rows that the GROUP heads share, and neighbouring distances reuse
-   rows through the cache. Scores are a batched product over queries, K[q] @ Q[q]^T with shape
-   [BLOCK_C, GROUP] per query: the tensor-core tile's wide side is the distances, the narrow side
-   the heads of the group (the only rows that share a key row at a given distance).
+   [BLOCK_Q, BLOCK_C] grid of rows that the GROUP heads share. Scores are a batched product over
+   queries, K[q] @ Q[q]^T with shape [BLOCK_C, GROUP] per query: the tensor-core tile's wide side
+   is the distances, the narrow side the heads of the group (the only rows that share a key row at
+   a given distance).
 
 Only attended (query, key) pairs are loaded and multiplied, apart from padding GROUP up to a power
 of two and the band's tile edges; the cost grows as L^(1+p) instead of L^2.
+
+What limits it (H100, L = 32,768): each (query, far distance) pair brings its K and V rows (512
+bytes per KV head) from L2 to the SM. Two pairs of a program share a row only where two distances
+are closer than BLOCK_Q slots, which is rare once p >= 3/4 (gaps of 10-18 slots around d = 10^4),
+so the far part runs at about the L2 bandwidth: some 190 GB in 29 ms at p = 3/4, slower than dense
+attention there. Sharing more would take query tiles wider than those gaps, and their fp32
+accumulators do not fit in registers.
 """
 
 from __future__ import annotations
