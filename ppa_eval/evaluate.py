@@ -22,7 +22,7 @@ from ppa_eval.grading import grade_many
 from ppa_eval.pattern import PowerPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.report import accuracy_ci
-from ppa_eval.runs import append_lines, check_manifest, read_samples, write_json_atomic
+from ppa_eval.runs import append_lines, check_manifest, exclusive, read_samples, write_json_atomic
 from ppa_eval.tasks import KNOWN_TASKS, Doc, Task, load_docs, load_task
 
 # Settings that change what a run computes: a resumed run must match them.
@@ -171,8 +171,9 @@ def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Setti
     unfinished = [t for t in tasks if not (run_dir / t.name / "metrics.json").exists()]
     if not unfinished:
         return run_dir
-    engine = engine_factory(checkpoint, pattern, settings)
-    check_manifest(run_dir / "manifest.json", manifest(checkpoint, engine, settings), RESULT_SETTINGS)
-    for task in unfinished:
-        evaluate_task(engine, task, settings, run_dir / task.name, str(checkpoint))
+    with exclusive(run_dir):
+        engine = engine_factory(checkpoint, pattern, settings)
+        check_manifest(run_dir / "manifest.json", manifest(checkpoint, engine, settings), RESULT_SETTINGS)
+        for task in unfinished:
+            evaluate_task(engine, task, settings, run_dir / task.name, str(checkpoint))
     return run_dir

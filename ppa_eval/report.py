@@ -21,6 +21,7 @@ from statistics import NormalDist
 
 import pandas as pd
 
+from ppa_eval.jsonl import read_objects
 from ppa_eval.pattern import PatternError, format_power, parse_power
 
 PAPER_TABLE1 = Path(__file__).resolve().parents[1] / "results" / "paper_table1.csv"
@@ -115,29 +116,15 @@ def _read_metrics(path: Path) -> dict:
 
 def _read_samples(path: Path) -> dict[str, bool]:
     """doc_id -> correct, one entry per line of samples.jsonl."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise ReportError(
-            f"{path}: cannot read ({err.strerror}); paired tests need each run's samples"
-        ) from None
     correct: dict[str, bool] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ReportError(f"{path}:{number}: not valid JSON ({err})") from None
-        if not isinstance(sample, dict):
-            raise ReportError(f"{path}:{number}: expected a JSON object, got {type(sample).__name__}")
+    for number, sample in read_objects(path, ReportError, "; paired tests need each run's samples"):
         doc_id, is_correct = sample.get("doc_id"), sample.get("correct")
         if not isinstance(doc_id, str):
-            raise ReportError(f"{path}:{number}: 'doc_id' must be a string, got {doc_id!r}")
+            raise ReportError(f"{path}, line {number}: 'doc_id' must be a string, got {doc_id!r}")
         if not isinstance(is_correct, bool):
-            raise ReportError(f"{path}:{number}: 'correct' must be true or false, got {is_correct!r}")
+            raise ReportError(f"{path}, line {number}: 'correct' must be true or false, got {is_correct!r}")
         if doc_id in correct:
-            raise ReportError(f"{path}:{number}: doc_id {doc_id!r} appears twice")
+            raise ReportError(f"{path}, line {number}: doc_id {doc_id!r} appears twice")
         correct[doc_id] = is_correct
     return correct
 

@@ -12,10 +12,14 @@ prompts in the same batch, so a resumed run ends with the same results as an uni
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+from ppa_eval.jsonl import read_objects
 
 
 class RunError(ValueError):
@@ -69,14 +73,11 @@ def read_samples(path: Path) -> list[dict]:
     if len(complete) != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(len(complete))
+    fix = "; delete the file to recompute this task"
     records = []
-    for number, line in enumerate(complete.decode("utf-8", errors="replace").splitlines(), start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise RunError(f"{path}, line {number}: not valid JSON ({error.msg}); delete the file to recompute this task") from None
-        if not isinstance(record, dict) or "doc_id" not in record:
-            raise RunError(f"{path}, line {number}: not a sample (no doc_id); delete the file to recompute this task")
+    for number, record in read_objects(path, RunError, fix, data=complete):
+        if "doc_id" not in record:
+            raise RunError(f"{path}, line {number}: not a sample (no doc_id){fix}")
         records.append(record)
     return records
 
@@ -94,6 +95,18 @@ def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> Non
     if changed:
         details = ", ".join(f"{k}: {existing.get(k)!r} -> {manifest.get(k)!r}" for k in changed)
         raise RunError(f"{path.parent} holds results made with other settings ({details}); use another --out or delete it")
+
+
+@contextmanager
+def exclusive(run_dir: Path):
+    """Hold the run directory for one process: two writers appending to one samples file would mix."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"another ppa-eval is writing {run_dir}; wait for it to finish or use another --out") from None
+        yield
 
 
 def check_writable(directory: Path) -> None:

@@ -12,12 +12,13 @@ asked for, from the Hugging Face hub through `datasets`.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import yaml
+
+from ppa_eval.jsonl import read_objects
 
 KNOWN_TASKS = ("math500", "gsm8k", "gsm8k_cot")
 DATA_SOURCES = ("vendored", "hub")
@@ -71,18 +72,7 @@ def read_jsonl(path: Path, sha256: str) -> list[dict]:
         raise TaskError(
             f"{path}: sha256 is {digest}, expected {sha256}; restore the file as tasks/data/README.md describes"
         )
-    records = []
-    # Split the bytes, not decoded text: str.splitlines also breaks at U+2028 and the like,
-    # which JSON allows inside strings.
-    for number, line in enumerate(data.splitlines(), start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise TaskError(f"{path}, line {number}: malformed JSON ({error.msg}); restore the file") from None
-        if not isinstance(record, dict):
-            raise TaskError(f"{path}, line {number}: expected a JSON object; restore the file")
-        records.append(record)
-    return records
+    return [record for _, record in read_objects(path, TaskError, "; restore the file", data=data)]
 
 
 def load_splits(data_set: str, source: str = "vendored") -> dict[str, list[dict]]:

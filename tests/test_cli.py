@@ -98,7 +98,7 @@ def test_malformed_samples_file_is_named(tmp_path, make_tiny_checkpoint):
     (task_dir / "samples.jsonl").write_text("{not json\n" + "\n".join(lines) + "\n")
     assert_clean_error(ppa_eval("evaluate", ckpt, *FAST, "--tasks", "gsm8k", "--out", out, check=False),
                        "samples.jsonl, line 1", "not valid JSON")
-    assert_clean_error(ppa_eval("grade", "--task", "gsm8k", task_dir / "samples.jsonl", check=False), "samples.jsonl:1")
+    assert_clean_error(ppa_eval("grade", "--task", "gsm8k", task_dir / "samples.jsonl", check=False), "samples.jsonl, line 1")
 
 
 def _limit_file_size(limit):

@@ -54,11 +54,11 @@ def test_stdout_when_no_output_path(tmp_path, capsys):
 @pytest.mark.parametrize(
     "bad_line, message",
     [
-        ('{"gold": "3"}', r"in\.jsonl:2: missing field response"),
-        ('{"id": 7}', r"in\.jsonl:2: missing field gold and response"),
-        ("not json", r"in\.jsonl:2: not a JSON object"),
-        ('["3", "4"]', r"in\.jsonl:2: not a JSON object"),
-        ('{"gold": "3", "response": null}', r"in\.jsonl:2: field response must be a string"),
+        ('{"gold": "3"}', r"in\.jsonl, line 2: missing field response"),
+        ('{"id": 7}', r"in\.jsonl, line 2: missing field gold and response"),
+        ("not json", r"in\.jsonl, line 2: not valid JSON"),
+        ('["3", "4"]', r"in\.jsonl, line 2: not a JSON object"),
+        ('{"gold": "3", "response": null}', r"in\.jsonl, line 2: field response must be a string"),
     ],
 )
 def test_malformed_line_names_file_and_line(tmp_path, bad_line, message):

@@ -1,19 +1,15 @@
 """The PPA Triton kernels against a float64 dense masked reference built from the definition.
 
-On a machine without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set here
-before triton is imported), on small shapes: GQA with a non-power-of-two group (10 query heads on
+On a machine without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set in
+conftest.py before triton is imported), on small shapes: GQA with a non-power-of-two group (10 query heads on
 2 KV heads), odd lengths that are no multiple of any tile, left padding, chunked prefill, contiguous
 and paged caches. The interpreter multiplies bfloat16 operands as raw integers, so these run in
 float16; the bfloat16 checks at the model's shape run on the GPU (bench/attention.py).
 """
 
-import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
 
 pytest.importorskip("triton")
 

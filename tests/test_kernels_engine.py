@@ -6,13 +6,9 @@ each implementation; the logits of every real position must agree. On a machine 
 kernels run in Triton's interpreter (float16 model, float32 reference).
 """
 
-import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
 
 pytest.importorskip("triton")
 transformers = pytest.importorskip("transformers")

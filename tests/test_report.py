@@ -146,11 +146,11 @@ def test_malformed_metrics_name_the_file(tmp_path, content, message):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{oops", r"samples\.jsonl:2: not valid JSON"),
+    ("{oops", r"samples\.jsonl, line 2: not valid JSON"),
     ('{"doc_id": "math500-1", "correct": "yes"}',
-     r"samples\.jsonl:2: 'correct' must be true or false, got 'yes'"),
-    ('{"doc_id": 7, "correct": true}', r"samples\.jsonl:2: 'doc_id' must be a string, got 7"),
-    ('{"doc_id": "math500-0", "correct": true}', r"samples\.jsonl:2: doc_id 'math500-0' appears twice"),
+     r"samples\.jsonl, line 2: 'correct' must be true or false, got 'yes'"),
+    ('{"doc_id": 7, "correct": true}', r"samples\.jsonl, line 2: 'doc_id' must be a string, got 7"),
+    ('{"doc_id": "math500-0", "correct": true}', r"samples\.jsonl, line 2: doc_id 'math500-0' appears twice"),
 ])
 def test_malformed_samples_name_file_and_line(results, line, message):
     samples = results / "m__p1_w64" / "math500" / "samples.jsonl"

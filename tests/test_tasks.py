@@ -93,11 +93,11 @@ def test_malformed_line_names_file_and_line(tmp_path):
     lines[2] = lines[2][:40] + b"\n"  # cut a record in half
     copy = tmp_path / "broken.jsonl"
     copy.write_bytes(b"".join(lines))
-    with pytest.raises(TaskError, match=rf"^{re.escape(str(copy))}, line 3: malformed JSON"):
+    with pytest.raises(TaskError, match=rf"^{re.escape(str(copy))}, line 3: not valid JSON"):
         read_jsonl(copy, hashlib.sha256(copy.read_bytes()).hexdigest())
 
     copy.write_bytes(b'{"question": "q", "answer": "#### 1"}\n[1, 2]\n')
-    with pytest.raises(TaskError, match=r"line 2: expected a JSON object"):
+    with pytest.raises(TaskError, match=r"line 2: not a JSON object"):
         read_jsonl(copy, hashlib.sha256(copy.read_bytes()).hexdigest())
 
 

@@ -1,5 +1,6 @@
-"""PPA as transformers attention implementations: "ppa_sdpa" (exact boolean mask, any device) and
-"ppa_flex" (flex attention with a PPA block mask, GPU).
+"""PPA as transformers attention implementations: "ppa_sdpa" (exact boolean mask, any device),
+"ppa_flex" (flex attention with a PPA block mask) and "ppa_kernel" (the Triton kernels, GPU; at
+the end of this file).
 
 transformers builds one mask per forward pass from `config._attn_implementation` and hands it to
 every attention layer; layers that take no mask (NemotronH's Mamba-2 mixers) never see it. We

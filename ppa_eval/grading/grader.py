@@ -27,6 +27,7 @@ from ppa_eval.grading.extract import extract_math_answer
 from ppa_eval.grading.gsm8k import decide_gsm8k, extract_gsm8k_answer, gold_number
 from ppa_eval.grading.normalize import normalize_answer
 from ppa_eval.grading.sandbox import Sandbox, SandboxError, SandboxLimit
+from ppa_eval.jsonl import read_objects
 
 logger = logging.getLogger("ppa_eval.grading")
 
@@ -156,27 +157,15 @@ def grade_many(
 
 
 def _read_records(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise GradingError(f"cannot read {path}: {error.strerror}") from None
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise GradingError(f"{path}:{number}: not a JSON object ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise GradingError(f"{path}:{number}: not a JSON object")
+    for number, record in read_objects(path, GradingError):
         missing = [key for key in ("gold", "response") if key not in record]
         if missing:
-            raise GradingError(f"{path}:{number}: missing field {' and '.join(missing)}")
+            raise GradingError(f"{path}, line {number}: missing field {' and '.join(missing)}")
         if not isinstance(record["response"], str):
-            raise GradingError(f"{path}:{number}: field response must be a string")
+            raise GradingError(f"{path}, line {number}: field response must be a string")
         if not isinstance(record["gold"], (str, int, float)) or isinstance(record["gold"], bool):
-            raise GradingError(f"{path}:{number}: field gold must be a string or a number")
+            raise GradingError(f"{path}, line {number}: field gold must be a string or a number")
         records.append(record)
     return records
 

@@ -1,0 +1,58 @@
+"""Results on disk: nothing half-written passes for finished, and one writer at a time."""
+
+import json
+
+import pytest
+
+from ppa_eval.runs import RunError, append_lines, check_manifest, exclusive, read_samples, write_json_atomic
+
+
+def test_partial_last_line_from_a_killed_run_is_dropped(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    append_lines(path, [{"doc_id": "a"}, {"doc_id": "b"}])
+    with open(path, "ab") as handle:
+        handle.write(b'{"doc_id": "c", "resp')  # kill -9 in the middle of a write
+    assert [r["doc_id"] for r in read_samples(path)] == ["a", "b"]
+    assert path.read_bytes().endswith(b'"b"}\n')
+
+
+def test_a_bad_complete_line_is_an_error_naming_file_and_line(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"doc_id": "a"}\n[1, 2]\n')
+    with pytest.raises(RunError, match=r"samples.jsonl, line 2: not a JSON object"):
+        read_samples(path)
+    path.write_text('{"doc_id": "a"}\n{"response": "no id"}\n')
+    with pytest.raises(RunError, match=r"samples.jsonl, line 2: not a sample"):
+        read_samples(path)
+
+
+def test_line_separators_inside_responses_survive(tmp_path):
+    # json.dumps(ensure_ascii=False) writes U+2028 raw; str.splitlines would cut the line there
+    path = tmp_path / "samples.jsonl"
+    records = [{"doc_id": "a", "response": "x\u2028y\u0085z\x1c"}, {"doc_id": "b"}]
+    append_lines(path, records)
+    assert read_samples(path) == records
+
+
+def test_atomic_json_leaves_no_temporary_files(tmp_path):
+    write_json_atomic(tmp_path / "m.json", {"x": 1})
+    write_json_atomic(tmp_path / "m.json", {"x": 2})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"x": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_manifest_mismatch_is_refused(tmp_path):
+    path = tmp_path / "manifest.json"
+    check_manifest(path, {"power": "1/2", "seed": 1}, ("power", "seed"))
+    check_manifest(path, {"power": "1/2", "seed": 1, "extra": "ignored"}, ("power", "seed"))
+    with pytest.raises(RunError, match=r"power: '1/2' -> '3/4'"):
+        check_manifest(path, {"power": "3/4", "seed": 1}, ("power", "seed"))
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    with exclusive(tmp_path / "run"):
+        with pytest.raises(RunError, match="another ppa-eval is writing"):
+            with exclusive(tmp_path / "run"):
+                pass
+    with exclusive(tmp_path / "run"):  # released
+        pass
