@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ppa_eval import __version__
 from ppa_eval.checkpoints import content_sha256
+from ppa_eval.engines.hf import default_attn_kernel, resolve_dtype
 from ppa_eval.grading import grade_many
 from ppa_eval.pattern import PowerPattern
 from ppa_eval.prompts import render_prompt
@@ -61,16 +62,17 @@ def _versions() -> dict:
             "lm_eval": getattr(lm_eval, "__version__", "unknown"), "python": platform.python_version()}
 
 
-def manifest(checkpoint: Path, engine, settings: Settings) -> dict:
+def manifest(checkpoint: Path, settings: Settings) -> dict:
     tasks = [load_task(name) for name in KNOWN_TASKS]  # all of them, so a later run may add tasks
+    dtype = resolve_dtype(settings.dtype, settings.device)
     return {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": content_sha256(checkpoint),
         "power": settings.power,
         "window": settings.window,
         "engine": settings.engine,
-        "dtype": engine.dtype,
-        "attn_kernel": engine.attn_kernel,
+        "dtype": str(dtype).removeprefix("torch."),
+        "attn_kernel": settings.attn_kernel or default_attn_kernel(settings.device),
         "device": settings.device,
         "batch_size": settings.batch_size,
         "max_new_tokens": settings.max_new_tokens,
@@ -168,12 +170,13 @@ def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Setti
     """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are skipped."""
     tasks = [load_task(t) for t in settings.tasks]
     run_dir = out / run_name(name, pattern)
-    unfinished = [t for t in tasks if not (run_dir / t.name / "metrics.json").exists()]
-    if not unfinished:
-        return run_dir
     with exclusive(run_dir):
+        # checked before skipping finished tasks: results made with other settings are never reused
+        check_manifest(run_dir / "manifest.json", manifest(checkpoint, settings), RESULT_SETTINGS)
+        unfinished = [t for t in tasks if not (run_dir / t.name / "metrics.json").exists()]
+        if not unfinished:
+            return run_dir
         engine = engine_factory(checkpoint, pattern, settings)
-        check_manifest(run_dir / "manifest.json", manifest(checkpoint, engine, settings), RESULT_SETTINGS)
         for task in unfinished:
             evaluate_task(engine, task, settings, run_dir / task.name, str(checkpoint))
     return run_dir

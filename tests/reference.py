@@ -1,22 +1,11 @@
-"""Independent references for the tests: the PPA definition evaluated directly, in exact integers."""
+"""Independent references for the tests: the PPA definition evaluated directly, in exact integers
+(floor_power is the kernels' brute-force reference; it shares nothing with ppa_eval.pattern)."""
 
 from fractions import Fraction
 
 import torch
 
-
-def floor_power(j: int, p: Fraction) -> int:
-    """floor(j^p) exactly: the largest g with g^den <= j^num (0^0 = 1)."""
-    if j == 0:
-        return 1 if p == 0 else 0
-    num, den = p.numerator, p.denominator
-    target = j**num
-    g = int(j ** float(p))
-    while g**den > target:
-        g -= 1
-    while (g + 1) ** den <= target:
-        g += 1
-    return g
+from ppa_eval.kernels.reference import floor_power
 
 
 def attends(p: Fraction, w: int, i: int, k: int) -> bool:

@@ -68,6 +68,10 @@ def test_checkpoint_settings_and_contradictions(tmp_path, make_tiny_checkpoint):
     assert "| 0.75" in result.stdout or "3/4" in result.stdout
     manifest = json.loads(next((tmp_path / "out").glob("*/manifest.json")).read_text())
     assert manifest["power"] == "3/4" and manifest["window"] == 8
+    # finished results are not reused for a run with other settings
+    changed = [a if a != "6" else "7" for a in FAST]
+    assert_clean_error(ppa_eval("evaluate", nested, "--power", "0.75", "--force", *changed, "--tasks", "gsm8k",
+                                "--out", tmp_path / "out", check=False), "other settings", "max_new_tokens: 6 -> 7")
 
 
 def test_bad_inputs_get_one_line_errors(tmp_path, make_tiny_checkpoint):
