@@ -233,7 +233,7 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help=f"first N problems of each task (default: all; {EMBEDDED_LIMIT} for the embedded model)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, help=f"default: the task's (math500 1024, gsm8k 256; {EMBEDDED_MAX_NEW_TOKENS} for the embedded model)")
-    parser.add_argument("--out", default="results/runs", help="results directory (default results/runs)")
+    parser.add_argument("--out", default="runs", help="results directory (default ./runs)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when a GPU is visible)")
     parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16")
     parser.add_argument("--attn-kernel", choices=["ppa", "flex", "sdpa"],
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_sweep)
 
     p = commands.add_parser("reproduce", help="the paper's Table 1 and S-curve beside ours")
-    p.add_argument("results_dir", nargs="?", default="results/runs")
+    p.add_argument("results_dir", nargs="?", default="runs", help="results directory (default ./runs)")
     p.add_argument("--paper", action="store_true", help="print the paper's own Table 1")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"])
     p.add_argument("--plot", help="S-curve PNG path (default RESULTS_DIR/s_curve.png)")
