@@ -32,7 +32,7 @@ class CheckpointError(ValueError):
 class Checkpoint:
     path: Path
     pattern: PowerPattern
-    name: str
+    name: str  # names its results directory: the path under the sweep root, "/" as "_"
 
 
 def check_readable(path: Path) -> None:
@@ -130,7 +130,8 @@ def discover(root: Path, window: str | None = None) -> tuple[list[Checkpoint], l
         except CheckpointError as error:
             skipped.append(f"{path}: {error}")
             continue
-        found.append(Checkpoint(path, pattern, path.relative_to(root).as_posix() if path != root else path.name))
+        name = path.relative_to(root).as_posix().replace("/", "_") if path != root else path.name
+        found.append(Checkpoint(path, pattern, name))
     found.sort(key=lambda c: (c.pattern.power, c.pattern.window, c.name))
     return found, skipped
 

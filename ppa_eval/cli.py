@@ -88,15 +88,6 @@ def _hf_engine(checkpoint, pattern, settings):
     return HFEngine(checkpoint, pattern, settings.device, settings.dtype, settings.attn_kernel)
 
 
-def _print_results(run_dirs: list[Path]) -> None:
-    from ppa_eval.report import collect, render_table
-
-    import pandas as pd
-
-    frames = [collect(d) for d in run_dirs]
-    df = pd.concat(frames, ignore_index=True)
-    print(render_table(df, "md"))
-
 
 # The embedded model only exercises the pipeline: by default a few problems per task, short answers.
 EMBEDDED_LIMIT = 4
@@ -126,13 +117,16 @@ def _evaluate(args) -> None:
     out = Path(args.out)
     check_writable(out)
     run_dir = evaluate(path, name, pattern, settings, out, _hf_engine)
-    _print_results([run_dir])
+    from ppa_eval.report import collect, render_table
+
+    print(render_table(collect(run_dir), "md"))
     print(f"results in {run_dir}")
 
 
 def _sweep(args) -> None:
     from ppa_eval.checkpoints import discover
-    from ppa_eval.evaluate import evaluate, run_name
+    from ppa_eval.evaluate import evaluate
+    from ppa_eval.report import collect, render_table
     from ppa_eval.runs import check_writable
 
     checkpoints, skipped = discover(Path(args.directory), args.window)
@@ -150,14 +144,11 @@ def _sweep(args) -> None:
     else:
         for checkpoint in checkpoints:
             settings = _evaluation_settings(args, str(checkpoint.pattern.power), checkpoint.pattern.window)
-            evaluate(checkpoint.path, checkpoint.name.replace("/", "_"), checkpoint.pattern, settings, out, _hf_engine)
-    run_dirs = [out / run_name(c.name.replace("/", "_"), c.pattern) for c in checkpoints]
-    from ppa_eval.report import collect, render_table
-
+            evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, _hf_engine)
     table = render_table(collect(out), "md")
     (out / "table.md").write_text(table + "\n")
     print(table)
-    print(f"results in {out} ({len(run_dirs)} checkpoints); table in {out / 'table.md'}")
+    print(f"results in {out} ({len(checkpoints)} checkpoints); table in {out / 'table.md'}")
 
 
 def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:

@@ -52,7 +52,6 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     # The dequantized weights are plain float tensors, but the model still says it is GGUF-quantized
     # and save_pretrained refuses it: drop that label.
     model.hf_quantizer = None
-    model.config.quantization_config = None
     del model.config.quantization_config
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
