@@ -60,6 +60,11 @@ def config_settings(path: Path) -> tuple[Fraction | None, int | None]:
         config = json.loads((path / "config.json").read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path / 'config.json'} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    return ppa_settings(config)
+
+
+def ppa_settings(config: dict) -> tuple[Fraction | None, int | None]:
+    """(power, window) from a config dictionary in the convention above, either one None where absent."""
     nested = config.get("ppa") if isinstance(config.get("ppa"), dict) else {}
     power = config.get("ppa_power", nested.get("power"))
     window = config.get("ppa_window", nested.get("window"))

@@ -64,30 +64,48 @@ def _evaluation_settings(args, power: str, window: int):
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for name in tasks:
         load_task(name)  # unknown names fail here, before any model is loaded
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    batch_size = DEFAULT_BATCH_SIZE[args.engine] if args.batch_size is None else args.batch_size
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if args.engine != "hf":
-        raise ValueError(f"engine {args.engine!r} is not available yet; use --engine hf")
+    vllm_options = {name: getattr(args, name) for name in VLLM_FLAGS if getattr(args, name) not in (None, False)}
+    if args.engine == "hf" and vllm_options:
+        raise ValueError(f"--{next(iter(vllm_options)).replace('_', '-')} is a vLLM setting; add --engine vllm")
+    if args.engine == "vllm" and args.attn_kernel:
+        raise ValueError("--attn-kernel picks the transformers engine's attention; the vLLM engine always "
+                         "attends through the PPA plug-in, so drop the flag")
+    if args.engine == "vllm":
+        from ppa_eval.engines.vllm_engine import require_vllm
+
+        require_vllm()  # before anything is loaded or written
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return Settings(power=power, window=window, engine=args.engine, device=device, dtype=args.dtype,
-                    attn_kernel=args.attn_kernel, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                    limit=args.limit, chat_template=args.chat_template, thinking=args.thinking,
-                    data_source=args.data_source, seed=args.seed, tasks=tasks)
+                    attn_kernel="vllm-ppa" if args.engine == "vllm" else args.attn_kernel, batch_size=batch_size,
+                    max_new_tokens=args.max_new_tokens, limit=args.limit, chat_template=args.chat_template,
+                    thinking=args.thinking, data_source=args.data_source, seed=args.seed, tasks=tasks,
+                    engine_options=vllm_options)
 
 
-def _hf_engine(checkpoint, pattern, settings):
+def _engine(checkpoint, pattern, settings):
     import torch
 
+    torch.manual_seed(settings.seed)
+    if settings.engine == "vllm":
+        from ppa_eval.engines.vllm_engine import VLLMOptions, start_engine
+
+        return start_engine(checkpoint, pattern, settings.device, settings.dtype, settings.seed,
+                            VLLMOptions(**settings.engine_options))
     from ppa_eval.engines.hf import HFEngine
 
-    torch.manual_seed(settings.seed)
     return HFEngine(checkpoint, pattern, settings.device, settings.dtype, settings.attn_kernel)
 
 
+DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}  # vLLM batches continuously: the more prompts per call, the faster
+VLLM_FLAGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_num_seqs",
+              "max_model_len", "enforce_eager")
 
 # The embedded model only exercises the pipeline: by default a few problems per task, short answers.
 EMBEDDED_LIMIT = 4
@@ -116,7 +134,7 @@ def _evaluate(args) -> None:
     settings = _evaluation_settings(args, str(pattern.power), pattern.window)
     out = Path(args.out)
     check_writable(out)
-    run_dir = evaluate(path, name, pattern, settings, out, _hf_engine)
+    run_dir = evaluate(path, name, pattern, settings, out, _engine)
     from ppa_eval.report import collect, render_table
 
     print(render_table(collect(run_dir), "md"))
@@ -144,7 +162,7 @@ def _sweep(args) -> None:
     else:
         for checkpoint in checkpoints:
             settings = _evaluation_settings(args, str(checkpoint.pattern.power), checkpoint.pattern.window)
-            evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, _hf_engine)
+            evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, _engine)
     table = render_table(collect(out), "md")
     (out / "table.md").write_text(table + "\n")
     print(table)
@@ -175,13 +193,15 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
 
 
 def _shared_flags(args) -> list[str]:
-    flags = ["--tasks", args.tasks, "--batch-size", str(args.batch_size), "--dtype", args.dtype,
-             "--chat-template", args.chat_template, "--thinking", args.thinking, "--data-source", args.data_source,
-             "--seed", str(args.seed), "--engine", args.engine]
-    for flag, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),
-                        ("--attn-kernel", args.attn_kernel)):
-        if value is not None:
-            flags += [flag, str(value)]
+    flags = ["--tasks", args.tasks, "--dtype", args.dtype, "--chat-template", args.chat_template,
+             "--thinking", args.thinking, "--data-source", args.data_source, "--seed", str(args.seed),
+             "--engine", args.engine]
+    for name in ("limit", "max_new_tokens", "attn_kernel", "batch_size", *VLLM_FLAGS):
+        value = getattr(args, name)
+        if value is True:
+            flags.append(f"--{name.replace('_', '-')}")
+        elif value not in (None, False):
+            flags += [f"--{name.replace('_', '-')}", str(value)]
     return flags
 
 
@@ -222,7 +242,8 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="math500,gsm8k", help="comma-separated: math500, gsm8k, gsm8k_cot")
     parser.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="generation engine (default hf)")
     parser.add_argument("--limit", type=int, help=f"first N problems of each task (default: all; {EMBEDDED_LIMIT} for the embedded model)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int,
+                        help="prompts per generate call, and per resume point (default: 8 with hf, 256 with vllm)")
     parser.add_argument("--max-new-tokens", type=int, help=f"default: the task's (math500 1024, gsm8k 256; {EMBEDDED_MAX_NEW_TOKENS} for the embedded model)")
     parser.add_argument("--out", default="runs", help="results directory (default ./runs)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when a GPU is visible)")
@@ -234,6 +255,15 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thinking", default="off", choices=["off", "on", "none"])
     parser.add_argument("--data-source", default="vendored", choices=["vendored", "hub"])
     parser.add_argument("--seed", type=int, default=1234)
+    vllm = parser.add_argument_group("vLLM engine (--engine vllm)")
+    vllm.add_argument("--tensor-parallel-size", type=int, help="GPUs per model (default 1)")
+    vllm.add_argument("--data-parallel-size", type=int,
+                      help="independent model replicas, each on its own GPUs (CPU: its own cores); default 1")
+    vllm.add_argument("--gpu-memory-utilization", type=float,
+                      help="share of GPU memory vLLM may take (default 0.9); on CPU, the share of RAM (default 0.1)")
+    vllm.add_argument("--max-num-seqs", type=int, help="sequences decoded at once (default: vLLM's)")
+    vllm.add_argument("--max-model-len", type=int, help="longest prompt + answer in tokens (default: the model's)")
+    vllm.add_argument("--enforce-eager", action="store_true", help="no torch.compile or CUDA graphs: faster start, slower steps")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,19 +47,25 @@ class Settings:
     data_source: str = "vendored"
     seed: int = 1234
     tasks: list[str] = field(default_factory=lambda: ["math500", "gsm8k"])
+    engine_options: dict = field(default_factory=dict)  # vLLM: parallelism and memory, see VLLMOptions
 
 
 def run_name(checkpoint_name: str, pattern: PowerPattern) -> str:
     return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
 
 
-def _versions() -> dict:
+def _versions(engine: str) -> dict:
     import lm_eval
     import torch
     import transformers
 
-    return {"ppa_eval": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "lm_eval": getattr(lm_eval, "__version__", "unknown"), "python": platform.python_version()}
+    versions = {"ppa_eval": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                "lm_eval": getattr(lm_eval, "__version__", "unknown"), "python": platform.python_version()}
+    if engine == "vllm":
+        import vllm
+
+        versions["vllm"] = vllm.__version__
+    return versions
 
 
 def manifest(checkpoint: Path, settings: Settings) -> dict:
@@ -71,6 +77,7 @@ def manifest(checkpoint: Path, settings: Settings) -> dict:
         "power": settings.power,
         "window": settings.window,
         "engine": settings.engine,
+        "engine_options": settings.engine_options,
         "dtype": str(dtype).removeprefix("torch."),
         "attn_kernel": settings.attn_kernel or default_attn_kernel(settings.device),
         "device": settings.device,
@@ -83,7 +90,7 @@ def manifest(checkpoint: Path, settings: Settings) -> dict:
         "seed": settings.seed,
         "tasks": {t.name: {"lm_eval_name": t.lm_eval_name, "config_sha256": t.config_sha256,
                            "data_sha256": t.data_sha256} for t in tasks},
-        "versions": _versions(),
+        "versions": _versions(settings.engine),
     }
 
 

@@ -88,6 +88,10 @@ def test_bad_inputs_get_one_line_errors(tmp_path, make_tiny_checkpoint):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert_clean_error(ppa_eval("evaluate", ckpt, *FAST, "--out", blocker / "out", check=False), "cannot write results")
+    assert_clean_error(ppa_eval("evaluate", ckpt, "--tensor-parallel-size", "2", check=False),
+                       "--tensor-parallel-size", "--engine vllm")
+    assert_clean_error(ppa_eval("evaluate", ckpt, "--engine", "vllm", "--attn-kernel", "sdpa", check=False),
+                       "--attn-kernel", "drop the flag")
     assert_clean_error(ppa_eval("table", tmp_path / "nothing", check=False), "no results")
     assert_clean_error(ppa_eval("sweep", tmp_path / "nothing", check=False), "not a directory")
 

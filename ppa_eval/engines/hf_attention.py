@@ -26,6 +26,7 @@ from transformers.integrations.flex_attention import flex_attention_forward
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import and_masks, flex_attention_mask, sdpa_mask
 
+from ppa_eval.kernels.tables import table_length
 from ppa_eval.pattern import PowerPattern, mask_mod
 
 ATTENTION_IMPLEMENTATIONS = {"sdpa": "ppa_sdpa", "flex": "ppa_flex"}
@@ -48,8 +49,7 @@ def _cached_mask_mod(pattern: PowerPattern, length: int, device: str):
 def _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device):
     # The distance table must reach the largest q_idx; round up so decode steps share one table.
     needed = max(int(q_offset) + q_length, int(kv_offset) + kv_length)
-    length = 1 << max(needed - 1, 1).bit_length()
-    return _cached_mask_mod(pattern_of(config), length, str(torch.device(device)))
+    return _cached_mask_mod(pattern_of(config), table_length(needed), str(torch.device(device)))
 
 
 def _ppa_mask_builder(stock_builder):

