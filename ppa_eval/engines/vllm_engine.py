@@ -131,13 +131,13 @@ class Replicas:
             process.start()
             self.connections.append(parent)
             self.processes.append(process)
-        for rank, connection in enumerate(self.connections):
-            status, detail = connection.recv()
+        answers = [connection.recv() for connection in self.connections]  # ("ready", dtype) or ("error", why)
+        for rank, (status, detail) in enumerate(answers):
             if status != "ready":
                 self.close()
                 raise EngineError(f"data-parallel replica {rank} failed to start: {detail}")
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        self.dtype = detail
+        self.dtype = answers[0][1]
         atexit.register(self.close)  # runs before multiprocessing joins the (non-daemon) replicas at exit
 
     def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
