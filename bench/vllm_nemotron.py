@@ -1,8 +1,10 @@
 """vLLM with the PPA plug-in on a model of NVIDIA-Nemotron-Nano-9B-v2's shape with random weights
-(one GPU): exactness against the transformers engine, and throughput against stock vLLM.
+(one GPU, two for tensor parallel): exactness against the transformers engine, and throughput
+against stock vLLM.
 
     python bench/vllm_nemotron.py make-model DIR             random weights of the real config, saved once
-    python bench/vllm_nemotron.py agreement DIR [--out D]    next-token top-1, vLLM vs transformers, p = 3/4
+    python bench/vllm_nemotron.py agreement DIR [--tensor-parallel-size 2] [--out D]
+                                                             next-token top-1, vLLM vs transformers, p = 3/4
     python bench/vllm_nemotron.py throughput DIR --engine ppa|stock [--eager] [--out D]
 
 agreement: 16 random prompts of 448 tokens get a 32-token greedy continuation from vLLM (bf16) at
@@ -74,7 +76,8 @@ def save_placeholder_tokenizer(directory: Path) -> None:
 
 # -- one engine per process ----------------------------------------------------------------------
 
-def vllm_llm(directory: Path, engine: str, eager: bool, dtype: str = "bfloat16", **extra):
+def vllm_llm(directory: Path, engine: str, eager: bool, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
+             **extra):
     import vllm
 
     if engine == "stock":
@@ -84,15 +87,17 @@ def vllm_llm(directory: Path, engine: str, eager: bool, dtype: str = "bfloat16",
     power = "1" if engine == "ppa-full" else POWER
     os.environ[POWER_ENV], os.environ[WINDOW_ENV] = power, str(WINDOW)
     arguments = engine_arguments(directory, PowerPattern(power, WINDOW), "cuda", dtype, 0,
-                                 VLLMOptions(enforce_eager=eager))
+                                 VLLMOptions(enforce_eager=eager, tensor_parallel_size=tensor_parallel_size))
     return vllm.LLM(**arguments, skip_tokenizer_init=True, **extra)
 
 
-def vllm_top1(directory: Path, engine: str, dtype: str, sequences_path: Path, out: Path) -> None:
+def vllm_top1(directory: Path, engine: str, dtype: str, tensor_parallel_size: int, sequences_path: Path,
+              out: Path) -> None:
     """(vLLM process) Continue the prompts greedily if no sequences exist yet, then score them."""
     from vllm import SamplingParams
 
-    llm = vllm_llm(directory, engine, eager=True, dtype=dtype, enable_prefix_caching=False, max_model_len=1024)
+    llm = vllm_llm(directory, engine, eager=True, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+                   enable_prefix_caching=False, max_model_len=1024)
     if not sequences_path.exists():
         prompts = random_prompts(AGREEMENT["prompts"], AGREEMENT["prompt_tokens"], seed=1)
         outputs = llm.generate([{"prompt_token_ids": p} for p in prompts],
@@ -163,16 +168,20 @@ def in_subprocess(*args: str) -> None:
     subprocess.run([sys.executable, __file__, *args], check=True)
 
 
-def agreement(directory: Path, out_dir: Path, work: Path) -> None:
-    """Each step writes its file into `work` and is skipped when the file exists (engines start slowly)."""
+def agreement(directory: Path, out_dir: Path, work: Path, tensor_parallel_size: int) -> None:
+    """Each step writes its file into `work` and is skipped when the file exists (engines start slowly).
+    With tensor_parallel_size > 1, vLLM also scores the sequences split over that many GPUs."""
     work.mkdir(parents=True, exist_ok=True)
     sequences = work / "sequences.json"
     steps = [  # the first one also writes the sequences
-        ("vllm_ppa_bfloat16.json", "_vllm_top1", "ppa", "bfloat16"),
-        ("vllm_ppa_float32.json", "_vllm_top1", "ppa", "float32"),
-        ("vllm_full_float32.json", "_vllm_top1", "ppa-full", "float32"),
+        ("vllm_ppa_bfloat16.json", "_vllm_top1", "ppa", "bfloat16", "1"),
+        ("vllm_ppa_float32.json", "_vllm_top1", "ppa", "float32", "1"),
+        ("vllm_full_float32.json", "_vllm_top1", "ppa-full", "float32", "1"),
         ("transformers_ppa_float32.json", "_transformers_top1"),
     ]
+    tp_name = f"vllm_ppa_float32_tp{tensor_parallel_size}"
+    if tensor_parallel_size > 1:
+        steps.append((f"{tp_name}.json", "_vllm_top1", "ppa", "float32", str(tensor_parallel_size)))
     for name, worker, *engine_dtype in steps:
         if not (work / name).exists():
             in_subprocess(worker, str(directory), *engine_dtype, str(sequences), str(work / name))
@@ -189,8 +198,11 @@ def agreement(directory: Path, out_dir: Path, work: Path) -> None:
         "top1_agree_vllm_bfloat16_vs_transformers_float32": agree("vllm_ppa_bfloat16", "transformers_ppa_float32"),
         "top1_agree_vllm_bfloat16_vs_vllm_float32": agree("vllm_ppa_bfloat16", "vllm_ppa_float32"),
     }
-    result["passed"] = (result["top1_agree_vllm_vs_transformers_float32"] >= AGREEMENT["target"]
-                        and result["top1_agree_vllm_ppa_vs_vllm_full_float32"] < 1.0)
+    exact = [result["top1_agree_vllm_vs_transformers_float32"]]  # what must reach the target
+    if tensor_parallel_size > 1:
+        result[f"top1_agree_{tp_name}_vs_transformers_float32"] = agree(tp_name, "transformers_ppa_float32")
+        exact.append(result[f"top1_agree_{tp_name}_vs_transformers_float32"])
+    result["passed"] = min(exact) >= AGREEMENT["target"] and result["top1_agree_vllm_ppa_vs_vllm_full_float32"] < 1.0
     (out_dir / "vllm_agreement.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     if not result["passed"]:
@@ -201,7 +213,7 @@ def main() -> None:
     if sys.argv[1].startswith("_"):  # a worker process started by this script
         command, directory, *rest = sys.argv[1:]
         if command == "_vllm_top1":
-            vllm_top1(Path(directory), rest[0], rest[1], Path(rest[2]), Path(rest[3]))
+            vllm_top1(Path(directory), rest[0], rest[1], int(rest[2]), Path(rest[3]), Path(rest[4]))
         elif command == "_transformers_top1":
             transformers_top1(Path(directory), Path(rest[0]), Path(rest[1]))
         sys.stdout.flush()
@@ -212,13 +224,15 @@ def main() -> None:
     parser.add_argument("--engine", choices=["ppa", "stock"], default="ppa")
     parser.add_argument("--eager", action="store_true", help="no torch.compile or CUDA graphs (faster start)")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument("--tensor-parallel-size", type=int, default=1,
+                        help="agreement: also score with vLLM split over this many GPUs")
     parser.add_argument("--work", type=Path, help="agreement: where the steps keep their files (default OUT/vllm_agreement_work)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "make-model":
         make_model(args.directory)
     elif args.command == "agreement":
-        agreement(args.directory, args.out, args.work or args.out / "vllm_agreement_work")
+        agreement(args.directory, args.out, args.work or args.out / "vllm_agreement_work", args.tensor_parallel_size)
     else:
         path = args.out / f"vllm_throughput_{args.engine}{'_eager' if args.eager else ''}.json"
         throughput(args.directory, args.engine, args.eager, path)
