@@ -173,6 +173,7 @@ def keys_per_query(pattern: PowerPattern, length: int) -> np.ndarray:
     return np.cumsum(attended)[1:]
 
 
+@lru_cache(maxsize=16)  # one table per (pattern, length, device): decode steps share it
 def mask_mod(pattern: PowerPattern, length: int, device=None):
     """A flex-attention style mask function (b, h, q_idx, kv_idx) -> bool over absolute positions.
 

@@ -18,7 +18,6 @@ mask on q_idx - kv_idx is right in cached decode; left padding is and-ed in by t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface
@@ -41,15 +40,10 @@ def set_pattern(config, pattern: PowerPattern) -> None:
     config.ppa_window = pattern.window
 
 
-@lru_cache(maxsize=16)
-def _cached_mask_mod(pattern: PowerPattern, length: int, device: str):
-    return mask_mod(pattern, length, device=device)
-
-
 def _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device):
     # The distance table must reach the largest q_idx; round up so decode steps share one table.
     needed = max(int(q_offset) + q_length, int(kv_offset) + kv_length)
-    return _cached_mask_mod(pattern_of(config), table_length(needed), str(torch.device(device)))
+    return mask_mod(pattern_of(config), table_length(needed), str(torch.device(device)))
 
 
 def _ppa_mask_builder(stock_builder):

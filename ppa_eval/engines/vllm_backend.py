@@ -46,7 +46,7 @@ from vllm.v1.attention.backend import (
 from ppa_eval.checkpoints import DEFAULT_WINDOW, ppa_settings
 from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
 from ppa_eval.kernels.tables import table_length
-from ppa_eval.pattern import PowerPattern, parse_power, parse_window
+from ppa_eval.pattern import PowerPattern, mask_mod, parse_power, parse_window
 
 
 # A child of vLLM's logger, so the line appears wherever vLLM logs (lm-eval runs included).
@@ -252,12 +252,6 @@ def _announce(pattern: PowerPattern) -> None:
 
 def _mask(pattern: PowerPattern, seq_len: int, n_queries: int, device) -> torch.Tensor:
     """[n_queries, seq_len] bool: the last n_queries positions of a sequence against all of it."""
-    attended = _attended_distances(pattern, table_length(seq_len), str(device))
-    query_positions = torch.arange(seq_len - n_queries, seq_len, device=device)
-    distance = query_positions[:, None] - torch.arange(seq_len, device=device)[None, :]
-    return (distance >= 0) & attended[distance.clamp(min=0)]
-
-
-@lru_cache(maxsize=16)
-def _attended_distances(pattern: PowerPattern, length: int, device: str) -> torch.Tensor:
-    return torch.as_tensor(pattern.distance_table(length), device=device).bool()
+    ppa = mask_mod(pattern, table_length(seq_len), str(torch.device(device)))
+    positions = torch.arange(seq_len, device=device)
+    return ppa(0, 0, positions[seq_len - n_queries :, None], positions[None, :])
