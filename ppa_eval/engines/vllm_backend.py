@@ -20,8 +20,12 @@ Two ways to attend, both exact:
 
 The pattern comes from PPA_EVAL_POWER / PPA_EVAL_WINDOW if set, else from the model config
 (`ppa_power`/`ppa_window`, the checkpoint convention, or the same keys given as hf_overrides).
-The forward syncs with the host (query lengths), so the builder declares no CUDA graph support:
-vLLM then captures graphs piecewise around attention (Mamba and MLP layers stay in graphs).
+Per step, the builder does the host work once for all layers: vLLM puts one-token decodes first
+(reorder_batch_threshold = 1), so the decodes are the first num_decodes requests and tokens, and
+one kernel launch takes them as plain slices. That launch is sized for the model's maximum length,
+not the step's, and reads every length from the device, so a decode-only step is the same
+sequence of launches every time: the builder declares CUDA-graph support for such steps whenever
+the kernels apply. Steps with prefills run outside graphs (vLLM captures around attention).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from vllm.v1.attention.backend import (
     CommonAttentionMetadata,
     MultipleOf,
 )
+from vllm.platforms import current_platform
 
 from ppa_eval.checkpoints import DEFAULT_WINDOW, ppa_settings
 from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
@@ -115,25 +120,55 @@ class PPAAttentionBackend(AttentionBackend):
 @dataclass
 class PPAMetadata:
     num_actual_tokens: int
-    query_starts: list[int]    # host copies: the forward loops over requests
+    num_decodes: int           # requests 0 .. num_decodes-1 decode one token each (tokens 0 .. num_decodes-1)
+    decode_bound: int          # bounds every sequence length: the decode launch is sized by it, not by the step
+    query_starts: list[int]    # host copies: the forward loops over the other requests
     seq_lens_host: list[int]
     seq_lens: torch.Tensor     # int32 [num_reqs], on the device
     block_table: torch.Tensor  # int32 [num_reqs, max_pages]
 
 
+def leading_decodes(query_starts: list[int]) -> int:
+    """How many requests at the front of the batch have exactly one query token."""
+    n = 0
+    while n + 1 < len(query_starts) and query_starts[n + 1] - query_starts[n] == 1:
+        n += 1
+    return n
+
+
+def kernels_apply(device_type: str, dtype: torch.dtype, head_size: int) -> bool:
+    """The Triton kernels take CUDA tensors in fp16/bf16 with a power-of-two head size."""
+    return device_type == "cuda" and dtype in (torch.float16, torch.bfloat16) and head_size & (head_size - 1) == 0
+
+
 class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
-    _cudagraph_support = AttentionCGSupport.NEVER
+    reorder_batch_threshold = 1  # vLLM moves one-token decodes to the front of each batch
 
     def __init__(self, kv_cache_spec, layer_names, vllm_config, device):
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)
+        self.max_model_len = vllm_config.model_config.max_model_len
+
+    @classmethod
+    def get_cudagraph_support(cls, vllm_config, kv_cache_spec) -> AttentionCGSupport:
+        # The reference path builds masks on the host from the step's lengths: never in a graph.
+        capturable = kernels_apply(current_platform.device_type, vllm_config.model_config.dtype, kv_cache_spec.head_size)
+        return AttentionCGSupport.UNIFORM_SINGLE_TOKEN_DECODE if capturable else AttentionCGSupport.NEVER
 
     def build(self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata,
               fast_build: bool = False) -> PPAMetadata:
         m = common_attn_metadata
+        # Host lengths serve the requests after the decodes (prefill chunks), where vLLM's host
+        # bound is exact; reading m.seq_lens here would wait for the GPU.
+        seq_lens_host = getattr(m, "seq_lens_cpu_upper_bound", None)
+        if seq_lens_host is None:
+            seq_lens_host = m.seq_lens.cpu()
+        query_starts = m.query_start_loc_cpu[: m.num_reqs + 1].tolist()
         return PPAMetadata(
             num_actual_tokens=m.num_actual_tokens,
-            query_starts=m.query_start_loc_cpu[: m.num_reqs + 1].tolist(),
-            seq_lens_host=m.seq_lens.cpu()[: m.num_reqs].tolist(),
+            num_decodes=leading_decodes(query_starts),
+            decode_bound=self.max_model_len,
+            query_starts=query_starts,
+            seq_lens_host=seq_lens_host[: m.num_reqs].tolist(),
             seq_lens=m.seq_lens[: m.num_reqs],
             block_table=m.block_table_tensor[: m.num_reqs],
         )
@@ -163,12 +198,14 @@ class PPAAttentionImpl(AttentionImpl):
 
     def do_kv_cache_update(self, layer, key, value, kv_cache, slot_mapping) -> None:
         key_cache, value_cache = self._split_cache(kv_cache)
-        slots = slot_mapping[: key.shape[0]]
-        real = slots >= 0  # padded tokens have slot -1
+        n = min(key.shape[0], slot_mapping.shape[0])
+        # Padded tokens have slot -1. They go to slot 0 of block 0, vLLM's null block, which no
+        # request reads; dropping them with a boolean mask instead would wait for the GPU.
+        slots = slot_mapping[:n].clamp(min=0)
         page = key_cache.shape[1]
-        blocks, offsets = slots[real] // page, slots[real] % page
-        key_cache[blocks, offsets] = key[real]
-        value_cache[blocks, offsets] = value[real]
+        blocks, offsets = slots // page, slots % page
+        key_cache[blocks, offsets] = key[:n]
+        value_cache[blocks, offsets] = value[:n]
 
     def _split_cache(self, kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if kv_cache.dim() == 5:
@@ -185,23 +222,17 @@ class PPAAttentionImpl(AttentionImpl):
         query = query[:n].view(n, self.num_heads, self.head_size)
         out = output[:n].view(n, self.num_heads, self.head_size)
         cache = self._split_cache(kv_cache)
-        starts = attn_metadata.query_starts
-        requests = range(len(starts) - 1)
-        if self._kernels_apply(query):
-            decodes = [r for r in requests if starts[r + 1] - starts[r] == 1]
+        requests = range(len(attn_metadata.query_starts) - 1)
+        if kernels_apply(query.device.type, query.dtype, self.head_size):
+            decodes = attn_metadata.num_decodes
             if decodes:
-                self._decode_with_kernel(query, cache, attn_metadata, decodes, out)
-            for r in requests:
-                if starts[r + 1] - starts[r] > 1:
-                    self._prefill_with_kernel(query, cache, attn_metadata, r, out)
+                self._decode_with_kernel(query[:decodes], cache, attn_metadata, out[:decodes])
+            for r in requests[decodes:]:
+                self._prefill_with_kernel(query, cache, attn_metadata, r, out)
         else:
             for r in requests:
                 self._attend_reference(query, cache, attn_metadata, r, out)
         return output
-
-    def _kernels_apply(self, query: torch.Tensor) -> bool:
-        return (query.is_cuda and query.dtype in (torch.float16, torch.bfloat16)
-                and self.head_size & (self.head_size - 1) == 0)
 
     @staticmethod
     def _gather(cache, meta: PPAMetadata, r: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,21 +255,19 @@ class PPAAttentionImpl(AttentionImpl):
             enable_gqa=self.num_heads != self.num_kv_heads)
         out[start:end] = attended.transpose(0, 1)
 
-    def _decode_with_kernel(self, query, cache, meta: PPAMetadata, decodes: list[int], out) -> None:
+    def _decode_with_kernel(self, query, cache, meta: PPAMetadata, out) -> None:
         from ppa_eval.kernels import ppa_attention_paged
 
-        tokens = torch.tensor([meta.query_starts[r] for r in decodes], device=query.device)
-        rows = torch.tensor(decodes, device=query.device)
-        attended = ppa_attention_paged(
-            query[tokens].unsqueeze(2), *cache, meta.block_table[rows],
-            meta.seq_lens[rows], self.pattern, max_seq_len=max(meta.seq_lens_host[r] for r in decodes),
-            scale=self.scale)
-        out[tokens] = attended.squeeze(2)
+        decodes = query.shape[0]
+        ppa_attention_paged(query.unsqueeze(2), *cache, meta.block_table[:decodes], meta.seq_lens[:decodes],
+                            self.pattern, max_seq_len=meta.decode_bound, scale=self.scale, out=out.unsqueeze(2))
 
     def _prefill_with_kernel(self, query, cache, meta: PPAMetadata, r: int, out) -> None:
         from ppa_eval.kernels import ppa_attention
 
         start, end = meta.query_starts[r], meta.query_starts[r + 1]
+        if start == end:
+            return
         keys, values = self._gather(cache, meta, r)
         attended = ppa_attention(query[start:end].transpose(0, 1)[None], keys[None], values[None],
                                  self.pattern, scale=self.scale)
