@@ -12,8 +12,8 @@ another 1-2 ms):
                    serve the rest (ncu: 59% L1 hits against 4%).
 
 Reported per case: time, ns per (query, distance) pair over all 8 KV heads, and the bytes those
-pairs name (512 per pair and KV head) over the time. All three land at 0.56-0.70 ns per pair,
-about 7 TB/s of gathered 256-byte rows: with 45.6 M far pairs that is 25-29 ms, above dense
+pairs name (512 per pair and KV head) over the time. All three land at 0.53-0.76 ns per pair,
+5.4-7.7 TB/s of gathered 256-byte rows: with 44.9 M far pairs that is 24-32 ms, above dense
 SDPA's 17.4 ms. Nsight Compute (`ncu --section SpeedOfLight --section MemoryWorkloadAnalysis
 --section Occupancy`, one H100, 2026-11-23) on the "4 queries, no software pipelining" and "16
 spaced, 12 apart" kernels over d in [4000, 9000) says why:
@@ -25,8 +25,9 @@ spaced, 12 apart" kernels over d in [4000, 9000) says why:
 The spaced tiling takes most rows from L1 instead of L2, but every gathered byte still passes the
 L1/TEX pipe, and again through shared memory on its way to the tensor cores, and its larger tile
 halves the occupancy. Going below dense needs key rows staged once in shared memory and gathered
-from there for many queries (ldmatrix with per-row addresses), which Triton 3.6's language does
-not express.
+from there for many queries (ldmatrix with per-row addresses). Triton 3.6 (torch 2.11's, the GPU
+machine's) cannot express that, not even in its experimental Gluon dialect; Gluon in Triton 3.9
+has a shared-memory gather (`shared_memory_descriptor.gather`), untried here.
 
     PYTHONPATH=. python bench/prefill_limits.py [--out results/bench]
 """
