@@ -39,6 +39,13 @@ def _block_table(seq_lens: list[int]) -> tuple[torch.Tensor, int]:
     return block_table, sum(pages) + 4
 
 
+def _reference(query: torch.Tensor, seq: torch.Tensor, attended: np.ndarray) -> torch.Tensor:
+    """Float64 dense masked attention of the last len(query) tokens of seq [L, 2, kv_heads, dim]."""
+    q = query.transpose(0, 1)[None].double()
+    k, v = (seq[:, i].transpose(0, 1)[None].double() for i in (0, 1))
+    return masked_attention(q, k, v, attended[: len(seq)], scale=HEAD_SIZE**-0.5)[0].transpose(0, 1)
+
+
 def _slots(block_table_row: torch.Tensor, positions: range) -> list[int]:
     return [int(block_table_row[p // PAGE]) * PAGE + p % PAGE for p in positions]
 
@@ -85,9 +92,7 @@ def test_backend_matches_dense_reference(monkeypatch, layout, power, window):
 
     attended = attended_distances(Fraction(power), window, max(seq_lens))
     for r, (done, new) in enumerate(REQUESTS):
-        q = queries[r].transpose(0, 1)[None].double()
-        k, v = (seq[r][:, i].transpose(0, 1)[None].double() for i in (0, 1))
-        expected = masked_attention(q, k, v, attended[: done + new], scale=HEAD_SIZE**-0.5)[0].transpose(0, 1)
+        expected = _reference(queries[r], seq[r], attended)
         got = output[starts[r] : starts[r + 1]].view(new, HEADS, HEAD_SIZE).double()
         tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
         assert torch.allclose(got, expected, atol=tolerance, rtol=tolerance), (r, (got - expected).abs().max())
@@ -147,9 +152,7 @@ def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
 
     attended = attended_distances(Fraction(3, 4), 4, DECODE_BOUND)
     for r, n in enumerate(lengths):
-        q = query[r : r + 1].transpose(0, 1)[None].double()
-        k, v = (seqs[r][:, i].transpose(0, 1)[None].double() for i in (0, 1))
-        expected = masked_attention(q, k, v, attended[:n], scale=HEAD_SIZE**-0.5)[0].transpose(0, 1)
+        expected = _reference(query[r : r + 1], seqs[r], attended)
         got = output[r : r + 1].view(1, HEADS, HEAD_SIZE).double()
         assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2), (r, (got - expected).abs().max())
 
