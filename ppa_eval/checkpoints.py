@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from ppa_eval.cache import cache_root
+from ppa_eval.errors import PPAEvalError
 from ppa_eval.pattern import PowerPattern, parse_power, parse_window
 
 DEFAULT_WINDOW = 64  # every variant in the paper was fine-tuned with w = 64
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PPAEvalError):
     """A checkpoint that cannot be found, read, or told apart from its PPA settings."""
 
 
@@ -135,16 +137,43 @@ def discover(root: Path, window: str | None = None) -> tuple[list[Checkpoint], l
         except CheckpointError as error:
             skipped.append(f"{path}: {error}")
             continue
-        name = path.relative_to(root).as_posix().replace("/", "_") if path != root else path.name
+        name = path.relative_to(root).as_posix().replace("/", "_") if path != root else checkpoint_name(path)
         found.append(Checkpoint(path, pattern, name))
+    by_name: dict[str, list[Path]] = {}
+    for checkpoint in found:
+        by_name.setdefault(checkpoint.name, []).append(checkpoint.path)
+    for name, paths in by_name.items():
+        if len(paths) > 1:  # e.g. a/b_final and a_b/final: their results would share one directory
+            raise CheckpointError(f"checkpoints {', '.join(map(str, paths))} would share the run name {name!r}; "
+                                  "rename one of the directories")
     found.sort(key=lambda c: (c.pattern.power, c.pattern.window, c.name))
     return found, skipped
 
 
+def checkpoint_name(path: Path) -> str:
+    """The name a single checkpoint's results go under: its file stem or directory name."""
+    return path.stem if path.suffix == ".gguf" else path.resolve().name
+
+
 def content_sha256(path: Path) -> str:
-    """sha256 over the files of a checkpoint (names and bytes), so results name exactly what was run."""
-    digest = hashlib.sha256()
+    """sha256 over the files of a checkpoint (names and bytes), so results name exactly what was run.
+
+    Hashing 18 GB takes minutes, so the digest is cached by the files' paths, sizes and
+    modification times (in the ppa-eval cache): any change to a file hashes it again.
+    """
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = [[str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns] for file in files]
+    cache = cache_root() / "hashes" / (hashlib.sha256(json.dumps(stamp).encode()).hexdigest() + ".sha256")
+    if cache.is_file():
+        return cache.read_text().strip()
+    digest = _hash_files(path, files)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(digest + "\n")
+    return digest
+
+
+def _hash_files(path: Path, files: list[Path]) -> str:
+    digest = hashlib.sha256()
     for file in files:
         digest.update(file.relative_to(path if path.is_dir() else path.parent).as_posix().encode() + b"\0")
         with open(file, "rb") as handle:

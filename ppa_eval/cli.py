@@ -1,8 +1,9 @@
 """The `ppa-eval` command line: pattern, evaluate, sweep, reproduce, table, grade.
 
-Every user mistake ends as one line `error: ...` and exit status 2, never a traceback: the
-modules raise ValueError subclasses (and the OS raises OSError) whose messages name the problem
-and the fix, and main() prints them.
+Every user mistake ends as one line `error: ...` and exit status 2: the modules raise the
+project's own error type (ppa_eval.errors.PPAEvalError) with a message that names the problem and
+the fix, and main() prints it. Any other exception is a bug and keeps its traceback;
+PPA_EVAL_DEBUG=1 shows the traceback of a user error too, causes included.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from ppa_eval.errors import PPAEvalError
+from ppa_eval.tasks import TASKS
+
+
+class UsageError(PPAEvalError):
+    """A flag value or combination that the command line cannot run."""
 
 
 def _pattern(args) -> None:
@@ -58,22 +66,21 @@ def _pattern(args) -> None:
 
 
 def _evaluation_settings(args, power: str, window: int):
+    from ppa_eval.engines import EngineError
     from ppa_eval.evaluate import Settings
-    from ppa_eval.tasks import load_task
+    from ppa_eval.tasks import parse_tasks
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    for name in tasks:
-        load_task(name)  # unknown names fail here, before any model is loaded
+    tasks = [task.name for task in parse_tasks(args.tasks)]  # unknown names fail here, before any model loads
     batch_size = DEFAULT_BATCH_SIZE[args.engine] if args.batch_size is None else args.batch_size
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
     vllm_options = {name: getattr(args, name) for name in VLLM_FLAGS if getattr(args, name) not in (None, False)}
     if args.engine == "hf" and vllm_options:
-        raise ValueError(f"--{next(iter(vllm_options)).replace('_', '-')} is a vLLM setting; add --engine vllm")
+        raise EngineError(f"--{next(iter(vllm_options)).replace('_', '-')} is a vLLM setting; add --engine vllm")
     if args.engine == "vllm" and args.attn_kernel:
-        raise ValueError("--attn-kernel picks the transformers engine's attention; the vLLM engine always "
+        raise EngineError("--attn-kernel picks the transformers engine's attention; the vLLM engine always "
                          "attends through the PPA plug-in, so drop the flag")
     if args.engine == "vllm":
         from ppa_eval.engines.vllm_engine import require_vllm
@@ -89,20 +96,6 @@ def _evaluation_settings(args, power: str, window: int):
                     engine_options=vllm_options)
 
 
-def _engine(checkpoint, pattern, settings):
-    import torch
-
-    torch.manual_seed(settings.seed)
-    if settings.engine == "vllm":
-        from ppa_eval.engines.vllm_engine import VLLMOptions, start_engine
-
-        return start_engine(checkpoint, pattern, settings.device, settings.dtype, settings.seed,
-                            VLLMOptions(**settings.engine_options))
-    from ppa_eval.engines.hf import HFEngine
-
-    return HFEngine(checkpoint, pattern, settings.device, settings.dtype, settings.attn_kernel)
-
-
 DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}  # vLLM batches continuously: the more prompts per call, the faster
 VLLM_FLAGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_num_seqs",
               "max_model_len", "enforce_eager")
@@ -113,14 +106,15 @@ EMBEDDED_MAX_NEW_TOKENS = 128
 
 
 def _evaluate(args) -> None:
-    from ppa_eval.checkpoints import check_readable, resolve_pattern
+    from ppa_eval.checkpoints import check_readable, checkpoint_name, resolve_pattern
+    from ppa_eval.engines import make_engine
     from ppa_eval.engines.embedded import EMBEDDED_NAME, embedded_checkpoint
     from ppa_eval.evaluate import evaluate
     from ppa_eval.runs import check_writable
 
     if args.checkpoint is None:
         if args.power is None:
-            raise ValueError("the embedded model has no PPA settings of its own; pass --power P (e.g. --power 0.75)")
+            raise UsageError("the embedded model has no PPA settings of its own; pass --power P (e.g. --power 0.75)")
         if args.limit is None:
             args.limit = EMBEDDED_LIMIT
         if args.max_new_tokens is None:
@@ -129,12 +123,12 @@ def _evaluate(args) -> None:
     else:
         path = Path(args.checkpoint)
         check_readable(path)
-        name = path.stem if path.suffix == ".gguf" else path.resolve().name
+        name = args.name or checkpoint_name(path)
     pattern = resolve_pattern(path, args.power, args.window, args.force)
     settings = _evaluation_settings(args, str(pattern.power), pattern.window)
     out = Path(args.out)
     check_writable(out)
-    run_dir = evaluate(path, name, pattern, settings, out, _engine)
+    run_dir = evaluate(path, name, pattern, settings, out, make_engine)
     from ppa_eval.report import collect, render_table
 
     print(render_table(collect(run_dir), "md"))
@@ -143,6 +137,7 @@ def _evaluate(args) -> None:
 
 def _sweep(args) -> None:
     from ppa_eval.checkpoints import discover
+    from ppa_eval.engines import make_engine
     from ppa_eval.evaluate import evaluate
     from ppa_eval.report import collect, render_table
     from ppa_eval.runs import check_writable
@@ -151,18 +146,18 @@ def _sweep(args) -> None:
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     if not checkpoints:
-        raise ValueError(f"no checkpoint with a PPA power under {args.directory}; see the lines above")
+        raise UsageError(f"no checkpoint with a PPA power under {args.directory}; see the lines above")
     out = Path(args.out)
     check_writable(out)
     print("checkpoints, in order of p:\n" + "\n".join(f"  p={c.pattern.power} w={c.pattern.window}  {c.path}"
                                                     for c in checkpoints))
-    gpus = [g for g in (args.gpus or "").split(",") if g.strip()]
-    if len(gpus) > 1:
+    gpus = [g.strip() for g in (args.gpus or "").split(",") if g.strip()]
+    if gpus:
         _sweep_on_gpus(args, checkpoints, gpus, out)
     else:
         for checkpoint in checkpoints:
             settings = _evaluation_settings(args, str(checkpoint.pattern.power), checkpoint.pattern.window)
-            evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, _engine)
+            evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, make_engine)
     table = render_table(collect(out), "md")
     (out / "table.md").write_text(table + "\n")
     print(table)
@@ -170,7 +165,8 @@ def _sweep(args) -> None:
 
 
 def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
-    """One checkpoint per GPU at a time: each `ppa-eval evaluate` runs in its own process."""
+    """One checkpoint per GPU at a time (one GPU: one after the other on it): each `ppa-eval evaluate`
+    runs in its own process, under the same run name a sequential sweep gives it."""
     queue = list(checkpoints)
     running: dict[str, subprocess.Popen] = {}
     failed = []
@@ -179,7 +175,7 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
             if gpu not in running and queue:
                 checkpoint = queue.pop(0)
                 command = [sys.executable, "-m", "ppa_eval.cli", "evaluate", str(checkpoint.path),
-                           "--power", str(checkpoint.pattern.power), "--window", str(checkpoint.pattern.window),
+                           "--name", checkpoint.name, "--power", str(checkpoint.pattern.power), "--window", str(checkpoint.pattern.window),
                            *_shared_flags(args), "--device", "cuda", "--out", str(out)]
                 running[gpu] = subprocess.Popen(command, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
         time.sleep(1)
@@ -189,7 +185,7 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
                     failed.append(" ".join(process.args))
                 del running[gpu]
     if failed:
-        raise ValueError(f"{len(failed)} checkpoint(s) failed; rerun the sweep to retry them: {failed}")
+        raise UsageError(f"{len(failed)} checkpoint(s) failed; rerun the sweep to retry them: {failed}")
 
 
 def _shared_flags(args) -> list[str]:
@@ -239,7 +235,7 @@ def _grade(args) -> None:
 
 def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", help="window w in tokens (default: the checkpoint's, else 64)")
-    parser.add_argument("--tasks", default="math500,gsm8k", help="comma-separated: math500, gsm8k, gsm8k_cot")
+    parser.add_argument("--tasks", default="math500,gsm8k", help="comma-separated, from: " + ", ".join(TASKS))
     parser.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="generation engine (default hf)")
     parser.add_argument("--limit", type=int, help=f"first N problems of each task (default: all; {EMBEDDED_LIMIT} for the embedded model)")
     parser.add_argument("--batch-size", type=int,
@@ -283,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", help="model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)")
     p.add_argument("--power", help="p in [0, 1] (default: the checkpoint's ppa_power)")
     p.add_argument("--force", action="store_true", help="allow --power/--window that contradict the checkpoint's config")
+    p.add_argument("--name", help=argparse.SUPPRESS)  # the run name a sweep gave this checkpoint
     _add_evaluation_flags(p)
     p.set_defaults(run=_evaluate)
 
@@ -306,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_table)
 
     p = commands.add_parser("grade", help="re-grade saved generations without a model")
-    p.add_argument("--task", required=True, help="math500 or gsm8k")
+    p.add_argument("--task", required=True, help="a task name: " + ", ".join(TASKS))
     p.add_argument("input", help="JSONL with gold and response on each line")
     p.add_argument("--out", help="output JSONL (default: stdout)")
     p.set_defaults(run=_grade)
@@ -321,14 +318,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume where it stopped", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as error:
+    except PPAEvalError as error:
         if os.environ.get("PPA_EVAL_DEBUG"):
+            _show_causes(error)
             raise
-        message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
-        print(f"\nerror: {message}{where}", file=sys.stderr)  # newline: a progress bar may hold the line
+        print(f"\nerror: {error}", file=sys.stderr)  # newline: a progress bar may hold the line
         return 2
     return 0
+
+
+def _show_causes(error: BaseException) -> None:
+    """Undo `raise ... from None` along the chain, so a debug traceback shows every cause."""
+    while error is not None:
+        error.__suppress_context__ = False
+        error = error.__cause__ or error.__context__
 
 
 if __name__ == "__main__":

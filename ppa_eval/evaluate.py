@@ -11,7 +11,6 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,13 +21,9 @@ from ppa_eval.engines.hf import default_attn_kernel, resolve_dtype
 from ppa_eval.grading import grade_many
 from ppa_eval.pattern import PowerPattern
 from ppa_eval.prompts import render_prompt
-from ppa_eval.report import accuracy_ci
-from ppa_eval.runs import append_lines, check_manifest, exclusive, read_samples, write_json_atomic
-from ppa_eval.tasks import KNOWN_TASKS, Doc, Task, load_docs, load_task
-
-# Settings that change what a run computes: a resumed run must match them.
-RESULT_SETTINGS = ("checkpoint_sha256", "power", "window", "engine", "dtype", "attn_kernel", "batch_size",
-                   "max_new_tokens", "limit", "chat_template", "thinking", "data_source", "seed", "tasks")
+from ppa_eval.runs import (RESULT_SETTINGS, append_lines, check_manifest, exclusive, read_samples, run_name,
+                           sample_record, task_metrics, write_json_atomic)
+from ppa_eval.tasks import TASKS, Doc, TaskSpec, load_docs
 
 
 @dataclass
@@ -50,10 +45,6 @@ class Settings:
     engine_options: dict = field(default_factory=dict)  # vLLM: parallelism and memory, see VLLMOptions
 
 
-def run_name(checkpoint_name: str, pattern: PowerPattern) -> str:
-    return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
-
-
 def _versions(engine: str) -> dict:
     import lm_eval
     import torch
@@ -69,7 +60,7 @@ def _versions(engine: str) -> dict:
 
 
 def manifest(checkpoint: Path, settings: Settings) -> dict:
-    tasks = [load_task(name) for name in KNOWN_TASKS]  # all of them, so a later run may add tasks
+    tasks = TASKS.values()  # all of them, so a later run may add tasks
     dtype = resolve_dtype(settings.dtype, settings.device)
     return {
         "checkpoint": str(checkpoint),
@@ -100,7 +91,7 @@ def plan_batches(docs: list[Doc], prompts: dict[str, str], batch_size: int) -> l
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def evaluate_task(engine, task: Task, settings: Settings, task_dir: Path, checkpoint: str) -> dict:
+def evaluate_task(engine, task: TaskSpec, settings: Settings, task_dir: Path, checkpoint: str) -> dict:
     """Generate and grade every unfinished batch of `task`, then write its metrics."""
     metrics_path = task_dir / "metrics.json"
     samples_path = task_dir / "samples.jsonl"
@@ -118,64 +109,22 @@ def evaluate_task(engine, task: Task, settings: Settings, task_dir: Path, checkp
         generations = engine.generate_batch([prompts[d.doc_id] for d in batch], max_new_tokens, task.stop)
         seconds = time.perf_counter() - start
         verdicts = grade_many(task.grader, [(g.text, d.gold) for g, d in zip(generations, batch)])
-        append_lines(samples_path, [sample(d, prompts[d.doc_id], g, v, seconds / len(batch))
+        append_lines(samples_path, [sample_record(d, prompts[d.doc_id], g, v, seconds / len(batch))
                                     for d, g, v in zip(batch, generations, verdicts)])
         progress.update(len(batch))
         progress.set_postfix(tok_s=f"{sum(g.completion_tokens for g in generations) / seconds:.1f}")
     progress.close()
-    samples = read_samples(samples_path)
-    result = metrics(task, samples, settings, checkpoint)
+    result = task_metrics(task.name, read_samples(samples_path), checkpoint, settings.power, settings.window,
+                          settings.limit)
     write_json_atomic(metrics_path, result)
     return result
 
 
-def sample(doc: Doc, prompt: str, generation, verdict, seconds: float) -> dict:
-    return {
-        "doc_id": doc.doc_id,
-        "gold": doc.gold,
-        "prompt": prompt,
-        "prompt_sha256": sha256(prompt.encode()).hexdigest(),
-        "response": generation.text,
-        "extracted": verdict.extracted,
-        "correct": verdict.correct,
-        "correct_math_verify": verdict.math_verify,
-        "grade_reason": verdict.reason,
-        "grader_timed_out": verdict.timed_out,
-        "finish_reason": generation.finish_reason,
-        "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens,
-        "generation_s": round(seconds, 4),
-    }
-
-
-def metrics(task: Task, samples: list[dict], settings: Settings, checkpoint: str) -> dict:
-    n = len(samples)
-    correct = sum(s["correct"] for s in samples)
-    seconds = sum(s["generation_s"] for s in samples)
-    low, high = accuracy_ci(correct, n)
-    return {
-        "task": task.name,
-        "checkpoint": checkpoint,
-        "power": settings.power,
-        "window": settings.window,
-        "accuracy": correct / n,
-        "ci95": [low, high],
-        "n": n,
-        "no_answer_rate": sum(s["extracted"] is None for s in samples) / n,
-        "truncated_rate": sum(s["finish_reason"] == "length" for s in samples) / n,
-        "grader_disagreements": sum(s["correct_math_verify"] is not None and s["correct_math_verify"] != s["correct"]
-                                    for s in samples),
-        "grader_timeouts": sum(s["grader_timed_out"] for s in samples),
-        "tokens_per_s": sum(s["completion_tokens"] for s in samples) / seconds if seconds else 0.0,
-        "wall_s": seconds,
-        "limit": settings.limit,
-    }
-
-
 def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Settings, out: Path,
              engine_factory) -> Path:
-    """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are skipped."""
-    tasks = [load_task(t) for t in settings.tasks]
+    """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are
+    skipped; the engine is closed before returning, so a sweep holds one model at a time."""
+    tasks = [TASKS[t] for t in settings.tasks]
     run_dir = out / run_name(name, pattern)
     with exclusive(run_dir):
         # checked before skipping finished tasks: results made with other settings are never reused
@@ -184,6 +133,9 @@ def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Setti
         if not unfinished:
             return run_dir
         engine = engine_factory(checkpoint, pattern, settings)
-        for task in unfinished:
-            evaluate_task(engine, task, settings, run_dir / task.name, str(checkpoint))
+        try:
+            for task in unfinished:
+                evaluate_task(engine, task, settings, run_dir / task.name, str(checkpoint))
+        finally:
+            engine.close()
     return run_dir

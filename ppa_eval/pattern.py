@@ -26,8 +26,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from ppa_eval.errors import PPAEvalError
 
-class PatternError(ValueError):
+
+class PatternError(PPAEvalError):
     """A user-supplied power or window that does not define a pattern."""
 
 

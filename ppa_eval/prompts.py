@@ -23,6 +23,8 @@ import re
 
 from jinja2 import TemplateError
 
+from ppa_eval.errors import PPAEvalError
+
 CHAT_TEMPLATE_MODES = ("auto", "none")
 THINKING_MODES = ("off", "on", "none")
 EMPTY_THINK = "<think></think>"
@@ -32,7 +34,7 @@ _ENDS_WITH_OPEN_THINK = re.compile(r"<think>\s*\Z")
 _PROBE = "What is 1 + 1?"
 
 
-class PromptError(ValueError):
+class PromptError(PPAEvalError):
     """A chat template or thinking setting that cannot produce the prompt asked for."""
 
 

@@ -12,121 +12,31 @@ McNemar test on the problems that exactly one of the two runs gets right.
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 from fractions import Fraction
+from importlib.resources import files
 from pathlib import Path
-from statistics import NormalDist
 
 import pandas as pd
 
-from ppa_eval.jsonl import read_objects
-from ppa_eval.pattern import PatternError, format_power, parse_power
+from ppa_eval.errors import PPAEvalError
+from ppa_eval.runs import read_metrics, read_verdicts
+from ppa_eval.stats import mcnemar_exact
+from ppa_eval.pattern import format_power, parse_power
 
-PAPER_TABLE1 = Path(__file__).resolve().parents[1] / "results" / "paper_table1.csv"
+PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))
 # Column of paper_table1.csv -> the paper's heading. Our GSM8K task is chosen per call.
 PAPER_TASKS = {"math500": "MATH500", "gsm8k": "GSM8k"}
 TABLE_FORMATS = ("md", "csv", "latex")
 TASK_ORDER = ("math500", "gsm8k", "gsm8k_cot")  # the paper's column order; other tasks follow by name
-Z95 = NormalDist().inv_cdf(0.975)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# metrics.json keys the report cannot do without: the check each must pass, and what it expects.
-_REQUIRED_METRICS = {
-    "task": (lambda v: isinstance(v, str) and v != "", "a task name"),
-    "checkpoint": (lambda v: isinstance(v, str), "a string"),
-    "power": (lambda v: isinstance(v, str) or _is_int(v), 'a fraction string such as "3/4"'),
-    "window": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
-    "accuracy": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "ci95": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
-    "n": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
-}
-
-
-class ReportError(ValueError):
+class ReportError(PPAEvalError):
     """A results directory, metrics.json or samples.jsonl that cannot be reported on."""
 
 
-# --- statistics -----------------------------------------------------------------------------
-
-
-def accuracy_ci(correct: int, n: int) -> tuple[float, float]:
-    """Wilson score 95% interval for `correct` successes out of `n`.
-
-    Wilson rather than the normal approximation because accuracies near 0 or 1 on a few hundred
-    problems are common here, and the normal interval leaves [0, 1] or collapses to a point there.
-    """
-    if n <= 0 or not 0 <= correct <= n:
-        raise ValueError(f"need 0 <= correct <= n and n > 0, got correct={correct}, n={n}")
-    p = correct / n
-    z2 = Z95 * Z95
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = Z95 / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts b and c.
-
-    Under the null each discordant problem is equally likely to favour either run, so
-    min(b, c) is Binomial(b + c, 1/2); the two-sided p doubles its lower tail (capped at 1).
-    """
-    n = b + c
-    tail = Fraction(sum(math.comb(n, k) for k in range(min(b, c) + 1)), 2**n)
-    return float(min(Fraction(1), 2 * tail))
-
-
 # --- reading a results directory ------------------------------------------------------------
-
-
-def _load_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ReportError(f"{path}: cannot read ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ReportError(f"{path}: not valid JSON ({err}); re-run ppa-eval evaluate for this task") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _read_metrics(path: Path) -> dict:
-    metrics = _load_json(path)
-    for key, (valid, expected) in _REQUIRED_METRICS.items():
-        if key not in metrics:
-            raise ReportError(f"{path}: missing {key!r}; re-run ppa-eval evaluate for this task")
-        if not valid(metrics[key]):
-            raise ReportError(f"{path}: {key!r} must be {expected}, got {metrics[key]!r}")
-    try:
-        metrics["power"] = parse_power(metrics["power"])
-    except PatternError as err:
-        raise ReportError(f"{path}: {err}") from None
-    return metrics
-
-
-def _read_samples(path: Path) -> dict[str, bool]:
-    """doc_id -> correct, one entry per line of samples.jsonl."""
-    correct: dict[str, bool] = {}
-    for number, sample in read_objects(path, ReportError, "; paired tests need each run's samples"):
-        doc_id, is_correct = sample.get("doc_id"), sample.get("correct")
-        if not isinstance(doc_id, str):
-            raise ReportError(f"{path}, line {number}: 'doc_id' must be a string, got {doc_id!r}")
-        if not isinstance(is_correct, bool):
-            raise ReportError(f"{path}, line {number}: 'correct' must be true or false, got {is_correct!r}")
-        if doc_id in correct:
-            raise ReportError(f"{path}, line {number}: doc_id {doc_id!r} appears twice")
-        correct[doc_id] = is_correct
-    return correct
 
 
 def _run_name(run_dir: Path, results_dir: Path) -> str:
@@ -164,7 +74,7 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
         raise ReportError(f"no results under {results_dir}; run ppa-eval evaluate/sweep first")
     rows, runs = [], {}
     for path in metrics_files:
-        metrics = _read_metrics(path)
+        metrics = read_metrics(path)
         run_dir = path.parent.parent
         name = _run_name(run_dir, results_dir)
         pattern = (metrics["checkpoint"], metrics["power"], metrics["window"])
@@ -229,7 +139,7 @@ def _checked_samples(row) -> dict[str, bool]:
     """The run's samples, refused if they do not add up to its metrics.json (else the test and the
     table would describe different data)."""
     path = Path(row.task_dir) / "samples.jsonl"
-    samples = _read_samples(path)
+    samples = read_verdicts(path)
     right = sum(samples.values())
     if len(samples) != row.n or (row.n and not math.isclose(right / row.n, row.accuracy, abs_tol=1e-9)):
         raise ReportError(
@@ -292,7 +202,7 @@ def _task_cells(row) -> dict[str, str]:
 
 
 def paper_table() -> pd.DataFrame:
-    """results/paper_table1.csv as printed in the paper: every cell is its text ("0.740" stays)."""
+    """The paper's Table 1 (ppa_eval/resources/paper_table1.csv) as printed in the paper: every cell is its text ("0.740" stays)."""
     return pd.read_csv(PAPER_TABLE1, dtype=str, keep_default_na=False)
 
 

@@ -1,8 +1,9 @@
-"""The results of a run on disk: layout, atomic writes, resume.
+"""The run format, defined here only: the layout on disk, what each file holds, how it is written
+(atomically, resumably) and how it is read back and validated.
 
     OUT/<run>/manifest.json            what was run: checkpoint + hash, p, w, engine, versions, settings
-    OUT/<run>/<task>/samples.jsonl     one line per finished problem, appended batch by batch
-    OUT/<run>/<task>/metrics.json      written last: its presence means the task is finished
+    OUT/<run>/<task>/samples.jsonl     one line per finished problem (`sample_record`), appended batch by batch
+    OUT/<run>/<task>/metrics.json      written last (`task_metrics`): its presence means the task is finished
 
 Nothing half-written passes for finished: JSON files are written to a temporary file and renamed,
 and samples.jsonl only grows by whole batches followed by fsync. A run killed mid-batch leaves at
@@ -17,13 +18,83 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from hashlib import sha256
 from pathlib import Path
 
+from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
+from ppa_eval.pattern import PatternError, parse_power
+from ppa_eval.stats import accuracy_ci
 
 
-class RunError(ValueError):
-    """Results on disk that do not fit the run being asked for."""
+class RunError(PPAEvalError):
+    """Results on disk that do not fit the run being asked for, or cannot be read."""
+
+
+# Manifest keys that change what a run computes: a resumed run must match every one of them,
+# library versions included (a run must not mix generations of two software stacks).
+RESULT_SETTINGS = ("checkpoint_sha256", "power", "window", "engine", "dtype", "attn_kernel", "batch_size",
+                   "max_new_tokens", "limit", "chat_template", "thinking", "data_source", "seed", "tasks",
+                   "versions")
+
+
+def run_name(checkpoint_name: str, pattern) -> str:
+    """The directory of one (checkpoint, pattern) run: `<checkpoint>__p<p>_w<w>`, "/" in p as "-"."""
+    return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
+
+
+def sample_record(doc, prompt: str, generation, verdict, seconds: float, extra: dict | None = None) -> dict:
+    """One line of samples.jsonl: the problem, the exact prompt, the response and its grading."""
+    return {
+        "doc_id": doc.doc_id,
+        "gold": doc.gold,
+        "prompt": prompt,
+        "prompt_sha256": sha256(prompt.encode()).hexdigest(),
+        "response": generation.text,
+        "extracted": verdict.extracted,
+        "correct": verdict.correct,
+        "correct_math_verify": verdict.math_verify,
+        "grade_reason": verdict.reason,
+        "grader_timed_out": verdict.timed_out,
+        "finish_reason": generation.finish_reason,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "generation_s": round(seconds, 4),
+        **(extra or {}),
+    }
+
+
+def _accuracy(samples: list[dict]) -> dict:
+    correct = sum(s["correct"] for s in samples)
+    low, high = accuracy_ci(correct, len(samples))
+    return {"accuracy": correct / len(samples), "ci95": [low, high], "n": len(samples)}
+
+
+def task_metrics(task: str, samples: list[dict], checkpoint: str, power: str, window: int,
+                 limit: int | None) -> dict:
+    """metrics.json of a finished task: accuracy with its Wilson 95% interval, rates, speed, and
+    lm-eval's own metrics (means of the per-sample `lm_eval` scores) where the task has them."""
+    n = len(samples)
+    seconds = sum(s["generation_s"] for s in samples)
+    metrics = {
+        "task": task,
+        "checkpoint": checkpoint,
+        "power": power,
+        "window": window,
+        **_accuracy(samples),
+        "no_answer_rate": sum(s["extracted"] is None for s in samples) / n,
+        "truncated_rate": sum(s["finish_reason"] == "length" for s in samples) / n,
+        "grader_disagreements": sum(s["correct_math_verify"] is not None and s["correct_math_verify"] != s["correct"]
+                                    for s in samples),
+        "grader_timeouts": sum(s["grader_timed_out"] for s in samples),
+        "tokens_per_s": sum(s["completion_tokens"] for s in samples) / seconds if seconds else 0.0,
+        "wall_s": seconds,
+        "limit": limit,
+    }
+    lm_eval_names = sorted({name for s in samples for name in s.get("lm_eval", {})})
+    if lm_eval_names:
+        metrics["lm_eval"] = {name: sum(s["lm_eval"][name] for s in samples) / n for name in lm_eval_names}
+    return metrics
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -116,3 +187,67 @@ def check_writable(directory: Path) -> None:
             pass
     except OSError as error:
         raise RunError(f"cannot write results to {directory}: {error.strerror}; choose another --out") from None
+
+
+# --- reading and validating finished tasks ----------------------------------------------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# metrics.json keys the report cannot do without: the check each must pass, and what it expects.
+_REQUIRED_METRICS = {
+    "task": (lambda v: isinstance(v, str) and v != "", "a task name"),
+    "checkpoint": (lambda v: isinstance(v, str), "a string"),
+    "power": (lambda v: isinstance(v, str) or _is_int(v), 'a fraction string such as "3/4"'),
+    "window": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "accuracy": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "ci95": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
+    "n": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+}
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise RunError(f"{path}: cannot read ({err.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunError(f"{path}: not valid JSON ({err}); re-run ppa-eval evaluate for this task") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_metrics(path: Path) -> dict:
+    metrics = _load_json(path)
+    for key, (valid, expected) in _REQUIRED_METRICS.items():
+        if key not in metrics:
+            raise RunError(f"{path}: missing {key!r}; re-run ppa-eval evaluate for this task")
+        if not valid(metrics[key]):
+            raise RunError(f"{path}: {key!r} must be {expected}, got {metrics[key]!r}")
+    try:
+        metrics["power"] = parse_power(metrics["power"])
+    except PatternError as err:
+        raise RunError(f"{path}: {err}") from None
+    return metrics
+
+
+def read_verdicts(path: Path) -> dict[str, bool]:
+    """doc_id -> correct, one entry per line of samples.jsonl (checked: ids unique, verdicts boolean)."""
+    correct: dict[str, bool] = {}
+    for number, sample in read_objects(path, RunError, "; paired tests need each run's samples"):
+        doc_id, is_correct = sample.get("doc_id"), sample.get("correct")
+        if not isinstance(doc_id, str):
+            raise RunError(f"{path}, line {number}: 'doc_id' must be a string, got {doc_id!r}")
+        if not isinstance(is_correct, bool):
+            raise RunError(f"{path}, line {number}: 'correct' must be true or false, got {is_correct!r}")
+        if doc_id in correct:
+            raise RunError(f"{path}, line {number}: doc_id {doc_id!r} appears twice")
+        correct[doc_id] = is_correct
+    return correct

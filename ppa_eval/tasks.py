@@ -1,9 +1,14 @@
-"""The benchmark tasks: pinned data, the lm-eval task configs in tasks/, and the few-shot prompts.
+"""The task registry: every task ppa-eval runs is one `TaskSpec` in `TASKS`, and nothing else
+names tasks. A task is its lm-eval config (tasks/ppa_<name>.yaml, shipped in the wheel as
+`ppa_eval.task_configs`) plus this entry: its data, how a document gives its id and gold answer,
+its grader, its table label and the lm-eval metrics reported beside ours. Adding a task is one
+entry here plus its YAML.
 
-The lm-eval YAML files in tasks/ are the single definition of each task. ppa-eval builds its
-prompts by loading those files through lm-eval itself, so a prompt here is the prompt that
+The YAML files are the single definition of each prompt: ppa-eval builds its prompts by loading
+them through lm-eval itself, so a prompt here is the prompt that
 `lm_eval --include_path tasks --tasks ppa_<name>` sends, byte for byte, including GSM8K's
-per-question random draw of exemplars (seeded with lm-eval's default few-shot seed).
+per-question random draw of exemplars (seeded with lm-eval's default few-shot seed). Default
+generation settings (stop sequences, max_gen_toks) come from the YAML too.
 
 Data comes from the vendored copies in tasks/data, checked against their pinned sha256, or, when
 asked for, from the Hugging Face hub through `datasets`.
@@ -12,37 +17,45 @@ asked for, from the Hugging Face hub through `datasets`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
+from importlib.resources import files
 from itertools import islice
 from pathlib import Path
 
 import yaml
 
+from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
 
-KNOWN_TASKS = ("math500", "gsm8k", "gsm8k_cot")
 DATA_SOURCES = ("vendored", "hub")
 
-# tasks/ sits beside the package in the repository (an editable install reads it from there).
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+# The task configs inside the installed package (tasks/ in the repository).
+TASKS_DIR = Path(str(files("ppa_eval.task_configs")))
 DATA_DIR = TASKS_DIR / "data"
 
-# The data set each task reads; it is also the task name ppa_eval.grading.grade knows.
-TASK_DATA_SET = {"math500": "math500", "gsm8k": "gsm8k", "gsm8k_cot": "gsm8k"}
-DATA_FILES = {
-    "math500": {"test": "math500/test.jsonl"},
-    "gsm8k": {"test": "gsm8k/test.jsonl", "train": "gsm8k/train.jsonl"},
-}
-# As listed in tasks/data/README.md.
-DATA_SHA256 = {
-    "math500/test.jsonl": "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132",
-    "gsm8k/test.jsonl": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
-    "gsm8k/train.jsonl": "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
-}
-HUB_DATASETS = {"math500": ("HuggingFaceH4/MATH-500", None), "gsm8k": ("openai/gsm8k", "main")}
+
+@dataclass(frozen=True)
+class DataSet:
+    """A vendored data set: split -> file under tasks/data with its pinned sha256 (tasks/data/README.md)."""
+
+    name: str
+    files: dict[str, tuple[str, str]]
+    hub: tuple[str, str | None]  # (path, config) of the same data on the Hugging Face hub
 
 
-class TaskError(ValueError):
+DATA_SETS = {d.name: d for d in (
+    DataSet("math500", {"test": ("math500/test.jsonl",
+                                 "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132")},
+            hub=("HuggingFaceH4/MATH-500", None)),
+    DataSet("gsm8k", {"test": ("gsm8k/test.jsonl", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
+                      "train": ("gsm8k/train.jsonl", "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465")},
+            hub=("openai/gsm8k", "main")),
+)}
+
+
+class TaskError(PPAEvalError):
     """An unknown task or data source, or data that fails its checks."""
 
 
@@ -53,15 +66,104 @@ class Doc:
     gold: str            # reference answer: MATH-500 `answer`; GSM8K number after ####
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """Reads a task YAML without importing the functions its `!function` tags name."""
+
+
+_YamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def _read_yaml(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=_YamlLoader)  # noqa: S506 (a safe loader)
+
+
 @dataclass(frozen=True)
-class Task:
-    name: str            # short name
-    lm_eval_name: str    # ppa_math500 ...
-    grader: str          # task name for ppa_eval.grading.grade ("math500" or "gsm8k")
-    stop: tuple[str, ...]
-    max_gen_toks: int
-    config_sha256: str   # hash of the YAML + utils.py that define it
-    data_sha256: dict[str, str]
+class TaskSpec:
+    name: str                               # what users type: --tasks math500
+    label: str                              # its heading in tables
+    grader: str                             # the rules ppa_eval.grading.grade applies ("math500", "gsm8k")
+    data_set: str                           # key of DATA_SETS
+    doc_id: Callable[[int, dict], str]      # (index in the test split, record) -> stable id
+    gold: Callable[[dict], str]             # record -> the reference answer our grader compares with
+    lm_eval_metrics: tuple[str, ...] = ()   # lm-eval's own metrics, computed beside ours
+    paper_column: str | None = None         # its column in the paper's Table 1, if it has one
+
+    @property
+    def lm_eval_name(self) -> str:
+        return f"ppa_{self.name}"
+
+    @cached_property
+    def yaml_files(self) -> list[Path]:
+        """The task's YAML and the files it includes (lm-eval's `include:`), most general first."""
+        chain, path = [], TASKS_DIR / f"{self.lm_eval_name}.yaml"
+        while path is not None:
+            chain.insert(0, path)
+            included = _read_yaml(path).get("include")
+            path = TASKS_DIR / included if included else None
+        return chain
+
+    @cached_property
+    def config(self) -> dict:
+        """The task's configuration as lm-eval merges it: each file overrides what it includes."""
+        config = {}
+        for path in self.yaml_files:
+            config.update(_read_yaml(path))
+        return config
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        return tuple(self.config["generation_kwargs"]["until"])
+
+    @property
+    def max_gen_toks(self) -> int:
+        return int(self.config["generation_kwargs"]["max_gen_toks"])
+
+    @cached_property
+    def config_sha256(self) -> str:
+        """Hash of everything that defines the prompt: the YAML chain and the hooks module."""
+        defining = [*self.yaml_files, TASKS_DIR / "utils.py"]
+        return hashlib.sha256(b"".join(path.read_bytes() for path in defining)).hexdigest()
+
+    @property
+    def data_sha256(self) -> dict[str, str]:
+        return {file: sha256 for file, sha256 in DATA_SETS[self.data_set].files.values()}
+
+
+def _gsm8k_id(index: int, record: dict) -> str:
+    return f"test-{index}"
+
+
+def _gsm8k_gold(record: dict) -> str:
+    from ppa_eval.grading.gsm8k import gold_number  # the one GSM8K gold parser; the grader is imported lazily
+
+    return gold_number(record["answer"])
+
+
+TASKS: dict[str, TaskSpec] = {t.name: t for t in (
+    TaskSpec("math500", "MATH500", grader="math500", data_set="math500",
+             doc_id=lambda index, record: record["unique_id"], gold=lambda record: record["answer"],
+             paper_column="math500"),
+    TaskSpec("gsm8k", "GSM8K", grader="gsm8k", data_set="gsm8k", doc_id=_gsm8k_id,
+             gold=_gsm8k_gold, paper_column="gsm8k"),
+    TaskSpec("gsm8k_cot", "GSM8K (CoT)", grader="gsm8k", data_set="gsm8k", doc_id=_gsm8k_id,
+             gold=_gsm8k_gold),
+)}
+
+
+def load_task(name: str) -> TaskSpec:
+    """The registry entry of `name`; TaskError naming the known tasks otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+def parse_tasks(text: str) -> list[TaskSpec]:
+    """The tasks of a comma-separated --tasks value, each checked against the registry."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise TaskError("--tasks names no task; known tasks: " + ", ".join(TASKS))
+    return [load_task(name) for name in names]
 
 
 def read_jsonl(path: Path, sha256: str) -> list[dict]:
@@ -76,22 +178,21 @@ def read_jsonl(path: Path, sha256: str) -> list[dict]:
 
 
 def load_splits(data_set: str, source: str = "vendored") -> dict[str, list[dict]]:
-    """The splits of `data_set` ("math500" or "gsm8k") as lists of records, in file order."""
+    """The splits of a data set ("math500" or "gsm8k") as lists of records, in file order."""
+    spec = DATA_SETS[data_set]
     if source == "vendored":
-        return {
-            split: read_jsonl(DATA_DIR / name, DATA_SHA256[name]) for split, name in DATA_FILES[data_set].items()
-        }
+        return {split: read_jsonl(DATA_DIR / file, sha256) for split, (file, sha256) in spec.files.items()}
     if source == "hub":
         import datasets
 
-        path, config = HUB_DATASETS[data_set]
+        path, config = spec.hub
         try:
-            return {split: list(datasets.load_dataset(path, config, split=split)) for split in DATA_FILES[data_set]}
+            return {split: list(datasets.load_dataset(path, config, split=split)) for split in spec.files}
         except Exception as error:  # network, offline mode, missing cache: all end the same way for the user
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise TaskError(
                 f"cannot load {path} from the Hugging Face hub ({reason}); use the vendored copy (source 'vendored')"
-            ) from None
+            ) from error
     raise _unknown_source(source)
 
 
@@ -99,38 +200,7 @@ def _unknown_source(source: str) -> TaskError:
     return TaskError(f"unknown data source {source!r}; use one of {', '.join(DATA_SOURCES)}")
 
 
-def gsm8k_gold(answer: str) -> str:
-    """The final number of a GSM8K solution (the text after "####"), without thousands separators."""
-    return answer.split("####")[-1].strip().replace(",", "")
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """Reads a task YAML without importing the functions its `!function` tags name."""
-
-
-_YamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
-def load_task(name: str) -> Task:
-    if name not in KNOWN_TASKS:
-        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(KNOWN_TASKS)}")
-    lm_eval_name = f"ppa_{name}"
-    config_files = [TASKS_DIR / f"{lm_eval_name}.yaml", TASKS_DIR / "utils.py"]
-    config = yaml.load(config_files[0].read_text(), Loader=_YamlLoader)  # noqa: S506 (a safe loader)
-    generation = config["generation_kwargs"]
-    data_set = TASK_DATA_SET[name]
-    return Task(
-        name=name,
-        lm_eval_name=config["task"],
-        grader=data_set,
-        stop=tuple(generation["until"]),
-        max_gen_toks=int(generation["max_gen_toks"]),
-        config_sha256=hashlib.sha256(b"".join(path.read_bytes() for path in config_files)).hexdigest(),
-        data_sha256={file: DATA_SHA256[file] for file in DATA_FILES[data_set].values()},
-    )
-
-
-def load_docs(task: Task, limit: int | None = None, source: str = "vendored") -> list[Doc]:
+def load_docs(task: TaskSpec, limit: int | None = None, source: str = "vendored") -> list[Doc]:
     """The first `limit` test documents of `task` (all when None) with their few-shot prompts.
 
     GSM8K draws each question's exemplars from one random sequence over the test set, so the
@@ -146,11 +216,6 @@ def load_docs(task: Task, limit: int | None = None, source: str = "vendored") ->
     lm_task = manager.load(task.lm_eval_name)["tasks"][task.lm_eval_name]
     lm_task.set_fewshot_seed(DEFAULT_OTHER_SEED)  # what lm_eval's evaluator does before building requests
     num_fewshot = lm_task.config.num_fewshot
-    docs = []
-    for index, doc in islice(enumerate(lm_task.eval_docs), limit):
-        if task.grader == "math500":
-            doc_id, gold = doc["unique_id"], doc["answer"]
-        else:
-            doc_id, gold = f"test-{index}", gsm8k_gold(doc["answer"])
-        docs.append(Doc(doc_id=doc_id, prompt=lm_task.fewshot_context(doc, num_fewshot=num_fewshot), gold=gold))
-    return docs
+    return [Doc(doc_id=task.doc_id(index, record), prompt=lm_task.fewshot_context(record, num_fewshot=num_fewshot),
+                gold=task.gold(record))
+            for index, record in islice(enumerate(lm_task.eval_docs), limit)]

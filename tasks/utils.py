@@ -10,7 +10,7 @@ import datasets
 import yaml
 
 from ppa_eval.grading import grade
-from ppa_eval.tasks import gsm8k_gold, load_splits
+from ppa_eval.tasks import TASKS, load_splits
 
 
 def _dataset_dict(data_set: str, data_source: str) -> datasets.DatasetDict:
@@ -32,9 +32,14 @@ def gsm8k_cot_exemplars() -> list[dict]:
     return config["fewshot_config"]["samples"]
 
 
+def _process(task: str, doc: dict, results: list[str]) -> dict[str, float]:
+    spec = TASKS[task]
+    return {"acc": float(grade(spec.grader, results[0], spec.gold(doc)).correct)}
+
+
 def process_math500(doc: dict, results: list[str]) -> dict[str, float]:
-    return {"acc": float(grade("math500", results[0], doc["answer"]).correct)}
+    return _process("math500", doc, results)
 
 
 def process_gsm8k(doc: dict, results: list[str]) -> dict[str, float]:
-    return {"acc": float(grade("gsm8k", results[0], gsm8k_gold(doc["answer"])).correct)}
+    return _process("gsm8k", doc, results)

@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 
 from ppa_eval.pattern import PowerPattern
+from ppa_eval.report import PAPER_TABLE1
 from reference import attends
 
-REPO = Path(__file__).resolve().parents[1]
+# Not the repository root: there `python -m` would import the source tree instead of the installed package.
+RUN_DIR = Path(__file__).resolve().parent
 FAST = ["--tasks", "math500,gsm8k", "--limit", "2", "--batch-size", "1", "--max-new-tokens", "6"]
 
 
 def ppa_eval(*args, check=True, **kwargs):
     result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", *map(str, args)], capture_output=True, text=True,
-                            cwd=kwargs.pop("cwd", REPO), **kwargs)
+                            cwd=kwargs.pop("cwd", RUN_DIR), **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"ppa-eval {args} failed:\n{result.stderr[-3000:]}")
     return result
@@ -52,7 +54,7 @@ def test_pattern_plot(tmp_path):
 def test_reproduce_paper_prints_the_papers_numbers():
     out = ppa_eval("reproduce", "--paper", "--format", "csv").stdout
     printed = list(csv.reader(out.strip().splitlines()))
-    with open(REPO / "results" / "paper_table1.csv") as handle:
+    with open(PAPER_TABLE1) as handle:
         paper = list(csv.DictReader(handle))
     assert printed[0] == ["Attention type", "Power", "MATH500", "GSM8k"]
     assert [row[2:] for row in printed[1:]] == [[r["math500"], r["gsm8k"]] for r in paper]
@@ -162,7 +164,7 @@ def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
 
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen([sys.executable, "-m", "ppa_eval.cli", "sweep", checkpoints, *FAST, "--out", interrupted],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # kill -9 once the second checkpoint has started writing samples
         import time

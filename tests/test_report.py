@@ -12,13 +12,13 @@ import matplotlib.image
 import pytest
 
 from ppa_eval.pattern import parse_power
+from ppa_eval.runs import RunError
+from ppa_eval.stats import accuracy_ci, mcnemar_exact
 from ppa_eval.report import (
     PAPER_TABLE1,
     ReportError,
-    accuracy_ci,
     attention_type,
     collect,
-    mcnemar_exact,
     paired_significance,
     plot_s_curve,
     power_text,
@@ -141,7 +141,7 @@ def test_malformed_metrics_name_the_file(tmp_path, content, message):
     task_dir = tmp_path / "run" / "math500"
     task_dir.mkdir(parents=True)
     (task_dir / "metrics.json").write_text(content)
-    with pytest.raises(ReportError, match=str(task_dir).replace("\\", "\\\\") + "/" + message):
+    with pytest.raises(RunError, match=str(task_dir).replace("\\", "\\\\") + "/" + message):
         collect(tmp_path)
 
 
@@ -157,7 +157,7 @@ def test_malformed_samples_name_file_and_line(results, line, message):
     lines = samples.read_text().splitlines()
     lines[1] = line
     samples.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ReportError, match=message):
+    with pytest.raises(RunError, match=message):
         paired_significance(collect(results), "math500")
 
 

@@ -17,10 +17,9 @@ from lm_eval.tasks.minerva_math.utils import list_fewshot_samples
 
 from ppa_eval.tasks import (
     DATA_DIR,
-    KNOWN_TASKS,
+    TASKS,
     TASKS_DIR,
     TaskError,
-    gsm8k_gold,
     load_docs,
     load_splits,
     load_task,
@@ -28,6 +27,7 @@ from ppa_eval.tasks import (
 )
 
 COMPARED_DOCS = 100
+PROMPT_TASKS = ("math500", "gsm8k", "gsm8k_cot")  # the tasks built from vendored data and few-shot exemplars
 LM_EVAL_TASKS_DIR = Path(str(files("lm_eval.tasks")))
 
 
@@ -39,7 +39,7 @@ def readme_table() -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def docs():
-    return {name: load_docs(load_task(name), limit=COMPARED_DOCS) for name in KNOWN_TASKS}
+    return {name: load_docs(load_task(name), limit=COMPARED_DOCS) for name in PROMPT_TASKS}
 
 
 def lm_eval_prompts(task) -> list[str]:
@@ -130,7 +130,7 @@ def test_unknown_names_are_refused_with_the_known_ones():
 
 
 def test_task_settings_come_from_the_yaml():
-    math500, gsm8k, cot = (load_task(name) for name in KNOWN_TASKS)
+    math500, gsm8k, cot = (load_task(name) for name in PROMPT_TASKS)
     assert (math500.lm_eval_name, math500.grader, math500.stop, math500.max_gen_toks) == (
         "ppa_math500", "math500", ("Problem:",), 1024)
     assert (gsm8k.lm_eval_name, gsm8k.grader, gsm8k.stop) == ("ppa_gsm8k", "gsm8k", ("Question:", "</s>", "<|im_end|>"))
@@ -146,7 +146,7 @@ def test_docs_carry_ids_and_gold_answers(docs):
     assert docs["math500"][0].gold == r"\left( 3, \frac{\pi}{2} \right)"
     assert [d.doc_id for d in docs["gsm8k"]] == [f"test-{i}" for i in range(COMPARED_DOCS)]
     assert docs["gsm8k"][0].gold == docs["gsm8k_cot"][0].gold == "18"  # Janet's ducks
-    assert gsm8k_gold("... so 2,125 in all.\n#### 2,125") == "2125"
+    assert TASKS["gsm8k"].gold({"answer": "... so 2,125 in all.\n#### 2,125"}) == "2125"
 
 
 def test_lm_eval_loads_ppa_math500_from_the_include_path(docs):
@@ -169,7 +169,7 @@ def test_lm_eval_loads_ppa_math500_from_the_include_path(docs):
         ("gsm8k", "gsm8k", "gsm8k", {"test": "gsm8k/test.jsonl", "train": "gsm8k/train.jsonl"}),
         ("gsm8k_cot", "gsm8k_cot", "gsm8k", {"test": "gsm8k/test.jsonl"}),
     ],
-    ids=KNOWN_TASKS,
+    ids=PROMPT_TASKS,
 )
 def test_prompts_are_byte_identical_to_lm_evals_own_tasks(docs, tmp_path, name, own_task, directory, data_files):
     reference = lm_eval_prompts(lm_eval_own_task(own_task, directory, data_files, tmp_path))
@@ -197,7 +197,7 @@ def test_gsm8k_exemplars_are_drawn_per_question(docs):
         ("gsm8k", "She sells 16 - 3 - 4 = 9 eggs for 9 * 2 = $18.\n#### 18", "She makes 9 * 2 = 17.\n#### 17"),
         ("gsm8k_cot", "She sells 16 - 3 - 4 = 9 eggs for 9 * 2 = 18 dollars. The answer is 18.", "The answer is 16."),
     ],
-    ids=KNOWN_TASKS,
+    ids=PROMPT_TASKS,
 )
 def test_lm_eval_scores_with_the_ppa_grader(name, right, wrong):
     lm_name = f"ppa_{name}"

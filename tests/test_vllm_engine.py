@@ -17,7 +17,7 @@ from ppa_eval.engines.hf import HFEngine  # noqa: E402
 from ppa_eval.engines.hf_attention import set_pattern  # noqa: E402
 from ppa_eval.pattern import PowerPattern  # noqa: E402
 from ppa_eval.prompts import render_prompt  # noqa: E402
-from ppa_eval.tasks import load_splits  # noqa: E402
+from ppa_eval.tasks import TASKS_DIR, load_splits  # noqa: E402
 
 pytestmark = pytest.mark.slow
 N_PROMPTS, MAX_NEW_TOKENS, WINDOW = 32, 48, 16
@@ -83,7 +83,7 @@ def test_data_parallel_replicas_answer_like_one_engine(embedded_checkpoint, prom
 def test_evaluate_command_with_the_vllm_engine(tmp_path):
     command = [sys.executable, "-m", "ppa_eval.cli", "evaluate", "--engine", "vllm", "--power", "1/2", "--tasks", "gsm8k",
                "--limit", "2", "--max-new-tokens", "8", "--enforce-eager", "--max-model-len", "2048", "--out", str(tmp_path)]
-    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run(command, check=True, cwd=tmp_path)
     run = next(tmp_path.glob("*__p1-2_w64"))
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["engine"] == "vllm" and manifest["attn_kernel"] == "vllm-ppa" and "vllm" in manifest["versions"]
@@ -98,9 +98,9 @@ def test_lm_eval_drives_vllm_with_the_plugin(embedded_checkpoint, tmp_path):
     command = [sys.executable, str(Path(__file__).with_name("lm_eval_vllm_cpu.py")), "--model", "vllm",
                "--model_args", f"pretrained={embedded_checkpoint},dtype=float32,enforce_eager=True,"
                                "gpu_memory_utilization=0.1,max_model_len=2048",
-               "--include_path", "tasks", "--tasks", "ppa_gsm8k", "--limit", "2", "--gen_kwargs", "max_gen_toks=8",
+               "--include_path", str(TASKS_DIR), "--tasks", "ppa_gsm8k", "--limit", "2", "--gen_kwargs", "max_gen_toks=8",
                "--output_path", str(tmp_path), "--log_samples"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
                             env={**os.environ, "PPA_EVAL_POWER": "0.5", "PPA_EVAL_WINDOW": "16"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "PPA attention backend: p = 1/2, w = 16" in result.stderr + result.stdout

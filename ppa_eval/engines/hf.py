@@ -7,25 +7,12 @@ for those). Batches are formed from prompts sorted by length, so padding stays s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ppa_eval.engines import hf_attention
+from ppa_eval.engines import EngineError, Generation, hf_attention
 from ppa_eval.pattern import PowerPattern
-
-
-class EngineError(ValueError):
-    """A checkpoint or setting the engine cannot use."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str                 # the completion, cut before the first stop sequence
-    finish_reason: str        # "stop" (EOS or a stop sequence) or "length" (hit max_new_tokens)
-    prompt_tokens: int
-    completion_tokens: int
 
 
 def default_attn_kernel(device: str) -> str:
@@ -100,6 +87,13 @@ class HFEngine:
         eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
         return [self._finish(row, n_prompt, eos, stop)
                 for row, n_prompt in zip(new_tokens, enc["attention_mask"].sum(dim=1).tolist())]
+
+    def close(self) -> None:
+        """Drop the model's weights (and its GPU memory) now rather than whenever Python collects it."""
+        device = torch.device(self.device)
+        del self.model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _finish(self, row: list[int], prompt_tokens: int, eos: set[int], stop: tuple[str, ...]) -> Generation:
         # generate() pads rows that finished early; a row ends at its first EOS, or else before

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ppa_eval.engines.hf import EngineError, Generation, resolve_dtype
+from ppa_eval.engines import EngineError, Generation
+from ppa_eval.engines.hf import resolve_dtype
 from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
 from ppa_eval.pattern import PowerPattern
 
@@ -113,7 +114,8 @@ def start_engine(checkpoint: Path, pattern: PowerPattern, device: str = "cuda", 
 
 
 class Replicas:
-    """data_parallel_size engines in processes of their own; a batch is split into equal shares."""
+    """data_parallel_size engines in processes of their own; a batch is split into shares of about
+    equal prompt length (`balanced_shares`)."""
 
     def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str, dtype: str, seed: int,
                  options: VLLMOptions):
@@ -141,17 +143,34 @@ class Replicas:
         atexit.register(self.close)  # runs before multiprocessing joins the (non-daemon) replicas at exit
 
     def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
-        share = -(-len(prompts) // len(self.connections))
-        jobs = [prompts[i : i + share] for i in range(0, len(prompts), share)]
-        for connection, job in zip(self.connections, jobs):
-            connection.send((job, max_new_tokens, stop))
-        return [g for connection, _ in zip(self.connections, jobs) for g in connection.recv()]
+        busy = [(connection, share) for connection, share in
+                zip(self.connections, balanced_shares([len(p) for p in prompts], len(self.connections))) if share]
+        for connection, share in busy:
+            connection.send(([prompts[i] for i in share], max_new_tokens, stop))
+        results: list[Generation | None] = [None] * len(prompts)
+        for connection, share in busy:
+            for index, generation in zip(share, connection.recv()):
+                results[index] = generation
+        return results
 
     def close(self) -> None:
         for connection, process in zip(self.connections, self.processes):
             if process.is_alive():
                 connection.send(None)
             process.join()
+
+
+def balanced_shares(lengths: list[int], count: int) -> list[list[int]]:
+    """Prompt indices for each of `count` replicas with about equal total length: longest first,
+    each to the replica with the least so far. Batches arrive sorted by length, so contiguous
+    slices would hand one replica all the longest prompts."""
+    shares: list[list[int]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(index)
+        loads[lightest] += lengths[index]
+    return shares
 
 
 def _replica_devices(device: str, count: int, per_replica: int) -> list[str]:
