@@ -97,7 +97,7 @@ def _evaluation_settings(args, power: str, window: int):
 
 
 DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}  # vLLM batches continuously: the more prompts per call, the faster
-VLLM_FLAGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_num_seqs",
+VLLM_FLAGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "kv_cache_gib", "max_num_seqs",
               "max_model_len", "enforce_eager")
 
 # The embedded model only exercises the pipeline: by default a few problems per task, short answers.
@@ -173,10 +173,7 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
     while queue or running:
         for gpu in gpus:
             if gpu not in running and queue:
-                checkpoint = queue.pop(0)
-                command = [sys.executable, "-m", "ppa_eval.cli", "evaluate", str(checkpoint.path),
-                           "--name", checkpoint.name, "--power", str(checkpoint.pattern.power), "--window", str(checkpoint.pattern.window),
-                           *_shared_flags(args), "--device", "cuda", "--out", str(out)]
+                command = evaluate_command(args, queue.pop(0), out)
                 running[gpu] = subprocess.Popen(command, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
         time.sleep(1)
         for gpu, process in list(running.items()):
@@ -186,6 +183,14 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
                 del running[gpu]
     if failed:
         raise UsageError(f"{len(failed)} checkpoint(s) failed; rerun the sweep to retry them: {failed}")
+
+
+def evaluate_command(args, checkpoint, out: Path) -> list[str]:
+    """The `ppa-eval evaluate` of one sweep checkpoint on a GPU: the same run name, pattern and settings
+    a sequential sweep uses, so either kind of sweep resumes the other's runs."""
+    return [sys.executable, "-m", "ppa_eval.cli", "evaluate", str(checkpoint.path), "--name", checkpoint.name,
+            "--power", str(checkpoint.pattern.power), "--window", str(checkpoint.pattern.window), *_shared_flags(args),
+            "--device", "cuda", "--out", str(out)]
 
 
 def _shared_flags(args) -> list[str]:
@@ -256,7 +261,9 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     vllm.add_argument("--data-parallel-size", type=int,
                       help="independent model replicas, each on its own GPUs (CPU: its own cores); default 1")
     vllm.add_argument("--gpu-memory-utilization", type=float,
-                      help="share of GPU memory vLLM may take (default 0.9); on CPU, the share of RAM (default 0.1)")
+                      help="share of GPU memory vLLM may take (default 0.9); on CPU, the share of the NUMA node's RAM")
+    vllm.add_argument("--kv-cache-gib", type=float,
+                      help="KV-cache size in GiB instead of a memory share (CPU default: 1 GiB)")
     vllm.add_argument("--max-num-seqs", type=int, help="sequences decoded at once (default: vLLM's)")
     vllm.add_argument("--max-model-len", type=int, help="longest prompt + answer in tokens (default: the model's)")
     vllm.add_argument("--enforce-eager", action="store_true", help="no torch.compile or CUDA graphs: faster start, slower steps")

@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from ppa_eval.checkpoints import CheckpointError, discover, power_from_name, resolve_pattern
+from ppa_eval.checkpoints import CheckpointError, content_sha256, discover, power_from_name, resolve_pattern
 
 
 @pytest.mark.parametrize("name, power", [
@@ -36,3 +36,37 @@ def test_resolve_pattern_reads_both_config_shapes(tmp_path):
     (tmp_path / "config.json").write_text('{"ppa": {"power": "1/3", "window": 16}}')
     assert (resolve_pattern(tmp_path, None, None).power, resolve_pattern(tmp_path, None, None).window) == (Fraction(1, 3), 16)
     assert resolve_pattern(tmp_path, "0.5", "8", force=True).window == 8
+
+
+def test_nested_checkpoints_whose_run_names_collide_are_refused(tmp_path):
+    for nested in ("a/b_final", "a_b/final"):
+        (tmp_path / nested).mkdir(parents=True)
+        (tmp_path / nested / "config.json").write_text('{"ppa_power": "1/2"}')
+    with pytest.raises(CheckpointError, match="would share the run name 'a_b_final'"):
+        discover(tmp_path)
+
+
+def test_content_hash_is_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    monkeypatch.setenv("PPA_EVAL_CACHE", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "weights.bin").write_bytes(b"\x01" * 1000)
+
+    def by_hand():
+        digest = hashlib.sha256()
+        for name in ("config.json", "weights.bin"):
+            digest.update(name.encode() + b"\0" + (checkpoint / name).read_bytes())
+        return digest.hexdigest()
+
+    first = content_sha256(checkpoint)
+    assert first == by_hand()
+    cached = next((tmp_path / "cache" / "hashes").iterdir())
+    cached.write_text("served from the cache\n")  # a second call with unchanged files reads it back
+    assert content_sha256(checkpoint) == "served from the cache"
+    (checkpoint / "weights.bin").write_bytes(b"\x02" * 1000)  # same size, new content and mtime
+    os.utime(checkpoint / "weights.bin", ns=(1, 1))
+    assert content_sha256(checkpoint) == by_hand() != first

@@ -67,7 +67,8 @@ def test_checkpoint_settings_and_contradictions(tmp_path, make_tiny_checkpoint):
     nested = make_tiny_checkpoint(tmp_path / "nested", ppa={"power": "1/2", "window": 8})
     assert_clean_error(ppa_eval("evaluate", nested, "--power", "0.75", check=False), "contradicts", "--force")
     result = ppa_eval("evaluate", nested, "--power", "0.75", "--force", *FAST, "--tasks", "gsm8k", "--out", tmp_path / "out")
-    assert "| 0.75" in result.stdout or "3/4" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| nested__p3-4_w8 "))
+    assert [cell.strip() for cell in row.strip("|").split("|")][:3] == ["nested__p3-4_w8", "0.75", "8"]
     manifest = json.loads(next((tmp_path / "out").glob("*/manifest.json")).read_text())
     assert manifest["power"] == "3/4" and manifest["window"] == 8
     # finished results are not reused for a run with other settings
@@ -179,3 +180,50 @@ def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
     assert not (interrupted / "table.md").exists()
     ppa_eval("sweep", checkpoints, *FAST, "--out", interrupted)
     assert read_run(interrupted) == read_run(tmp_path / "clean")
+
+
+def test_a_gpu_sweep_names_runs_as_a_sequential_sweep_does(tmp_path, make_tiny_checkpoint):
+    """`sweep --gpus` runs each checkpoint as its own `evaluate`; it must land in the directory a
+    sequential sweep uses (nested `*/final` checkpoints included), so each resumes the other."""
+    from ppa_eval.checkpoints import discover
+    from ppa_eval.cli import build_parser, evaluate_command
+    from ppa_eval.runs import run_name
+
+    root = tmp_path / "ckpts"
+    (root / "run-a").mkdir(parents=True)
+    make_tiny_checkpoint(root / "run-a" / "final", ppa_power="1/2", ppa_window=8)
+    checkpoints, _ = discover(root)
+    args = build_parser().parse_args(["sweep", str(root), *FAST, "--gpus", "0"])
+    command = evaluate_command(args, checkpoints[0], tmp_path / "out")
+    evaluate_args = build_parser().parse_args(command[3:])  # after `python -m ppa_eval.cli`
+    assert evaluate_args.name == checkpoints[0].name == "run-a_final"
+    assert run_name(evaluate_args.name, checkpoints[0].pattern) == "run-a_final__p1-2_w8"
+    assert (evaluate_args.power, evaluate_args.window, evaluate_args.limit) == ("1/2", "8", 2)
+
+
+def test_only_the_projects_errors_become_one_line(monkeypatch, capsys):
+    from ppa_eval import cli
+    from ppa_eval.errors import PPAEvalError
+
+    def user_mistake(args):
+        try:
+            {}["missing"]
+        except KeyError:
+            raise PPAEvalError("a user mistake; do this instead") from None
+
+    def bug(args):
+        raise ValueError("a bug in some library")
+
+    parser = cli.build_parser()
+    for command, run in (("table", user_mistake), ("reproduce", bug)):
+        parser._subparsers._group_actions[0].choices[command].set_defaults(run=run)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.delenv("PPA_EVAL_DEBUG", raising=False)
+    assert cli.main(["table", "x"]) == 2
+    assert capsys.readouterr().err.strip() == "error: a user mistake; do this instead"
+    with pytest.raises(ValueError, match="a bug in some library"):  # not turned into `error: ...`
+        cli.main(["reproduce"])
+    monkeypatch.setenv("PPA_EVAL_DEBUG", "1")
+    with pytest.raises(PPAEvalError) as raised:
+        cli.main(["table", "x"])
+    assert isinstance(raised.value.__context__, KeyError) and not raised.value.__suppress_context__

@@ -11,7 +11,21 @@ from ppa_eval.engines.hf import HFEngine, load_model
 from ppa_eval.pattern import PowerPattern
 from reference import dense_mask
 
-TOL = 1e-4  # float32
+TOL = 1e-4  # float32, for one attention layer's output
+
+
+def logits_tolerance(model, logits) -> float:
+    """How far two float32 forward passes of `model` may differ when they only sum in another order
+    (cached decode multiplies one row at a time, a full forward whole matrices: other blockings).
+
+    Each layer's dot products of length `hidden` round to about sqrt(hidden) * eps relative to the
+    activations' scale, and the residual stream carries every layer's error to the logits, so the
+    bound is layers * sqrt(hidden) * eps * max|logit| (SmolLM2: 30 * 24 * 1.2e-7 * 18 = 1.5e-3;
+    measured differences are 1e-4 on one CPU and 1.4e-4 on another). A masking error changes
+    logits by units, far above it.
+    """
+    eps = torch.finfo(torch.float32).eps
+    return model.config.num_hidden_layers * model.config.hidden_size ** 0.5 * eps * logits.abs().max().item()
 
 
 def stock(checkpoint):
@@ -70,7 +84,7 @@ def test_cached_decode_equals_full_forward(embedded_checkpoint):
     prompt = ids.shape[1]
     cached = torch.stack(out.logits, dim=1)  # [B, new, V]: logits for positions prompt-1 .. end-1
     refed = full[:, prompt - 1 : -1]
-    assert (cached - refed).abs().max().item() <= TOL
+    assert (cached - refed).abs().max().item() <= logits_tolerance(engine_model, refed)
     assert torch.equal(refed.argmax(-1), out.sequences[:, prompt:])
 
 

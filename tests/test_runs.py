@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ppa_eval.runs import RunError, append_lines, check_manifest, exclusive, read_samples, write_json_atomic
+from ppa_eval.runs import RESULT_SETTINGS, RunError, append_lines, check_manifest, exclusive, read_samples, write_json_atomic
 
 
 def test_partial_last_line_from_a_killed_run_is_dropped(tmp_path):
@@ -56,3 +56,12 @@ def test_one_writer_per_run_directory(tmp_path):
                 pass
     with exclusive(tmp_path / "run"):  # released
         pass
+
+
+def test_a_run_made_with_other_library_versions_is_not_resumed(tmp_path):
+    manifest = {"power": "1/2", "versions": {"torch": "2.13.0", "transformers": "5.19.0"}}
+    check_manifest(tmp_path / "manifest.json", manifest, RESULT_SETTINGS)
+    upgraded = {**manifest, "versions": {"torch": "2.14.0", "transformers": "5.19.0"}}
+    with pytest.raises(RunError, match="other settings .*versions: .*'torch': '2.13.0'.* -> .*'torch': '2.14.0'"):
+        check_manifest(tmp_path / "manifest.json", upgraded, RESULT_SETTINGS)
+    check_manifest(tmp_path / "manifest.json", dict(manifest), RESULT_SETTINGS)  # the same stack resumes

@@ -5,7 +5,9 @@ graded run."""
 
 import json
 import os
+import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -25,11 +27,21 @@ POWERS = ("1", "1/2")
 GENERATE = Path(__file__).with_name("vllm_generate.py")
 
 
-def vllm_texts(checkpoint, prompts_path: Path, out: Path, *powers: str, data_parallel_size: int = 1) -> dict:
+def vllm_texts(checkpoint, prompts_path: Path, out: Path, *powers: str, data_parallel_size: int = 1,
+               plain: bool = False) -> dict:
     subprocess.run([sys.executable, str(GENERATE), str(checkpoint), str(prompts_path), str(out), "--powers", *powers,
                     "--window", str(WINDOW), "--max-new-tokens", str(MAX_NEW_TOKENS),
-                    "--data-parallel-size", str(data_parallel_size)], check=True)
+                    "--data-parallel-size", str(data_parallel_size), *(["--plain"] if plain else [])], check=True,
+                   env={k: v for k, v in os.environ.items() if not k.startswith("PPA_EVAL_")})
     return json.loads(out.read_text())
+
+
+def ppa_copy(checkpoint: Path, directory: Path, **ppa) -> Path:
+    """The embedded checkpoint with PPA settings in its config.json, as a fine-tuned PPA checkpoint has."""
+    shutil.copytree(checkpoint, directory)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, **ppa}))
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +92,70 @@ def test_data_parallel_replicas_answer_like_one_engine(embedded_checkpoint, prom
     assert len(replicas) == 8 and same >= 7, f"only {same} of 8 completions agree"
 
 
+def test_plain_vllm_on_a_ppa_checkpoint_is_never_dense(embedded_checkpoint, prompts_path, completions, tmp_path):
+    """vllm.LLM with no ppa-eval setting, on a checkpoint whose config says p = 1/2: the plug-in
+    gives it the PPA backend, so it answers as the transformers engine does at p = 1/2."""
+    first = json.loads(prompts_path.read_text())[:8]
+    (tmp_path / "prompts.json").write_text(json.dumps(first))
+    checkpoint = ppa_copy(embedded_checkpoint, tmp_path / "ppa-checkpoint", ppa_power="1/2", ppa_window=WINDOW)
+    plain = vllm_texts(checkpoint, tmp_path / "prompts.json", tmp_path / "out.json", plain=True)["plain"]
+    same_as_ppa = sum(a == b for a, b in zip(plain, completions["hf"]["1/2"][:8]))
+    assert same_as_ppa >= 7, f"only {same_as_ppa} of 8 completions agree with PPA p = 1/2"
+    assert plain != completions["hf"]["1"][:8]  # and it is not full attention
+
+
+def _process_tree(root_pid: int) -> list[tuple[int, str, int]]:
+    """(pid, command line, resident bytes) of root_pid and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            command += " " + Path(f"/proc/{pid}/comm").read_text()
+            rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+        found.append((pid, command, rss))
+        todo += children.get(pid, [])
+    return found
+
+
+def test_sequential_vllm_sweep_closes_each_engine(embedded_checkpoint, tmp_path):
+    """A sweep of two checkpoints with --engine vllm: the first engine's process is gone before the
+    second starts, and the memory of the sweep while the second engine runs does not stack on
+    the first's."""
+    for power in ("1", "1/2"):
+        ppa_copy(embedded_checkpoint, tmp_path / "ckpts" / f"p{power.replace('/', '-')}", ppa_power=power, ppa_window=16)
+    command = [sys.executable, "-m", "ppa_eval.cli", "sweep", str(tmp_path / "ckpts"), "--engine", "vllm", "--tasks",
+               "gsm8k", "--limit", "2", "--max-new-tokens", "4", "--enforce-eager", "--max-model-len", "2048",
+               "--out", str(tmp_path / "out")]
+    sweep = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    engines_seen: list[int] = []       # engine-core pids in order of appearance
+    peak_by_engine: dict[int, int] = {}  # engine pid -> peak resident bytes of the whole sweep while it lived
+    most_at_once = 0
+    while sweep.poll() is None:
+        tree = _process_tree(sweep.pid)
+        engines = [pid for pid, command, _ in tree if "EngineCor" in command]
+        most_at_once = max(most_at_once, len(engines))
+        for pid in engines:
+            if pid not in engines_seen:
+                engines_seen.append(pid)
+            peak_by_engine[pid] = max(peak_by_engine.get(pid, 0), sum(rss for _, _, rss in tree))
+        time.sleep(0.2)
+    assert sweep.returncode == 0
+    assert len(list((tmp_path / "out").glob("*/gsm8k/metrics.json"))) == 2
+    assert len(engines_seen) == 2 and most_at_once == 1  # two engines, never alive together
+    first, second = (peak_by_engine[pid] for pid in engines_seen)
+    assert second < 1.5 * first, f"memory grew from {first / 2**30:.2f} to {second / 2**30:.2f} GiB"
+
+
 def test_evaluate_command_with_the_vllm_engine(tmp_path):
     command = [sys.executable, "-m", "ppa_eval.cli", "evaluate", "--engine", "vllm", "--power", "1/2", "--tasks", "gsm8k",
                "--limit", "2", "--max-new-tokens", "8", "--enforce-eager", "--max-model-len", "2048", "--out", str(tmp_path)]
@@ -97,7 +173,7 @@ def test_lm_eval_drives_vllm_with_the_plugin(embedded_checkpoint, tmp_path):
     """lm-eval builds its own vllm.LLM; the plug-in still puts PPA in, with the pattern from the environment."""
     command = [sys.executable, str(Path(__file__).with_name("lm_eval_vllm_cpu.py")), "--model", "vllm",
                "--model_args", f"pretrained={embedded_checkpoint},dtype=float32,enforce_eager=True,"
-                               "gpu_memory_utilization=0.1,max_model_len=2048",
+                               "kv_cache_memory_bytes=1073741824,max_model_len=2048",
                "--include_path", str(TASKS_DIR), "--tasks", "ppa_gsm8k", "--limit", "2", "--gen_kwargs", "max_gen_toks=8",
                "--output_path", str(tmp_path), "--log_samples"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,

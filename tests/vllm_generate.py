@@ -5,6 +5,9 @@ torch.set_num_threads in the process that runs its worker, which would slow the 
 session.
     python tests/vllm_generate.py CHECKPOINT PROMPTS.json OUT.json --powers 1 1/2 [--window 16]
                                   [--max-new-tokens 48] [--data-parallel-size 1]
+    python tests/vllm_generate.py CHECKPOINT PROMPTS.json OUT.json --plain
+`--plain` builds vllm.LLM directly, as any vLLM user would, with no ppa-eval setting at all
+(written under the key "plain").
 """
 
 import argparse
@@ -19,7 +22,8 @@ if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("prompts", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--powers", nargs="+", required=True)
+    parser.add_argument("--powers", nargs="+", default=[])
+    parser.add_argument("--plain", action="store_true")
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--data-parallel-size", type=int, default=1)
@@ -27,6 +31,14 @@ if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-
     prompts = json.loads(args.prompts.read_text())
     options = VLLMOptions(enforce_eager=True, max_model_len=1024, data_parallel_size=args.data_parallel_size)
     texts = {}
+    if args.plain:
+        import vllm
+
+        llm = vllm.LLM(model=str(args.checkpoint), dtype="float32", enforce_eager=True, max_model_len=1024,
+                       kv_cache_memory_bytes=1 << 30, seed=0)
+        params = vllm.SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
+        tokens = [{"prompt_token_ids": llm.get_tokenizer()(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+        texts["plain"] = [o.outputs[0].text for o in llm.generate(tokens, params, use_tqdm=False)]
     for power in args.powers:
         engine = start_engine(args.checkpoint, PowerPattern(power, args.window), "cpu", "float32", 0, options)
         texts[power] = [g.text for g in engine.generate_batch(prompts, args.max_new_tokens)]

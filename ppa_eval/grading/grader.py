@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import SimpleQueue
 
+from ppa_eval.errors import PPAEvalError
 from ppa_eval.grading.equivalence import Decision, decide_in_process
 from ppa_eval.grading.extract import extract_math_answer
 from ppa_eval.grading.gsm8k import decide_gsm8k, extract_gsm8k_answer, gold_number
@@ -35,7 +36,7 @@ logger = logging.getLogger("ppa_eval.grading")
 TASKS = {"math500": "math500", "gsm8k": "gsm8k", "gsm8k_cot": "gsm8k"}
 
 
-class GradingError(ValueError):
+class GradingError(PPAEvalError):
     """A user-facing problem with what was asked to be graded."""
 
 
