@@ -94,6 +94,25 @@ def resolve_pattern(path: Path, power: str | None, window: str | None, force: bo
     return PowerPattern(final_power, DEFAULT_WINDOW if final_window is None else final_window)
 
 
+def parse_powers(text: str) -> list[Fraction]:
+    """The powers of a --powers value, sorted and distinct: a list "0,1/2,1", ranges "start:stop:step"
+    with both ends included ("0:1:1/8" is the paper's nine), or both ("0:1:1/8,15/16")."""
+    powers = set()
+    for part in (part.strip() for part in text.split(",")):
+        if part.count(":") == 2:
+            start, stop, step = (parse_power(value) for value in part.split(":"))
+            if step == 0:
+                raise CheckpointError(f"--powers range {part!r} has step 0; write e.g. 0:1:1/8")
+            while start <= stop:
+                powers.add(start)
+                start += step
+        elif part:
+            powers.add(parse_power(part))
+    if not powers:
+        raise CheckpointError(f"--powers {text!r} names no power; write e.g. 0,1/2,1 or 0:1:1/8")
+    return sorted(powers)
+
+
 _NAME_POWER = [
     (re.compile(r"(?:^|[^a-z0-9])(?:ppa|p)[-_=]?(\d+(?:\.\d+)?)(?![0-9.]|[-_]\d)"), None),
     (re.compile(r"(?:^|[^a-z])(?:swa|sliding[-_]?window)(?:$|[^a-z])"), Fraction(0)),

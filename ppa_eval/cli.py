@@ -70,7 +70,7 @@ def _evaluation_settings(args, power: str, window: int):
     from ppa_eval.evaluate import Settings
     from ppa_eval.tasks import parse_tasks
 
-    tasks = [task.name for task in parse_tasks(args.tasks)]  # unknown names fail here, before any model loads
+    tasks = [task.name for task in parse_tasks(args.tasks or DEFAULT_TASKS)]  # unknown names fail before any model loads
     batch_size = DEFAULT_BATCH_SIZE[args.engine] if args.batch_size is None else args.batch_size
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -93,33 +93,53 @@ def _evaluation_settings(args, power: str, window: int):
                     attn_kernel="vllm-ppa" if args.engine == "vllm" else args.attn_kernel, batch_size=batch_size,
                     max_new_tokens=args.max_new_tokens, limit=args.limit, chat_template=args.chat_template,
                     thinking=args.thinking, data_source=args.data_source, seed=args.seed, tasks=tasks,
-                    engine_options=vllm_options)
+                    context_lengths=parse_context_lengths(args.context_lengths), engine_options=vllm_options)
+
+
+def parse_context_lengths(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        lengths = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--context-lengths takes whole numbers of tokens such as 1024,2048; got {text!r}") from None
+    if not lengths or min(lengths) < 1:
+        raise UsageError(f"--context-lengths takes positive numbers of tokens such as 1024,2048; got {text!r}")
+    return sorted(set(lengths))
 
 
 DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}  # vLLM batches continuously: the more prompts per call, the faster
 VLLM_FLAGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "kv_cache_gib", "max_num_seqs",
               "max_model_len", "enforce_eager")
 
-# The embedded model only exercises the pipeline: by default a few problems per task, short answers.
-EMBEDDED_LIMIT = 4
-EMBEDDED_MAX_NEW_TOKENS = 128
+DEFAULT_TASKS = "math500,gsm8k"  # the paper's, for real checkpoints
+# The embedded SmolLM2-135M solves no MATH500 or GSM8K problem at any p, but it retrieves a pass key
+# from 1k tokens under full attention and fails under a 64-token window: its default run is the one
+# in which p visibly matters, short enough for 2 CPU cores.
+EMBEDDED_DEFAULTS = {"tasks": "passkey", "context_lengths": "1024", "limit": 16}
+
+
+def _embedded(args) -> Path:
+    """The embedded model's checkpoint, with its defaults filled into what the user left unset."""
+    from ppa_eval.engines.embedded import embedded_checkpoint
+
+    for flag, value in EMBEDDED_DEFAULTS.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    return embedded_checkpoint()
 
 
 def _evaluate(args) -> None:
     from ppa_eval.checkpoints import check_readable, checkpoint_name, resolve_pattern
     from ppa_eval.engines import make_engine
-    from ppa_eval.engines.embedded import EMBEDDED_NAME, embedded_checkpoint
+    from ppa_eval.engines.embedded import EMBEDDED_NAME
     from ppa_eval.evaluate import evaluate
     from ppa_eval.runs import check_writable
 
     if args.checkpoint is None:
         if args.power is None:
             raise UsageError("the embedded model has no PPA settings of its own; pass --power P (e.g. --power 0.75)")
-        if args.limit is None:
-            args.limit = EMBEDDED_LIMIT
-        if args.max_new_tokens is None:
-            args.max_new_tokens = EMBEDDED_MAX_NEW_TOKENS
-        path, name = embedded_checkpoint(), EMBEDDED_NAME
+        path, name = _embedded(args), EMBEDDED_NAME
     else:
         path = Path(args.checkpoint)
         check_readable(path)
@@ -129,24 +149,19 @@ def _evaluate(args) -> None:
     out = Path(args.out)
     check_writable(out)
     run_dir = evaluate(path, name, pattern, settings, out, make_engine)
-    from ppa_eval.report import collect, render_table
+    from ppa_eval.report import collect, render_tables
 
-    print(render_table(collect(run_dir), "md"))
+    print(render_tables(collect(run_dir), "md"))
     print(f"results in {run_dir}")
 
 
 def _sweep(args) -> None:
-    from ppa_eval.checkpoints import discover
     from ppa_eval.engines import make_engine
     from ppa_eval.evaluate import evaluate
-    from ppa_eval.report import collect, render_table
+    from ppa_eval.report import write_report
     from ppa_eval.runs import check_writable
 
-    checkpoints, skipped = discover(Path(args.directory), args.window)
-    for line in skipped:
-        print(f"skipped {line}", file=sys.stderr)
-    if not checkpoints:
-        raise UsageError(f"no checkpoint with a PPA power under {args.directory}; see the lines above")
+    checkpoints = _sweep_checkpoints(args)
     out = Path(args.out)
     check_writable(out)
     print("checkpoints, in order of p:\n" + "\n".join(f"  p={c.pattern.power} w={c.pattern.window}  {c.path}"
@@ -158,10 +173,35 @@ def _sweep(args) -> None:
         for checkpoint in checkpoints:
             settings = _evaluation_settings(args, str(checkpoint.pattern.power), checkpoint.pattern.window)
             evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, make_engine)
-    table = render_table(collect(out), "md")
-    (out / "table.md").write_text(table + "\n")
-    print(table)
-    print(f"results in {out} ({len(checkpoints)} checkpoints); table in {out / 'table.md'}")
+    tables, written = write_report(out)
+    print(tables)
+    print(f"results in {out} ({len(checkpoints)} runs); tables and plots: {', '.join(p.name for p in written)}")
+
+
+def _sweep_checkpoints(args) -> list:
+    """What a sweep evaluates, in order of p: every checkpoint under a directory, each under its own p;
+    or, with --powers, one checkpoint (default: the embedded model) under each p, without training."""
+    from ppa_eval.checkpoints import Checkpoint, check_readable, checkpoint_name, discover, parse_powers, resolve_pattern
+    from ppa_eval.engines.embedded import EMBEDDED_NAME
+
+    if args.powers is None:
+        if args.target is None:
+            raise UsageError("ppa-eval sweep takes a directory of checkpoints, or --powers P1,P2,... to evaluate "
+                             "one checkpoint (default: the embedded model) under each p")
+        checkpoints, skipped = discover(Path(args.target), args.window)
+        for line in skipped:
+            print(f"skipped {line}", file=sys.stderr)
+        if not checkpoints:
+            raise UsageError(f"no checkpoint with a PPA power under {args.target}; see the lines above")
+        return checkpoints
+    if args.target is None:
+        path, name = _embedded(args), EMBEDDED_NAME
+    else:
+        path = Path(args.target)
+        check_readable(path)
+        name = checkpoint_name(path)
+    return [Checkpoint(path, resolve_pattern(path, str(power), args.window, force=True), name)
+            for power in parse_powers(args.powers)]
 
 
 def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
@@ -187,17 +227,17 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
 
 def evaluate_command(args, checkpoint, out: Path) -> list[str]:
     """The `ppa-eval evaluate` of one sweep checkpoint on a GPU: the same run name, pattern and settings
-    a sequential sweep uses, so either kind of sweep resumes the other's runs."""
-    return [sys.executable, "-m", "ppa_eval.cli", "evaluate", str(checkpoint.path), "--name", checkpoint.name,
+    a sequential sweep uses, so either kind of sweep resumes the other's runs. --force: under --powers
+    the p is the sweep's, not the checkpoint's."""
+    return [sys.executable, "-m", "ppa_eval.cli", "evaluate", str(checkpoint.path), "--name", checkpoint.name, "--force",
             "--power", str(checkpoint.pattern.power), "--window", str(checkpoint.pattern.window), *_shared_flags(args),
             "--device", "cuda", "--out", str(out)]
 
 
 def _shared_flags(args) -> list[str]:
-    flags = ["--tasks", args.tasks, "--dtype", args.dtype, "--chat-template", args.chat_template,
-             "--thinking", args.thinking, "--data-source", args.data_source, "--seed", str(args.seed),
-             "--engine", args.engine]
-    for name in ("limit", "max_new_tokens", "attn_kernel", "batch_size", *VLLM_FLAGS):
+    flags = ["--dtype", args.dtype, "--chat-template", args.chat_template, "--thinking", args.thinking,
+             "--data-source", args.data_source, "--seed", str(args.seed), "--engine", args.engine]
+    for name in ("tasks", "context_lengths", "limit", "max_new_tokens", "attn_kernel", "batch_size", *VLLM_FLAGS):
         value = getattr(args, name)
         if value is True:
             flags.append(f"--{name.replace('_', '-')}")
@@ -223,12 +263,20 @@ def _reproduce(args) -> None:
 
 
 def _table(args) -> None:
-    from ppa_eval.report import collect, render_table
+    from ppa_eval.report import collect, render_tables
 
     df = collect(Path(args.results_dir))
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
-    print(render_table(df, args.format))
+    print(render_tables(df, args.format))
+
+
+def _report(args) -> None:
+    from ppa_eval.report import write_report
+
+    tables, written = write_report(Path(args.results_dir))
+    print(tables)
+    print("written: " + ", ".join(str(path) for path in written))
 
 
 def _grade(args) -> None:
@@ -240,12 +288,16 @@ def _grade(args) -> None:
 
 def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", help="window w in tokens (default: the checkpoint's, else 64)")
-    parser.add_argument("--tasks", default="math500,gsm8k", help="comma-separated, from: " + ", ".join(TASKS))
+    parser.add_argument("--tasks", help=f"comma-separated, from: {', '.join(TASKS)} (default: {DEFAULT_TASKS}; "
+                                        f"the embedded model: {EMBEDDED_DEFAULTS['tasks']})")
+    parser.add_argument("--context-lengths", help="prompt lengths in tokens of the long-context tasks, e.g. 1024,2048 "
+                                                  "(default 1024,2048,4096,8192; the embedded model: 1024)")
     parser.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="generation engine (default hf)")
-    parser.add_argument("--limit", type=int, help=f"first N problems of each task (default: all; {EMBEDDED_LIMIT} for the embedded model)")
+    parser.add_argument("--limit", type=int, help="first N problems of each task (default: all); long-context tasks: "
+                                                  f"N problems per length (default {EMBEDDED_DEFAULTS['limit']})")
     parser.add_argument("--batch-size", type=int,
                         help="prompts per generate call, and per resume point (default: 8 with hf, 256 with vllm)")
-    parser.add_argument("--max-new-tokens", type=int, help=f"default: the task's (math500 1024, gsm8k 256; {EMBEDDED_MAX_NEW_TOKENS} for the embedded model)")
+    parser.add_argument("--max-new-tokens", type=int, help="default: the task's (math500 1024, gsm8k 256, long context 32)")
     parser.add_argument("--out", default="runs", help="results directory (default ./runs)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when a GPU is visible)")
     parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16")
@@ -290,8 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_flags(p)
     p.set_defaults(run=_evaluate)
 
-    p = commands.add_parser("sweep", help="evaluate every checkpoint under a directory, in order of p (resumable)")
-    p.add_argument("directory")
+    p = commands.add_parser("sweep", help="evaluate every checkpoint under a directory, or one checkpoint under "
+                                          "several p (--powers), in order of p (resumable)")
+    p.add_argument("target", nargs="?", help="a directory of checkpoints; with --powers one checkpoint "
+                                             "(default: the embedded model)")
+    p.add_argument("--powers", help="evaluate TARGET under each p, training-free: 0,1/2,1 or a range "
+                                    "start:stop:step such as 0:1:1/8 (both ends included), or both: 0:1:1/8,15/16")
     p.add_argument("--gpus", help="comma-separated GPU ids: one checkpoint per GPU at a time")
     _add_evaluation_flags(p)
     p.set_defaults(run=_sweep)
@@ -308,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"])
     p.set_defaults(run=_table)
+
+    p = commands.add_parser("report", help="write every table (md, csv, latex) and plot of a results directory into it")
+    p.add_argument("results_dir")
+    p.set_defaults(run=_report)
 
     p = commands.add_parser("grade", help="re-grade saved generations without a model")
     p.add_argument("--task", required=True, help="a task name: " + ", ".join(TASKS))

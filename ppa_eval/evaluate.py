@@ -8,17 +8,19 @@ interrupted ends with the same generations as one that was not.
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import dataclass, field
+from hashlib import sha256
+from importlib import metadata
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ppa_eval import __version__
 from ppa_eval.checkpoints import content_sha256
-from ppa_eval.engines.hf import default_attn_kernel, resolve_dtype
-from ppa_eval.grading import grade_many
+from ppa_eval.engines.hf import default_attn_kernel, load_tokenizer, max_context, resolve_dtype
 from ppa_eval.pattern import PowerPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.runs import (RESULT_SETTINGS, append_lines, check_manifest, exclusive, read_samples, run_name,
@@ -42,16 +44,16 @@ class Settings:
     data_source: str = "vendored"
     seed: int = 1234
     tasks: list[str] = field(default_factory=lambda: ["math500", "gsm8k"])
+    context_lengths: list[int] | None = None  # generated (long-context) tasks; None: their defaults
     engine_options: dict = field(default_factory=dict)  # vLLM: parallelism and memory, see VLLMOptions
 
 
 def _versions(engine: str) -> dict:
-    import lm_eval
     import torch
     import transformers
 
     versions = {"ppa_eval": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                "lm_eval": getattr(lm_eval, "__version__", "unknown"), "python": platform.python_version()}
+                "lm_eval": _installed("lm-eval"), "python": platform.python_version()}
     if engine == "vllm":
         import vllm
 
@@ -59,7 +61,15 @@ def _versions(engine: str) -> dict:
     return versions
 
 
-def manifest(checkpoint: Path, settings: Settings) -> dict:
+def _installed(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def manifest(checkpoint: Path, settings: Settings, generated: dict[str, str]) -> dict:
+    """What the run is: `generated` holds the sha256 of each generated task's problem set."""
     tasks = TASKS.values()  # all of them, so a later run may add tasks
     dtype = resolve_dtype(settings.dtype, settings.device)
     return {
@@ -79,10 +89,28 @@ def manifest(checkpoint: Path, settings: Settings) -> dict:
         "thinking": settings.thinking,
         "data_source": settings.data_source,
         "seed": settings.seed,
+        "context_lengths": settings.context_lengths,
+        "generated_sha256": generated,
         "tasks": {t.name: {"lm_eval_name": t.lm_eval_name, "config_sha256": t.config_sha256,
                            "data_sha256": t.data_sha256} for t in tasks},
         "versions": _versions(settings.engine),
     }
+
+
+def _docs(task: TaskSpec, checkpoint: Path, settings: Settings) -> list[Doc]:
+    if not task.generated:
+        return load_docs(task, limit=settings.limit, source=settings.data_source)
+    return load_docs(task, limit=settings.limit, tokenizer=load_tokenizer(checkpoint),
+                     context_lengths=settings.context_lengths, seed=settings.seed,
+                     max_context=max_context(checkpoint))
+
+
+def docs_sha256(docs: list[Doc]) -> str:
+    """sha256 of a problem set: every prompt and gold answer, in order."""
+    digest = sha256()
+    for doc in docs:
+        digest.update(json.dumps([doc.doc_id, doc.prompt, doc.gold], ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def plan_batches(docs: list[Doc], prompts: dict[str, str], batch_size: int) -> list[list[Doc]]:
@@ -91,12 +119,12 @@ def plan_batches(docs: list[Doc], prompts: dict[str, str], batch_size: int) -> l
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def evaluate_task(engine, task: TaskSpec, settings: Settings, task_dir: Path, checkpoint: str) -> dict:
+def evaluate_task(engine, task: TaskSpec, docs: list[Doc], settings: Settings, task_dir: Path,
+                  checkpoint: str) -> dict:
     """Generate and grade every unfinished batch of `task`, then write its metrics."""
     metrics_path = task_dir / "metrics.json"
     samples_path = task_dir / "samples.jsonl"
     task_dir.mkdir(parents=True, exist_ok=True)
-    docs = load_docs(task, limit=settings.limit, source=settings.data_source)
     prompts = {d.doc_id: render_prompt(d.prompt, engine.tokenizer, settings.chat_template, settings.thinking)
                for d in docs}
     max_new_tokens = settings.max_new_tokens or task.max_gen_toks
@@ -108,7 +136,7 @@ def evaluate_task(engine, task: TaskSpec, settings: Settings, task_dir: Path, ch
         start = time.perf_counter()
         generations = engine.generate_batch([prompts[d.doc_id] for d in batch], max_new_tokens, task.stop)
         seconds = time.perf_counter() - start
-        verdicts = grade_many(task.grader, [(g.text, d.gold) for g, d in zip(generations, batch)])
+        verdicts = task.grade_many([(g.text, d.gold) for g, d in zip(generations, batch)])
         append_lines(samples_path, [sample_record(d, prompts[d.doc_id], g, v, seconds / len(batch))
                                     for d, g, v in zip(batch, generations, verdicts)])
         progress.update(len(batch))
@@ -127,15 +155,21 @@ def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Setti
     tasks = [TASKS[t] for t in settings.tasks]
     run_dir = out / run_name(name, pattern)
     with exclusive(run_dir):
+        # Generated problems are made in the model's tokenizer before anything is written, so the
+        # manifest names the exact set (and a resumed run must get the same one).
+        generated = {t.name: _docs(t, checkpoint, settings) for t in tasks if t.generated}
         # checked before skipping finished tasks: results made with other settings are never reused
-        check_manifest(run_dir / "manifest.json", manifest(checkpoint, settings), RESULT_SETTINGS)
+        check_manifest(run_dir / "manifest.json",
+                       manifest(checkpoint, settings, {name: docs_sha256(docs) for name, docs in generated.items()}),
+                       RESULT_SETTINGS)
         unfinished = [t for t in tasks if not (run_dir / t.name / "metrics.json").exists()]
         if not unfinished:
             return run_dir
         engine = engine_factory(checkpoint, pattern, settings)
         try:
             for task in unfinished:
-                evaluate_task(engine, task, settings, run_dir / task.name, str(checkpoint))
+                docs = generated.get(task.name) or _docs(task, checkpoint, settings)
+                evaluate_task(engine, task, docs, settings, run_dir / task.name, str(checkpoint))
         finally:
             engine.close()
     return run_dir

@@ -21,15 +21,16 @@ from pathlib import Path
 import pandas as pd
 
 from ppa_eval.errors import PPAEvalError
-from ppa_eval.runs import read_metrics, read_verdicts
+from ppa_eval.runs import read_metrics, read_samples, read_verdicts
 from ppa_eval.stats import mcnemar_exact
+from ppa_eval.tasks import TASKS
 from ppa_eval.pattern import format_power, parse_power
 
 PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))
-# Column of paper_table1.csv -> the paper's heading. Our GSM8K task is chosen per call.
-PAPER_TASKS = {"math500": "MATH500", "gsm8k": "GSM8k"}
+# Our task -> its heading in the paper's Table 1 (the CSV's columns are our task names).
+PAPER_TASKS = {task.name: task.paper_column for task in TASKS.values() if task.paper_column}
 TABLE_FORMATS = ("md", "csv", "latex")
-TASK_ORDER = ("math500", "gsm8k", "gsm8k_cot")  # the paper's column order; other tasks follow by name
+TASK_ORDER = tuple(TASKS)  # the registry's order: the paper's tasks first
 
 
 class ReportError(PPAEvalError):
@@ -195,6 +196,46 @@ def render_table(df: pd.DataFrame, fmt: str = "md") -> str:
     return _render(table, fmt)
 
 
+def long_context_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, long-context task, context length): run, task, power, window, length,
+    accuracy, ci_low, ci_high, n; from the `by_length` entries of metrics.json."""
+    rows = []
+    if "by_length" in df:
+        for row in df[df["by_length"].notna()].itertuples():
+            for length, cell in row.by_length.items():
+                rows.append({"run": row.run, "task": row.task, "task_dir": row.task_dir, "power": row.power,
+                             "window": row.window, "length": int(length), "accuracy": cell["accuracy"],
+                             "ci_low": cell["ci95"][0], "ci_high": cell["ci95"][1], "n": cell["n"]})
+    return pd.DataFrame(rows, columns=["run", "task", "task_dir", "power", "window", "length", "accuracy",
+                                       "ci_low", "ci_high", "n"])
+
+
+def render_long_context_table(df: pd.DataFrame, fmt: str = "md") -> str | None:
+    """Long-context accuracy by p (rows) and context length (columns), per task: percent [95% CI] (n).
+    None when the results hold no long-context task."""
+    cells = long_context_rows(df)
+    if cells.empty:
+        return None
+    lengths = sorted(cells["length"].unique())
+    rows = []
+    for (task, run), group in cells.groupby(["task", "run"], sort=False):
+        first = group.iloc[0]
+        by_length = {r.length: f"{100 * r.accuracy:.1f} [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] ({r.n})"
+                     for r in group.itertuples()}
+        rows.append({"task": TASKS[task].label if task in TASKS else task, "power": first.power,
+                     "window": str(first.window), "run": run,
+                     **{f"{length} tokens": by_length.get(length, "-") for length in lengths}})
+    table = pd.DataFrame(rows).sort_values(["task", "power", "window", "run"], kind="stable")
+    table["power"] = [power_text(p) for p in table["power"]]
+    return _render(table, fmt)
+
+
+def render_tables(df: pd.DataFrame, fmt: str = "md") -> str:
+    """Every table a results directory has: accuracy per run and task, then long context by length."""
+    long_context = render_long_context_table(df, fmt)
+    return render_table(df, fmt) + ("" if long_context is None else "\n" + long_context)
+
+
 def _task_cells(row) -> dict[str, str]:
     return {"%": f"{100 * row.accuracy:.1f}",
             "95% CI": f"[{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]",
@@ -283,11 +324,7 @@ def _format_p(p_value: float | None) -> str:
 def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") -> Path:
     """Accuracy against p per task, ours (solid, 95% CI bars) over the paper's (dashed), like the
     paper's Figure 3, with horizontal lines at the sliding-window (p=0) and full (p=1) accuracies."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     paper = paper_table()
     paper_power = paper["power"].map(lambda p: float(parse_power(p)))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True)
@@ -317,8 +354,88 @@ def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") 
     handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=3, fontsize=8.5, frameon=False)
     fig.tight_layout(rect=(0, 0.13, 1, 1))
+    return _save(fig, path)
+
+
+# --- long context: S-curves and depth x length heatmaps ---------------------------------------
+
+
+def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | None:
+    """Accuracy against p, one panel per long-context task, one line per context length, with 95% CIs."""
+    cells = long_context_rows(df)
+    if cells.empty:
+        return None
+    plt = _pyplot()
+    tasks = sorted(cells["task"].unique(), key=TASK_ORDER.index)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for length, group in cells[cells["task"] == task].groupby("length"):
+            group = group.sort_values("power")
+            x = [float(p) for p in group["power"]]
+            error = [group.accuracy - group.ci_low, group.ci_high - group.accuracy]
+            ax.errorbar(x, group.accuracy, yerr=error, fmt="-o", capsize=3, markersize=4, label=f"{length} tokens")
+        ax.set_title(TASKS[task].label)
+        ax.set_xlabel("power p (attended keys grow as $L^{1+p}$)")
+        ax.set_ylabel("accuracy (95% CI)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
+    """One PNG per run with long-context tasks: accuracy by needle depth (rows) and context length
+    (columns), a panel per task, read from the samples (each holds its length and depth)."""
+    cells = long_context_rows(df)
+    paths = []
+    plt = _pyplot()
+    for run, runs in cells.groupby("run", sort=False):
+        tasks = sorted(runs["task"].unique(), key=TASK_ORDER.index)
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.2), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            samples = pd.DataFrame(read_samples(Path(runs[runs["task"] == task].iloc[0].task_dir) / "samples.jsonl"))
+            grid = samples.pivot_table(index="depth", columns="context_length", values="correct", aggfunc="mean")
+            image = ax.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+            ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+            ax.set_yticks(range(len(grid.index)), [f"{d:.2f}" for d in grid.index], fontsize=6)
+            ax.set_xlabel("context length (tokens)")
+            ax.set_ylabel("depth of the answer in the context")
+            ax.set_title(TASKS[task].label)
+        first = runs.iloc[0]
+        fig.suptitle(f"{run}: p = {power_text(first.power)}, w = {first.window}")
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
+        paths.append(_save(fig, Path(directory) / f"heatmap_{run.replace('/', '_')}.png"))
+    return paths
+
+
+def write_report(results_dir: str | Path) -> tuple[str, list[Path]]:
+    """Write every table (md, csv, latex) and plot of a results directory into it; returns the
+    markdown tables and the files written."""
+    results_dir = Path(results_dir)
+    df = collect(results_dir)
+    written = []
+    for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex")):
+        path = results_dir / f"table.{suffix}"
+        path.write_text(render_tables(df, fmt))
+        written.append(path)
+    s_curves = plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png")
+    written += ([s_curves] if s_curves else []) + plot_depth_heatmaps(df, results_dir)
+    return render_tables(df, "md"), written
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

@@ -35,7 +35,9 @@ class RunError(PPAEvalError):
 # library versions included (a run must not mix generations of two software stacks).
 RESULT_SETTINGS = ("checkpoint_sha256", "power", "window", "engine", "dtype", "attn_kernel", "batch_size",
                    "max_new_tokens", "limit", "chat_template", "thinking", "data_source", "seed", "tasks",
-                   "versions")
+                   "context_lengths", "generated_sha256", "versions")
+# Of those, per-task tables: a resumed run may add tasks, and the entries both runs have must agree.
+PER_TASK_SETTINGS = ("generated_sha256",)
 
 
 def run_name(checkpoint_name: str, pattern) -> str:
@@ -43,8 +45,9 @@ def run_name(checkpoint_name: str, pattern) -> str:
     return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
 
 
-def sample_record(doc, prompt: str, generation, verdict, seconds: float, extra: dict | None = None) -> dict:
-    """One line of samples.jsonl: the problem, the exact prompt, the response and its grading."""
+def sample_record(doc, prompt: str, generation, verdict, seconds: float) -> dict:
+    """One line of samples.jsonl: the problem, the exact prompt, the response and its grading
+    (plus the document's own fields: a long-context problem's context_length and depth)."""
     return {
         "doc_id": doc.doc_id,
         "gold": doc.gold,
@@ -60,7 +63,7 @@ def sample_record(doc, prompt: str, generation, verdict, seconds: float, extra: 
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
         "generation_s": round(seconds, 4),
-        **(extra or {}),
+        **doc.fields,
     }
 
 
@@ -91,6 +94,10 @@ def task_metrics(task: str, samples: list[dict], checkpoint: str, power: str, wi
         "wall_s": seconds,
         "limit": limit,
     }
+    lengths = sorted({s["context_length"] for s in samples if "context_length" in s})
+    if lengths:  # long context: accuracy at each length too
+        metrics["by_length"] = {str(length): _accuracy([s for s in samples if s.get("context_length") == length])
+                                for length in lengths}
     lm_eval_names = sorted({name for s in samples for name in s.get("lm_eval", {})})
     if lm_eval_names:
         metrics["lm_eval"] = {name: sum(s["lm_eval"][name] for s in samples) / n for name in lm_eval_names}
@@ -162,10 +169,20 @@ def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> Non
         existing = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RunError(f"{path} is not valid JSON; delete the run directory to start it again") from None
-    changed = [key for key in compared if existing.get(key) != manifest.get(key)]
+
+    def differs(key) -> bool:
+        if key in PER_TASK_SETTINGS:
+            old, new = existing.get(key) or {}, manifest.get(key) or {}
+            return any(old[name] != new[name] for name in old.keys() & new.keys())
+        return existing.get(key) != manifest.get(key)
+
+    changed = [key for key in compared if differs(key)]
     if changed:
         details = ", ".join(f"{k}: {existing.get(k)!r} -> {manifest.get(k)!r}" for k in changed)
         raise RunError(f"{path.parent} holds results made with other settings ({details}); use another --out or delete it")
+    grown = {key: {**(existing.get(key) or {}), **(manifest.get(key) or {})} for key in PER_TASK_SETTINGS}
+    if any(grown[key] != existing.get(key) for key in grown):
+        write_json_atomic(path, {**existing, **grown})  # the manifest names every generated set it holds
 
 
 @contextmanager

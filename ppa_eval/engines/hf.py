@@ -33,27 +33,46 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 def load_model(checkpoint: Path, pattern: PowerPattern, device: str = "cpu", dtype: str = "auto",
                attn_kernel: str | None = None):
     """(model, tokenizer) with `pattern` on every attention layer. `checkpoint` is a directory or a .gguf file."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     checkpoint = Path(checkpoint)
     attn_kernel = attn_kernel or default_attn_kernel(device)
     if attn_kernel not in hf_attention.ATTENTION_IMPLEMENTATIONS:
         raise EngineError(f"unknown attention kernel {attn_kernel!r}; use one of {sorted(hf_attention.ATTENTION_IMPLEMENTATIONS)}")
-    source = {"pretrained_model_name_or_path": checkpoint}
-    if checkpoint.suffix == ".gguf":
-        source = {"pretrained_model_name_or_path": checkpoint.parent, "gguf_file": checkpoint.name}
     model = AutoModelForCausalLM.from_pretrained(
-        **source,
+        **_source(checkpoint),
         dtype=resolve_dtype(dtype, device),
         attn_implementation=hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel],
     ).to(device)
     hf_attention.set_pattern(model.config, pattern)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(**source)
+    return model, load_tokenizer(checkpoint)
+
+
+def _source(checkpoint: Path) -> dict:
+    """from_pretrained arguments for a checkpoint directory or a .gguf file."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.suffix == ".gguf":
+        return {"pretrained_model_name_or_path": checkpoint.parent, "gguf_file": checkpoint.name}
+    return {"pretrained_model_name_or_path": checkpoint}
+
+
+def load_tokenizer(checkpoint: Path):
+    """The checkpoint's tokenizer, padding on the left for batched generation."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(**_source(checkpoint))
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return tokenizer
+
+
+def max_context(checkpoint: Path) -> int | None:
+    """The longest sequence the checkpoint was built for (max_position_embeddings), if it says."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(**_source(checkpoint)), "max_position_embeddings", None)
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
