@@ -227,3 +227,32 @@ def test_only_the_projects_errors_become_one_line(monkeypatch, capsys):
     with pytest.raises(PPAEvalError) as raised:
         cli.main(["table", "x"])
     assert isinstance(raised.value.__context__, KeyError) and not raised.value.__suppress_context__
+
+
+def test_sweep_one_checkpoint_over_powers_on_long_context(tmp_path, make_tiny_checkpoint):
+    """`sweep CHECKPOINT --powers` evaluates one checkpoint under each p (training-free) and writes the
+    same outputs as a directory sweep, plus per-length metrics, long-context tables and plots."""
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny", ppa_power="1/2", ppa_window=8)  # --powers overrides the config
+    out = tmp_path / "out"
+    result = ppa_eval("sweep", ckpt, "--powers", "0:1:1/2", "--tasks", "passkey", "--context-lengths", "200,300",
+                      "--limit", "2", "--max-new-tokens", "4", "--batch-size", "4", "--out", out)
+    runs = sorted(path.name for path in out.iterdir() if path.is_dir())
+    assert runs == ["tiny__p0_w8", "tiny__p1-2_w8", "tiny__p1_w8"]
+    metrics = json.loads((out / "tiny__p1-2_w8" / "passkey" / "metrics.json").read_text())
+    assert metrics["n"] == 4 and sorted(metrics["by_length"]) == ["200", "300"]
+    assert all(cell["n"] == 2 for cell in metrics["by_length"].values())
+    samples = [json.loads(line) for line in (out / "tiny__p1-2_w8" / "passkey" / "samples.jsonl").read_text().splitlines()]
+    assert sorted({s["context_length"] for s in samples}) == [200, 300] and all(0 <= s["depth"] <= 1 for s in samples)
+    assert all(s["prompt_tokens"] <= s["context_length"] for s in samples)
+    manifest = json.loads((out / "tiny__p1-2_w8" / "manifest.json").read_text())
+    assert manifest["context_lengths"] == [200, 300] and len(manifest["generated_sha256"]["passkey"]) == 64
+    # the same problems under every p
+    hashes = {json.loads((out / run / "manifest.json").read_text())["generated_sha256"]["passkey"] for run in runs}
+    assert len(hashes) == 1
+    for name in ("table.md", "table.csv", "table.tex", "s_curve_long_context.png", "heatmap_tiny__p0_w8.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "200 tokens" in (out / "table.md").read_text() and "200 tokens" in result.stdout
+    assert (out / "s_curve_long_context.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a length beyond the model's context is one line naming the maximum
+    assert_clean_error(ppa_eval("evaluate", ckpt, "--tasks", "passkey", "--context-lengths", "9000", "--limit", "1",
+                                "--out", tmp_path / "too-long", check=False), "9000", "4096")

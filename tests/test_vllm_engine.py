@@ -29,8 +29,8 @@ GENERATE = Path(__file__).with_name("vllm_generate.py")
 
 def vllm_texts(checkpoint, prompts_path: Path, out: Path, *powers: str, data_parallel_size: int = 1,
                plain: bool = False) -> dict:
-    subprocess.run([sys.executable, str(GENERATE), str(checkpoint), str(prompts_path), str(out), "--powers", *powers,
-                    "--window", str(WINDOW), "--max-new-tokens", str(MAX_NEW_TOKENS),
+    subprocess.run([sys.executable, str(GENERATE), str(checkpoint), str(prompts_path), str(out),
+                    *(["--powers", *powers] if powers else []), "--window", str(WINDOW), "--max-new-tokens", str(MAX_NEW_TOKENS),
                     "--data-parallel-size", str(data_parallel_size), *(["--plain"] if plain else [])], check=True,
                    env={k: v for k, v in os.environ.items() if not k.startswith("PPA_EVAL_")})
     return json.loads(out.read_text())
