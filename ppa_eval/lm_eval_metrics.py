@@ -54,15 +54,15 @@ def lm_eval_scores(task: str, response: str, doc: dict) -> dict[str, float]:
         raise LmEvalMetricError(f"no lm-eval metrics for task {task!r}; known tasks: {', '.join(LM_EVAL_METRICS)}")
     if task == "math500":
         return _minerva_scores(response, doc)
-    return {f"lm_eval_{name.replace('-', '_')}": score for name, (_, score) in gsm8k_filters(task, response, doc).items()}
+    filters = gsm8k_filters(task, response, doc)
+    return {f"lm_eval_{name.replace('-', '_')}": score for name, (_, score) in filters.items()}
 
 
-def _field(doc: dict, key: str, task: str) -> str:
-    try:
-        return doc[key]
-    except KeyError:
-        raise LmEvalMetricError(f"a {task} record needs the field {key!r} (the vendored data's); "
-                                f"got the fields {', '.join(doc)}") from None
+def _require(doc: dict, task: str, *keys: str) -> None:
+    for key in keys:
+        if key not in doc:
+            raise LmEvalMetricError(f"a {task} record needs the field {key!r} (the vendored data's); "
+                                    f"got the fields {', '.join(doc)}")
 
 
 # GSM8K
@@ -96,7 +96,7 @@ def gsm8k_filters(task: str, response: str, doc: dict) -> dict[str, tuple[str, f
     from lm_eval.utils import apply_template
 
     ensembles, exact_match, kwargs, doc_to_target = _gsm8k_scoring(task)
-    _field(doc, "answer", task)
+    _require(doc, task, "answer")
     gold = apply_template(doc_to_target, doc)
     results = {}
     for ensemble in ensembles:
@@ -116,9 +116,12 @@ def minerva_doc(doc: dict) -> dict:
     the normalised content of the solution's last \\boxed{}, not MATH-500's `answer` field."""
     from lm_eval.tasks.minerva_math.utils import last_boxed_only_string, normalize_final_answer, remove_boxed
 
-    solution = _field(doc, "solution", "math500")
-    return {"problem": _field(doc, "problem", "math500"), "solution": solution,
-            "answer": normalize_final_answer(remove_boxed(last_boxed_only_string(solution)))}
+    _require(doc, "math500", "problem", "solution")
+    boxed = last_boxed_only_string(doc["solution"])
+    if boxed is None:  # lm-eval itself fails on such a record with a TypeError
+        raise LmEvalMetricError("a math500 record's solution must end its answer in \\boxed{...}; this one has none")
+    return {"problem": doc["problem"], "solution": doc["solution"],
+            "answer": normalize_final_answer(remove_boxed(boxed))}
 
 
 def _minerva_scores(response: str, doc: dict) -> dict[str, float]:

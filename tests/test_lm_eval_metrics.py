@@ -73,7 +73,8 @@ def test_minerva_doc_is_what_process_docs_makes(math500_docs):
     from lm_eval.tasks.minerva_math.utils import process_docs
 
     processed = process_docs(datasets.Dataset.from_list(math500_docs))
-    assert [minerva_doc(doc) for doc in math500_docs] == list(processed.select_columns(["problem", "solution", "answer"]))
+    expected = processed.select_columns(["problem", "solution", "answer"])
+    assert [minerva_doc(doc) for doc in math500_docs] == list(expected)
 
 
 # Stock lm-eval's task objects as the reference
@@ -100,7 +101,8 @@ def stock_scores(task, doc_id: int, response: str) -> dict[str, tuple[str, dict]
     instance = Instance("generate_until", doc, arguments=("", {}), idx=0, resps=[response])
     task._instances = [instance]
     task.apply_filters()
-    return {name: (filtered, task.process_results(doc, [filtered])) for name, filtered in instance.filtered_resps.items()}
+    filtered = instance.filtered_resps
+    return {name: (answer, task.process_results(doc, [answer])) for name, answer in filtered.items()}
 
 
 def test_gsm8k_equals_the_stock_task_on_right_and_wrong_responses(stock_tasks):
@@ -129,7 +131,8 @@ def test_math500_equals_the_stock_task_on_right_and_wrong_responses(stock_tasks,
         boxed = doc["solution"]
         for response in (" " + boxed, " " + boxed + FINAL.format(doc["answer"]), FINAL.format("0")):
             ((_, stock),) = stock_scores(stock_tasks["minerva_math500"], doc_id, response).values()
-            expected = {"lm_eval_exact_match": float(stock["exact_match"]), "lm_eval_math_verify": float(stock["math_verify"])}
+            expected = {"lm_eval_exact_match": float(stock["exact_match"]),
+                        "lm_eval_math_verify": float(stock["math_verify"])}
             assert lm_eval_scores("math500", response, doc) == expected, (doc_id, response)
             verdicts.add(tuple(expected.values()))
     assert {(1.0, 1.0), (0.0, 1.0), (0.0, 0.0)} <= verdicts
@@ -211,6 +214,8 @@ def test_bad_input_is_refused(gsm8k_doc):
         lm_eval_scores("gsm8k", " #### 18", {"question": gsm8k_doc["question"]})
     with pytest.raises(LmEvalMetricError, match="a math500 record needs the field 'solution'"):
         lm_eval_scores("math500", " 3", {"problem": "?", "answer": "3"})
+    with pytest.raises(LmEvalMetricError, match=r"solution must end its answer in \\boxed"):
+        lm_eval_scores("math500", " 3", {"problem": "?", "solution": "It is 3."})
 
 
 # The preset
