@@ -29,18 +29,15 @@ from __future__ import annotations
 import threading
 from functools import cache
 
-# ppa-eval task -> the stock lm-eval task whose scoring it gets.
-STOCK_TASKS = {"gsm8k": "gsm8k", "gsm8k_cot": "gsm8k_cot", "math500": "minerva_math500"}
-
-# ppa-eval task -> the names of its lm-eval metrics, in the order of lm-eval's results table.
-# GSM8K metrics are named after lm-eval's filters (each filter's exact_match).
+# ppa-eval task -> the names of its lm-eval metrics, in the order lm_eval_scores returns them.
+# GSM8K metrics are named after lm-eval's filters (each filter's exact_match), in the YAML's order.
 LM_EVAL_METRICS = {
     "gsm8k": ("lm_eval_strict_match", "lm_eval_flexible_extract"),
     "gsm8k_cot": ("lm_eval_strict_match", "lm_eval_flexible_extract"),
     "math500": ("lm_eval_exact_match", "lm_eval_math_verify"),
 }
 
-# The stock task YAMLs the GSM8K filters and metric settings are read from.
+# The stock task YAMLs (tasks gsm8k, gsm8k_cot) the GSM8K filters and metric settings are read from.
 _GSM8K_YAMLS = {"gsm8k": "gsm8k/gsm8k.yaml", "gsm8k_cot": "gsm8k/gsm8k-cot.yaml"}
 
 
