@@ -70,6 +70,12 @@ def _evaluation_settings(args, power: str, window: int):
     from ppa_eval.evaluate import Settings
     from ppa_eval.tasks import parse_tasks
 
+    if args.preset == "lm-eval":
+        from ppa_eval.lm_eval_preset import preset_options
+
+        for option, value in preset_options().items():  # what the user set stays
+            if getattr(args, option) is None:
+                setattr(args, option, value)
     tasks = [task.name for task in parse_tasks(args.tasks or DEFAULT_TASKS)]  # unknown names fail before any model loads
     batch_size = DEFAULT_BATCH_SIZE[args.engine] if args.batch_size is None else args.batch_size
     if batch_size < 1:
@@ -91,8 +97,8 @@ def _evaluation_settings(args, power: str, window: int):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return Settings(power=power, window=window, engine=args.engine, device=device, dtype=args.dtype,
                     attn_kernel="vllm-ppa" if args.engine == "vllm" else args.attn_kernel, batch_size=batch_size,
-                    max_new_tokens=args.max_new_tokens, limit=args.limit, chat_template=args.chat_template,
-                    thinking=args.thinking, data_source=args.data_source, seed=args.seed, tasks=tasks,
+                    max_new_tokens=args.max_new_tokens, limit=args.limit, chat_template=args.chat_template or "auto",
+                    thinking=args.thinking or "off", data_source=args.data_source, seed=args.seed, tasks=tasks,
                     context_lengths=parse_context_lengths(args.context_lengths), engine_options=vllm_options)
 
 
@@ -235,9 +241,8 @@ def evaluate_command(args, checkpoint, out: Path) -> list[str]:
 
 
 def _shared_flags(args) -> list[str]:
-    flags = ["--dtype", args.dtype, "--chat-template", args.chat_template, "--thinking", args.thinking,
-             "--data-source", args.data_source, "--seed", str(args.seed), "--engine", args.engine]
-    for name in ("tasks", "context_lengths", "limit", "max_new_tokens", "attn_kernel", "batch_size", *VLLM_FLAGS):
+    flags = ["--dtype", args.dtype, "--data-source", args.data_source, "--seed", str(args.seed), "--engine", args.engine]
+    for name in ("tasks", "context_lengths", "chat_template", "thinking", "preset", "limit", "max_new_tokens", "attn_kernel", "batch_size", *VLLM_FLAGS):
         value = getattr(args, name)
         if value is True:
             flags.append(f"--{name.replace('_', '-')}")
@@ -268,7 +273,7 @@ def _table(args) -> None:
     df = collect(Path(args.results_dir))
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
-    print(render_tables(df, args.format))
+    print(render_tables(df, args.format, args.metric))
 
 
 def _report(args) -> None:
@@ -304,8 +309,11 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attn-kernel", choices=["ppa", "flex", "sdpa"],
                         help="PPA attention: ppa = Triton kernels (GPU default), flex = flex attention, "
                              "sdpa = exact boolean mask (CPU default)")
-    parser.add_argument("--chat-template", default="auto", choices=["auto", "none"])
-    parser.add_argument("--thinking", default="off", choices=["off", "on", "none"])
+    parser.add_argument("--chat-template", choices=["auto", "none"], help="default auto")
+    parser.add_argument("--thinking", choices=["off", "on", "none"], help="default off")
+    parser.add_argument("--preset", choices=["lm-eval"],
+                        help="lm-eval: the settings of a stock `lm_eval --tasks gsm8k,minerva_math500` run (no chat "
+                             "template, 256 new tokens), to check p = 1 against it; flags given as well win")
     parser.add_argument("--data-source", default="vendored", choices=["vendored", "hub"])
     parser.add_argument("--seed", type=int, default=1234)
     vllm = parser.add_argument_group("vLLM engine (--engine vllm)")
@@ -363,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("table", help="render a results directory as a table")
     p.add_argument("results_dir")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"])
+    p.add_argument("--metric", default="accuracy",
+                   help="accuracy (our grader), or lm-eval's own: lm_eval_strict_match, lm_eval_flexible_extract "
+                        "(GSM8K), lm_eval_exact_match, lm_eval_math_verify (MATH500)")
     p.set_defaults(run=_table)
 
     p = commands.add_parser("report", help="write every table (md, csv, latex) and plot of a results directory into it")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ppa_eval import __version__
 from ppa_eval.checkpoints import content_sha256
 from ppa_eval.engines.hf import default_attn_kernel, load_tokenizer, max_context, resolve_dtype
+from ppa_eval.lm_eval_metrics import lm_eval_scores
 from ppa_eval.pattern import PowerPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.runs import (RESULT_SETTINGS, append_lines, check_manifest, exclusive, read_samples, run_name,
@@ -137,8 +138,10 @@ def evaluate_task(engine, task: TaskSpec, docs: list[Doc], settings: Settings, t
         generations = engine.generate_batch([prompts[d.doc_id] for d in batch], max_new_tokens, task.stop)
         seconds = time.perf_counter() - start
         verdicts = task.grade_many([(g.text, d.gold) for g, d in zip(generations, batch)])
-        append_lines(samples_path, [sample_record(d, prompts[d.doc_id], g, v, seconds / len(batch))
-                                    for d, g, v in zip(batch, generations, verdicts)])
+        lm_eval = [lm_eval_scores(task.name, g.text, d.record) if task.lm_eval_metrics else None
+                   for g, d in zip(generations, batch)]
+        append_lines(samples_path, [sample_record(d, prompts[d.doc_id], g, v, seconds / len(batch), scores)
+                                    for d, g, v, scores in zip(batch, generations, verdicts, lm_eval)])
         progress.update(len(batch))
         progress.set_postfix(tok_s=f"{sum(g.completion_tokens for g in generations) / seconds:.1f}")
     progress.close()

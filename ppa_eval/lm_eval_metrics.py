@@ -29,6 +29,8 @@ from __future__ import annotations
 import threading
 from functools import cache
 
+from ppa_eval.errors import PPAEvalError
+
 # ppa-eval task -> the names of its lm-eval metrics, in the order lm_eval_scores returns them.
 # GSM8K metrics are named after lm-eval's filters (each filter's exact_match), in the YAML's order.
 LM_EVAL_METRICS = {
@@ -41,7 +43,7 @@ LM_EVAL_METRICS = {
 _GSM8K_YAMLS = {"gsm8k": "gsm8k/gsm8k.yaml", "gsm8k_cot": "gsm8k/gsm8k-cot.yaml"}
 
 
-class LmEvalMetricError(ValueError):
+class LmEvalMetricError(PPAEvalError):
     """A task without lm-eval metrics, a record lacking a field they read, or a call off the main thread."""
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.runs import read_metrics, read_samples, read_verdicts
-from ppa_eval.stats import mcnemar_exact
+from ppa_eval.stats import accuracy_ci, mcnemar_exact
 from ppa_eval.tasks import TASKS
 from ppa_eval.pattern import format_power, parse_power
 
@@ -86,7 +86,7 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
                 "one run directory holds one checkpoint and pattern"
             )
         low, high = metrics.pop("ci95")
-        rows.append({"run": name, "task_dir": str(path.parent), **metrics,
+        rows.append({"run": name, "task_dir": str(path.parent), **metrics, **metrics.pop("lm_eval", {}),
                      "power_str": format_power(metrics["power"]), "ci_low": low, "ci_high": high})
     df = pd.DataFrame(rows).sort_values(["power", "window", "run", "task"], ignore_index=True)
     duplicated = df[df.duplicated(["run", "task"], keep=False)]
@@ -183,8 +183,20 @@ def attention_type(power: Fraction) -> str:
     return f"PPA O(L^{exponent})" if "/" not in exponent else f"PPA O(L^({exponent}))"
 
 
-def render_table(df: pd.DataFrame, fmt: str = "md") -> str:
-    """One row per run, by power then window: accuracy in percent, its 95% CI and n per task."""
+def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") -> str:
+    """One row per run, by power then window: accuracy in percent, its 95% CI and n per task.
+
+    `metric` picks another per-problem score instead of our grader's accuracy, e.g. lm-eval's
+    `lm_eval_strict_match` (its Wilson interval is computed the same way); "-" where a task lacks it.
+    """
+    if metric != "accuracy":
+        if metric not in df:
+            known = sorted(c for c in df.columns if c.startswith("lm_eval_"))
+            raise ReportError(f"no metric {metric!r} in these results; choose accuracy or one of: {', '.join(known)}")
+        df = df[df[metric].notna()].copy()
+        df["accuracy"] = df[metric]
+        intervals = [accuracy_ci(round(value * n), n) for value, n in zip(df[metric], df["n"])]
+        df["ci_low"], df["ci_high"] = [low for low, _ in intervals], [high for _, high in intervals]
     runs = df.drop_duplicates("run")  # collect sorted df by power, then window
     table = pd.DataFrame({"run": list(runs["run"]), "power": [power_text(p) for p in runs["power"]],
                           "window": [str(w) for w in runs["window"]]})
@@ -230,10 +242,10 @@ def render_long_context_table(df: pd.DataFrame, fmt: str = "md") -> str | None:
     return _render(table, fmt)
 
 
-def render_tables(df: pd.DataFrame, fmt: str = "md") -> str:
-    """Every table a results directory has: accuracy per run and task, then long context by length."""
+def render_tables(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") -> str:
+    """Every table a results directory has: `metric` per run and task, then long context by length."""
     long_context = render_long_context_table(df, fmt)
-    return render_table(df, fmt) + ("" if long_context is None else "\n" + long_context)
+    return render_table(df, fmt, metric) + ("" if long_context is None else "\n" + long_context)
 
 
 def _task_cells(row) -> dict[str, str]:

@@ -45,9 +45,10 @@ def run_name(checkpoint_name: str, pattern) -> str:
     return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
 
 
-def sample_record(doc, prompt: str, generation, verdict, seconds: float) -> dict:
-    """One line of samples.jsonl: the problem, the exact prompt, the response and its grading
-    (plus the document's own fields: a long-context problem's context_length and depth)."""
+def sample_record(doc, prompt: str, generation, verdict, seconds: float, lm_eval: dict | None = None) -> dict:
+    """One line of samples.jsonl: the problem, the exact prompt, the response and its grading, with
+    lm-eval's own scores of it where the task has them (plus the document's own fields: a
+    long-context problem's context_length and depth)."""
     return {
         "doc_id": doc.doc_id,
         "gold": doc.gold,
@@ -63,6 +64,7 @@ def sample_record(doc, prompt: str, generation, verdict, seconds: float) -> dict
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
         "generation_s": round(seconds, 4),
+        **({"lm_eval": lm_eval} if lm_eval is not None else {}),
         **doc.fields,
     }
 

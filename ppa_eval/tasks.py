@@ -28,6 +28,7 @@ import yaml
 
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
+from ppa_eval.lm_eval_metrics import LM_EVAL_METRICS
 
 DATA_SOURCES = ("vendored", "hub")
 DEFAULT_PER_LENGTH = 16  # generated problems per context length when --limit is not given
@@ -66,6 +67,7 @@ class Doc:
     prompt: str          # the plain prompt (few-shot: byte-identical to lm-eval's for this doc)
     gold: str | list[str]  # MATH-500 `answer`; GSM8K number after ####; long context: every value asked for
     fields: dict = field(default_factory=dict)  # more to keep with the sample: long context's length and depth
+    record: dict | None = field(default=None, repr=False)  # the data record (lm-eval's metrics read it)
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -87,7 +89,7 @@ class TaskSpec:
     data_set: str | None = None             # key of DATA_SETS; None: generated (ppa_eval.long_context)
     doc_id: Callable[[int, dict], str] | None = None  # (index in the test split, record) -> stable id
     gold: Callable[[dict], str] | None = None          # record -> the reference answer our grader compares with
-    lm_eval_metrics: tuple[str, ...] = ()   # lm-eval's own metrics, computed beside ours
+    lm_eval_metrics: tuple[str, ...] = ()   # lm-eval's own metrics, computed beside ours (lm_eval_metrics.py)
     paper_column: str | None = None         # its heading in the paper's Table 1, if it is there
 
     @property
@@ -165,11 +167,11 @@ def _gsm8k_gold(record: dict) -> str:
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("math500", "MATH500", grader="math500", data_set="math500",
              doc_id=lambda index, record: record["unique_id"], gold=lambda record: record["answer"],
-             paper_column="MATH500"),
+             lm_eval_metrics=LM_EVAL_METRICS["math500"], paper_column="MATH500"),
     TaskSpec("gsm8k", "GSM8K", grader="gsm8k", data_set="gsm8k", doc_id=_gsm8k_id,
-             gold=_gsm8k_gold, paper_column="GSM8k"),
+             gold=_gsm8k_gold, lm_eval_metrics=LM_EVAL_METRICS["gsm8k"], paper_column="GSM8k"),
     TaskSpec("gsm8k_cot", "GSM8K (CoT)", grader="gsm8k", data_set="gsm8k", doc_id=_gsm8k_id,
-             gold=_gsm8k_gold),
+             gold=_gsm8k_gold, lm_eval_metrics=LM_EVAL_METRICS["gsm8k_cot"]),
     TaskSpec("passkey", "passkey", grader="long_context"),
     TaskSpec("niah_multikey", "NIAH multi-key", grader="long_context"),
     TaskSpec("variable_tracking", "variable tracking", grader="long_context"),
@@ -254,5 +256,5 @@ def load_docs(task: TaskSpec, limit: int | None = None, source: str = "vendored"
     lm_task.set_fewshot_seed(DEFAULT_OTHER_SEED)  # what lm_eval's evaluator does before building requests
     num_fewshot = lm_task.config.num_fewshot
     return [Doc(doc_id=task.doc_id(index, record), prompt=lm_task.fewshot_context(record, num_fewshot=num_fewshot),
-                gold=task.gold(record))
+                gold=task.gold(record), record=record)
             for index, record in islice(enumerate(lm_task.eval_docs), limit)]

@@ -24,8 +24,9 @@ from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tasks" / "data"
+from ppa_eval.tasks import DATA_DIR
+
+DATA = DATA_DIR
 OUT = Path(__file__).resolve().parent / "data"
 
 # Stock task -> (its lm-eval YAML, vendored split files, file name of the record).

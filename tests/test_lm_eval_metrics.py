@@ -14,6 +14,7 @@ import pytest
 
 from record_lm_eval_stock import vendored_task_yaml
 
+from ppa_eval.tasks import DATA_DIR
 from ppa_eval.lm_eval_metrics import (
     LM_EVAL_METRICS,
     LmEvalMetricError,
@@ -23,7 +24,6 @@ from ppa_eval.lm_eval_metrics import (
 )
 from ppa_eval.lm_eval_preset import LM_EVAL_PRESET, preset_options
 
-ROOT = Path(__file__).resolve().parent.parent
 RECORDS = Path(__file__).parent / "data"
 # The answer line Minerva's exemplars end with; lm-eval's exact_match reads only this line.
 FINAL = "\nFinal Answer: The final answer is ${}$. I hope it is correct."
@@ -35,13 +35,13 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def math500_docs() -> list[dict]:
-    return read_jsonl(ROOT / "tasks" / "data" / "math500" / "test.jsonl")
+    return read_jsonl(DATA_DIR / "math500" / "test.jsonl")
 
 
 @pytest.fixture(scope="module")
 def gsm8k_doc() -> dict:
     """GSM8K test question 0 (Janet's ducks), gold answer 18."""
-    return read_jsonl(ROOT / "tasks" / "data" / "gsm8k" / "test.jsonl")[0]
+    return read_jsonl(DATA_DIR / "gsm8k" / "test.jsonl")[0]
 
 
 # Recorded stock runs
