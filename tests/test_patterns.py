@@ -232,3 +232,99 @@ def test_plot_with_receptive_field(tmp_path):
                              "--plot", str(tmp_path / "m.png")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the transformers engine: every family's SDPA mask against the stock model given the brute-force mask
+
+ENGINE_SPECS = ["ppa:p=1/2,w=4,sink=3", "window:w=6,sink=2", "powerattention:block=1,window=1,sink=1",
+                "powerattention:block=8,window=1,sink=1", "powerattention:block=5,window=4,sink=0"]
+
+
+def left_padded(vocab, lengths, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(3, vocab, (len(lengths), width), generator=gen)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, width - n:] = 1
+        ids[row, : width - n] = 0
+    return ids, mask
+
+
+def brute_batch_mask(spec, attention_mask):
+    """[B, 1, W, W]: the pattern on each row's real tokens, counted from its first real token."""
+    batch, width = attention_mask.shape
+    out = torch.eye(width, dtype=torch.bool).repeat(batch, 1, 1)  # padding queries see themselves (no NaN rows)
+    for row in range(batch):
+        start = width - int(attention_mask[row].sum())
+        out[row, start:, start:] = torch.as_tensor(brute_matrix(spec, width - start))
+    return out[:, None]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A random 2-layer Llama (no tokenizer: these tests feed token ids)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def engine_model(checkpoint, spec):
+    """The transformers engine's SDPA attention path (what ppa_eval.engines.hf.load_model sets up)."""
+    from transformers import AutoModelForCausalLM
+
+    from ppa_eval.engines import hf_attention
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="ppa_sdpa")
+    hf_attention.set_pattern(model.config, parse_spec(spec))
+    return model.eval()
+
+
+@pytest.mark.parametrize("spec", ENGINE_SPECS)
+def test_sdpa_engine_equals_stock_model_under_brute_force_mask(spec, tiny_llama):
+    from transformers import AutoModelForCausalLM
+
+    model = engine_model(tiny_llama, spec)
+    stock = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32, attn_implementation="sdpa").eval()
+    ids, mask = left_padded(model.config.vocab_size, [90, 61, 77])
+    real = mask.bool()
+    with torch.no_grad():
+        ours = model(ids, attention_mask=mask).logits[real]
+        masked = stock(ids, attention_mask=brute_batch_mask(spec, mask)).logits[real]
+        full = stock(ids, attention_mask=mask).logits[real]
+    assert (ours - masked).abs().max().item() <= 1e-4
+    assert (ours - full).abs().max().item() > 1e-3  # the pattern really masks
+
+
+def test_cached_decode_counts_sinks_and_blocks_from_the_first_real_token(tiny_llama):
+    model = engine_model(tiny_llama, "powerattention:block=4,window=1,sink=1")
+    ids, mask = left_padded(model.config.vocab_size, [30, 19], seed=1)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                             output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+        full_mask = torch.cat([mask, torch.ones(len(ids), 12, dtype=torch.long)], dim=1)
+        full = model(out.sequences, attention_mask=full_mask).logits
+    assert (torch.stack(out.logits, dim=1) - full[:, ids.shape[1] - 1:-1]).abs().max().item() <= 1e-4
+
+
+def test_config_names_the_pattern_and_the_kernel_path_refuses_other_families(tiny_llama):
+    from transformers import AutoConfig
+    from transformers.masking_utils import causal_mask_function
+
+    from ppa_eval.engines.hf_attention import KernelMaskError, _ppa_kernel_mask, pattern_of, set_pattern
+
+    config = AutoConfig.from_pretrained(tiny_llama)
+    set_pattern(config, PowerPattern("3/4", 64))
+    assert (config.ppa_power, config.ppa_window, config.ppa_attention) == ("3/4", 64, "ppa:p=3/4,w=64")
+    set_pattern(config, PowerAttention(64, 1, 1))
+    assert pattern_of(config) == PowerAttention(64, 1, 1) and config.ppa_power is None
+    with pytest.raises(KernelMaskError, match="sink-free PPA only"):
+        _ppa_kernel_mask(1, 4, 4, mask_function=causal_mask_function, config=config)
+    set_pattern(config, PowerPattern("1/2", 8, 4))
+    with pytest.raises(KernelMaskError, match="sink-free PPA only"):
+        _ppa_kernel_mask(1, 4, 4, mask_function=causal_mask_function, config=config)
