@@ -30,7 +30,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ppa_eval.engines import hf_attention
 from ppa_eval.kernels import ppa_attention, ppa_attention_paged
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
-from ppa_eval.pattern import PowerPattern, keys_per_query, sliding_window
+from ppa_eval.patterns import PowerPattern, keys_per_query, sliding_window
 
 Q_HEADS, KV_HEADS, HEAD_DIM = 40, 8, 128       # Nano-9B-v2's attention layers
 WINDOW = 64

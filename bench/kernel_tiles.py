@@ -20,7 +20,7 @@ from attention import graph_ms, timed_ms  # bench/attention.py: the same timers
 from ppa_eval.kernels import decode, prefill
 from ppa_eval.kernels.reference import relative_error
 from ppa_eval.kernels.tables import offset_tables
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 Q_HEADS, KV_HEADS, HEAD_DIM, WINDOW = 40, 8, 128, 64
 

@@ -35,7 +35,7 @@ def speed_rows(results_dir: Path) -> pd.DataFrame:
 
 
 def _order(column: pd.Series) -> pd.Series:
-    from ppa_eval.pattern import parse_power
+    from ppa_eval.patterns import parse_power
 
     return column.map(lambda p: float(parse_power(p))) if column.name == "power" else column
 

@@ -47,7 +47,7 @@ from ppa_eval.kernels import decode
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.reference import relative_error
 from ppa_eval.kernels.tables import offset_tables
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 L, Q_HEADS, KV_HEADS, HEAD_DIM, WINDOW, POWER = 32768, 40, 8, 128, 64, "3/4"
 GROUP = Q_HEADS // KV_HEADS

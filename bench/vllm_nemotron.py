@@ -33,7 +33,7 @@ import torch
 
 from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
 from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 WINDOW, POWER = 64, "3/4"
 AGREEMENT = dict(prompts=16, prompt_tokens=448, new_tokens=32, target=0.99)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ppa_eval.cache import cache_root
 from ppa_eval.errors import PPAEvalError
-from ppa_eval.pattern import PowerPattern, parse_power, parse_window
+from ppa_eval.patterns import PowerPattern, parse_power, parse_window
 
 DEFAULT_WINDOW = 64  # every variant in the paper was fine-tuned with w = 64
 

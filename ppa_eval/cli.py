@@ -26,41 +26,69 @@ class UsageError(PPAEvalError):
 
 
 def _pattern(args) -> None:
-    from ppa_eval.pattern import PowerPattern, keys_per_query
+    from ppa_eval.patterns import (dense_pairs, format_spec, keys_per_query, layers_to_last, match_cost, pairs,
+                                   parse_spec)
+    from ppa_eval.patterns.receptive_field import summarize
 
-    pattern = PowerPattern(args.power, args.window)
     length = args.length
     if length < 1:
-        raise ValueError(f"--length must be at least 1, got {length}")
+        raise UsageError(f"--length must be at least 1, got {length}")
+    if args.layers is not None and args.layers < 1:
+        raise UsageError(f"--layers must be at least 1, got {args.layers}")
+    if args.attention is not None and (args.power is not None or args.window is not None):
+        raise UsageError("give either --attention SPEC or the PPA shorthand --power P [--window W], not both")
+    if args.attention is None and args.power is None:
+        raise UsageError("give --attention SPEC (e.g. ppa:p=3/4,w=64 or powerattention:block=64,window=1,sink=1) "
+                         "or --power P")
+    text = args.attention or f"ppa:p={args.power},w={64 if args.window is None else args.window}"
+    matched = None
+    if args.match_cost:
+        other = parse_spec(args.match_cost)
+        matched = {"spec": format_spec(other), "pairs": pairs(other, length)}
+        pattern = match_cost(text, matched["pairs"], length)
+    else:
+        pattern = parse_spec(text)
     positions = pattern.relative_positions(length)
     per_query = keys_per_query(pattern, length)
-    pairs = int(per_query.sum())
-    dense = length * (length + 1) // 2
+    attended, dense = int(per_query.sum()), dense_pairs(length)
     summary = {
-        "power": str(pattern.power),
-        "window": pattern.window,
+        "spec": format_spec(pattern),
         "length": length,
         "relative_positions": positions.tolist(),
         "keys_per_query": {"min": int(per_query.min()), "mean": float(per_query.mean()), "max": int(per_query.max())},
-        "pairs": pairs,
+        "pairs": attended,
         "dense_pairs": dense,
-        "fraction_of_dense": pairs / dense,
+        "fraction_of_dense": attended / dense,
     }
+    if matched:
+        summary["matched"] = matched
+    layers = None
+    if args.layers is not None:
+        layers = layers_to_last(pattern, length)
+        summary["receptive_field"] = summarize(layers, args.layers)
     if args.plot:
-        from ppa_eval.pattern_plot import plot_mask
+        from ppa_eval.patterns.plot import plot_pattern
 
-        plot_mask(pattern, min(length, args.plot_size), args.plot)
+        plot_pattern(pattern, length, args.plot, args.plot_size, layers, args.layers)
     if args.json:
         print(json.dumps(summary))
         return
     shown = positions.tolist()
     listing = ", ".join(map(str, shown)) if len(shown) <= 40 else (
         ", ".join(map(str, shown[:20])) + f", ... ({len(shown) - 30} more) ..., " + ", ".join(map(str, shown[-10:])))
-    print(f"PPA {pattern}, length {length}")
+    print(f"{summary['spec']}, length {length}")
+    if matched:
+        print(f"chosen to match the cost of {matched['spec']}: {matched['pairs']:,} pairs")
     print(f"relative positions j attended by the query at position {length} ({len(shown)} keys): {listing}")
     print(f"keys per query over positions 1..{length}: min {summary['keys_per_query']['min']}, "
           f"mean {summary['keys_per_query']['mean']:.1f}, max {summary['keys_per_query']['max']}")
-    print(f"attended pairs: {pairs:,} of {dense:,} causal pairs ({100 * pairs / dense:.2f}%)")
+    print(f"attended pairs: {attended:,} of {dense:,} causal pairs ({100 * attended / dense:.2f}%)")
+    if layers is not None:
+        field = summary["receptive_field"]
+        needed = field["layers_to_cover_all"]
+        print(f"receptive field of position {length}: {100 * field['coverage']:.2f}% of positions reach it within "
+              f"{args.layers} layers; " + (f"all within {needed} layers" if needed is not None else
+                                          f"{field['unreachable_positions']:,} positions never do"))
     if args.plot:
         print(f"mask plot written to {args.plot}")
 
@@ -333,13 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppa-eval", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("pattern", help="show which keys a query attends under PPA")
-    p.add_argument("--power", required=True, help="p in [0, 1]: a decimal (0.75) or a fraction (1/3)")
-    p.add_argument("--window", default="64", help="window w in tokens (default 64)")
+    p = commands.add_parser("pattern", help="show which keys a query attends under an attention pattern")
+    p.add_argument("--attention", help="pattern spec: ppa:p=3/4,w=64[,sink=S], powerattention:block=B,window=W,sink=S, "
+                                       "window:w=W[,sink=S] or full")
+    p.add_argument("--power", help="PPA shorthand: p in [0, 1], a decimal (0.75) or a fraction (1/3)")
+    p.add_argument("--window", help="PPA shorthand: window w in tokens (default 64)")
     p.add_argument("--length", type=int, required=True, help="sequence length L")
+    p.add_argument("--match-cost", metavar="SPEC",
+                   help="choose the free parameter of --attention (ppa's p, window's w, powerattention's window; "
+                        "leave it out of --attention) so its attended pairs at L equal SPEC's")
+    p.add_argument("--layers", type=int, help="report the receptive field of the last position after N layers")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", help="draw the mask (queries x keys) into this PNG")
-    p.add_argument("--plot-size", type=int, default=128, help="largest L drawn in the plot (default 128)")
+    p.add_argument("--plot", help="draw the mask (queries x keys), and with --layers the receptive field, into this PNG")
+    p.add_argument("--plot-size", type=int, default=128, help="largest L drawn in the mask plot (default 128)")
     p.set_defaults(run=_pattern)
 
     p = commands.add_parser("evaluate", help="evaluate one checkpoint (default: the embedded model) under PPA")

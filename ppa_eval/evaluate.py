@@ -22,7 +22,7 @@ from ppa_eval import __version__
 from ppa_eval.checkpoints import content_sha256
 from ppa_eval.engines.hf import default_attn_kernel, load_tokenizer, max_context, resolve_dtype
 from ppa_eval.lm_eval_metrics import lm_eval_scores
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.runs import (RESULT_SETTINGS, append_lines, check_manifest, exclusive, read_samples, run_name,
                            sample_record, task_metrics, write_json_atomic)

@@ -24,7 +24,7 @@ from ppa_eval.errors import PPAEvalError
 from ppa_eval.runs import read_metrics, read_samples, read_verdicts
 from ppa_eval.stats import accuracy_ci, mcnemar_exact
 from ppa_eval.tasks import TASKS
-from ppa_eval.pattern import format_power, parse_power
+from ppa_eval.patterns import format_power, parse_power
 
 PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))
 # Our task -> its heading in the paper's Table 1 (the CSV's columns are our task names).

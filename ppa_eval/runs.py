@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
-from ppa_eval.pattern import PatternError, parse_power
+from ppa_eval.patterns import PatternError, parse_power
 from ppa_eval.stats import accuracy_ci
 
 

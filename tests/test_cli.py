@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import resource
 import signal
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 from ppa_eval.report import PAPER_TABLE1
 from reference import attends
 
@@ -39,7 +38,7 @@ def assert_clean_error(result, *fragments):
 
 def test_pattern_json_matches_brute_force():
     out = json.loads(ppa_eval("pattern", "--power", "0.75", "--window", "4", "--length", "200", "--json").stdout)
-    assert out["power"] == "3/4" and out["window"] == 4 and out["length"] == 200
+    assert out["spec"] == "ppa:p=3/4,w=4" and out["length"] == 200
     p = PowerPattern("3/4", 4).power
     assert out["relative_positions"] == [j for j in range(1, 201) if attends(p, 4, 200, 200 - j + 1)]
     assert out["pairs"] == sum(attends(p, 4, i, k) for i in range(1, 201) for k in range(1, i + 1))

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from ppa_eval.engines import hf_attention
 from ppa_eval.engines.hf import HFEngine, load_model
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 from reference import dense_mask
 
 TOL = 1e-4  # float32, for one attention layer's output

@@ -19,7 +19,7 @@ from ppa_eval.kernels import KernelInputError, ppa_attention, ppa_attention_page
 from ppa_eval.kernels import decode, prefill  # noqa: E402
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
 from ppa_eval.kernels.tables import offset_tables  # noqa: E402
-from ppa_eval.pattern import PowerPattern  # noqa: E402
+from ppa_eval.patterns import PowerPattern  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16

@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 from ppa_eval.engines import hf_attention  # noqa: E402
 from ppa_eval.kernels.reference import relative_error  # noqa: E402
-from ppa_eval.pattern import PowerPattern  # noqa: E402
+from ppa_eval.patterns import PowerPattern  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16

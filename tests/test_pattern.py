@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from ppa_eval.pattern import (
+from ppa_eval.patterns import (
     PatternError,
     PowerPattern,
     full_causal,

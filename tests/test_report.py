@@ -11,7 +11,7 @@ from fractions import Fraction
 import matplotlib.image
 import pytest
 
-from ppa_eval.pattern import parse_power
+from ppa_eval.patterns import parse_power
 from ppa_eval.runs import RunError
 from ppa_eval.stats import accuracy_ci, mcnemar_exact
 from ppa_eval.report import (

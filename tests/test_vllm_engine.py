@@ -17,7 +17,7 @@ pytest.importorskip("vllm")
 
 from ppa_eval.engines.hf import HFEngine  # noqa: E402
 from ppa_eval.engines.hf_attention import set_pattern  # noqa: E402
-from ppa_eval.pattern import PowerPattern  # noqa: E402
+from ppa_eval.patterns import PowerPattern  # noqa: E402
 from ppa_eval.prompts import render_prompt  # noqa: E402
 from ppa_eval.tasks import TASKS_DIR, load_splits  # noqa: E402
 

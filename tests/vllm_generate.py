@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from ppa_eval.engines.vllm_engine import VLLMOptions, start_engine
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-imports this file
     parser = argparse.ArgumentParser()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines import EngineError, Generation, hf_attention
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 
 def default_attn_kernel(device: str) -> str:

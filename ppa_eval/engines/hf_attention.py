@@ -1,17 +1,19 @@
-"""PPA as transformers attention implementations: "ppa_sdpa" (exact boolean mask, any device),
-"ppa_flex" (flex attention with a PPA block mask) and "ppa_kernel" (the Triton kernels, GPU; at
-the end of this file).
+"""Attention patterns as transformers attention implementations: "ppa_sdpa" (exact boolean mask,
+any device), "ppa_flex" (flex attention with the pattern's block mask), both for every family of
+ppa_eval.patterns, and "ppa_kernel" (the Triton kernels, GPU, sink-free PPA only; at the end of
+this file).
 
 transformers builds one mask per forward pass from `config._attn_implementation` and hands it to
 every attention layer; layers that take no mask (NemotronH's Mamba-2 mixers) never see it. We
 register, for each name, both pieces:
-  - a mask builder: the stock sdpa/flex builder with the PPA mask and-ed onto whatever the model
+  - a mask builder: the stock sdpa/flex builder with the pattern's mask and-ed onto whatever the model
     asked for (causal, padding). Without a registered mask builder transformers decides that no
     mask is needed and the attention runs unmasked and non-causal, silently.
   - an attention function: the stock one, behind a guard that refuses to run without a mask.
 
-The pattern is read from the model config (`ppa_power`, `ppa_window`), so the model object alone
-says how it attends. Mask functions get absolute positions (cache offsets already added), so a
+The pattern is read from the model config (`ppa_attention`, a spec string such as
+"powerattention:block=64,window=1,sink=1"; or the older `ppa_power`/`ppa_window` for PPA), so the
+model object alone says how it attends. Mask functions get absolute positions (cache offsets already added), so a
 mask on q_idx - kv_idx is right in cached decode; left padding is and-ed in by the stock builders.
 """
 
@@ -26,18 +28,28 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import and_masks, flex_attention_mask, sdpa_mask
 
 from ppa_eval.kernels.tables import table_length
-from ppa_eval.pattern import PowerPattern, mask_mod
+from ppa_eval.patterns import BlockPattern, PowerPattern, config_entries, format_spec, mask_mod, pattern_from_config
+from ppa_eval.patterns.spec import CONFIG_KEY
 
 ATTENTION_IMPLEMENTATIONS = {"sdpa": "ppa_sdpa", "flex": "ppa_flex"}
+_CONFIG_KEYS = (CONFIG_KEY, "ppa_power", "ppa_window", "ppa")
 
 
-def pattern_of(config) -> PowerPattern:
-    return PowerPattern(config.ppa_power, config.ppa_window)
+def pattern_of(config) -> BlockPattern:
+    named = {key: getattr(config, key) for key in _CONFIG_KEYS if getattr(config, key, None) is not None}
+    pattern = pattern_from_config(named)
+    if pattern is None:
+        raise RuntimeError(f"pattern attention needs config.{CONFIG_KEY} (or ppa_power and ppa_window); "
+                           "load the model through ppa_eval")
+    return pattern
 
 
-def set_pattern(config, pattern: PowerPattern) -> None:
-    config.ppa_power = str(pattern.power)
-    config.ppa_window = pattern.window
+def set_pattern(config, pattern: BlockPattern) -> None:
+    for key in _CONFIG_KEYS:  # stale keys of another pattern must not contradict this one
+        if getattr(config, key, None) is not None:
+            setattr(config, key, None)
+    for key, value in config_entries(pattern).items():
+        setattr(config, key, value)
 
 
 def _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device):
@@ -46,15 +58,29 @@ def _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device)
     return mask_mod(pattern_of(config), table_length(needed), str(torch.device(device)))
 
 
+def _counted_from_first_real_token(mask_function, attention_mask):
+    """The mask function on token positions instead of cache slots: a left-padded row's tokens
+    start at its first real slot. PPA distances do not care, but sinks and block boundaries do."""
+    if attention_mask is None or attention_mask.dim() != 2:
+        return mask_function
+    start = attention_mask.bool().int().argmax(-1)  # [B]: first real slot of each row
+
+    def counted(batch_idx, head_idx, q_idx, kv_idx):
+        first = start[batch_idx]
+        return mask_function(batch_idx, head_idx, q_idx - first, kv_idx - first)
+
+    return counted
+
+
 def _ppa_mask_builder(stock_builder):
     def build(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_function=None,
-              config=None, device="cpu", **kwargs):
-        if config is None or not hasattr(config, "ppa_power"):
-            raise RuntimeError("PPA attention needs config.ppa_power and config.ppa_window; load the model through ppa_eval")
-        ppa = _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device)
-        kwargs["allow_is_causal_skip"] = False  # a PPA mask is never plain causal
+              config=None, device="cpu", attention_mask=None, **kwargs):
+        pattern_mask = _counted_from_first_real_token(
+            _ppa_mask_function(config, q_offset, q_length, kv_offset, kv_length, device), attention_mask)
+        kwargs["allow_is_causal_skip"] = False  # a pattern mask is never plain causal
         return stock_builder(batch_size, q_length, kv_length, q_offset=q_offset, kv_offset=kv_offset,
-                             mask_function=and_masks(mask_function, ppa), config=config, device=device, **kwargs)
+                             mask_function=and_masks(mask_function, pattern_mask), config=config, device=device,
+                             attention_mask=attention_mask, **kwargs)
 
     return build
 
@@ -105,8 +131,10 @@ def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, m
                      attention_mask=None, config=None, **kwargs):
     from transformers.masking_utils import causal_mask_function
 
-    if config is None or not hasattr(config, "ppa_power"):
-        raise RuntimeError("PPA attention needs config.ppa_power and config.ppa_window; load the model through ppa_eval")
+    pattern = pattern_of(config)
+    if not (isinstance(pattern, PowerPattern) and pattern.sink == 0):
+        raise KernelMaskError(f"ppa_kernel runs sink-free PPA only, not {format_spec(pattern)}; "
+                              "use --attn-kernel sdpa (any device) or flex")
     if mask_function is not causal_mask_function:
         raise KernelMaskError("ppa_kernel implements plain causal PPA only (no packed sequences or extra masks); use --attn-kernel flex")
     if int(q_offset) - int(kv_offset) != kv_length - q_length:
@@ -121,7 +149,7 @@ def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, m
         # prompt arrives (q_length > 1), and decode steps only append real tokens to that mask.
         if q_length > 1 and not torch.equal(real, torch.arange(kv_length, device=real.device) >= kv_start[:, None]):
             raise KernelMaskError("ppa_kernel supports left padding only; set tokenizer.padding_side = 'left'")
-    return KernelMask(pattern_of(config), kv_start)
+    return KernelMask(pattern, kv_start)
 
 
 def ppa_kernel_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

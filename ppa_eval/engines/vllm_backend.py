@@ -51,7 +51,7 @@ from vllm.platforms import current_platform
 from ppa_eval.checkpoints import DEFAULT_WINDOW, ppa_settings
 from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
 from ppa_eval.kernels.tables import table_length
-from ppa_eval.pattern import PowerPattern, mask_mod, parse_power, parse_window
+from ppa_eval.patterns import PowerPattern, mask_mod, parse_power, parse_window
 
 
 # A child of vLLM's logger, so the line appears wherever vLLM logs (lm-eval runs included).

@@ -27,7 +27,7 @@ import torch
 from ppa_eval.engines import EngineError, Generation
 from ppa_eval.engines.hf import resolve_dtype
 from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch
 
 from ppa_eval.kernels import decode, prefill
 from ppa_eval.kernels.tables import offset_tables
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 DECODE_MAX_QUERIES = 4  # up to this many queries per sequence go to the split decode kernel
 

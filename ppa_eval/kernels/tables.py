@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ppa_eval.pattern import PowerPattern
+from ppa_eval.patterns import PowerPattern
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +38,7 @@ def table_length(needed: int) -> int:
 
 @lru_cache(maxsize=32)
 def _offset_tables(pattern: PowerPattern, length: int, device: str) -> OffsetTables:
-    distances = pattern.relative_positions(length) - 1
+    distances = np.flatnonzero(pattern.distance_table(length))
     counts = np.cumsum(pattern.distance_table(length)).astype(np.int32)
     return OffsetTables(
         distances=torch.as_tensor(distances.astype(np.int32), device=device),

@@ -1,13 +1,14 @@
-"""Which keys a query attends: the PPA pattern and its special cases, computed exactly.
+"""PPA, power-based partial attention, and its special cases (sliding window, full), computed exactly.
 
 Query at position i, key at position k <= i, relative position j = i - k + 1 (j = 1 is the
 query itself). Under power-based partial attention (Huang 2026) key k is attended iff
 
     j <= w   or   floor(j^p) - floor((j-1)^p) == 1,           0 <= p <= 1, w >= 0
 
-p = 0 is a sliding window of w tokens, p = 1 is full causal attention. The attended set of j is
-the same for every query, so a pattern is one sorted array of relative positions, computed once
-per length and then looked up: nothing here evaluates a float `pow` inside a mask function.
+or k < sink (sink tokens, optional). p = 0 is a sliding window of w tokens, p = 1 is full causal
+attention. Apart from the sinks the attended set of j is the same for every query, so a pattern
+is one table of distances, computed once per length and then looked up: nothing here evaluates a
+float `pow` inside a mask function.
 
 Why the power part is the set {ceil(n^(1/p)) : n >= 1}: floor(x^p) steps from n-1 to n exactly
 at the first integer j with j^p >= n, i.e. j = ceil(n^(1/p)), and for p <= 1 it never steps by
@@ -23,14 +24,11 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
-from ppa_eval.errors import PPAEvalError
-
-
-class PatternError(PPAEvalError):
-    """A user-supplied power or window that does not define a pattern."""
+from ppa_eval.patterns.base import BlockPattern, PatternError, parse_count, sink_part
 
 
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -72,13 +70,7 @@ def parse_power(value: str | int | float | Fraction) -> Fraction:
 
 def parse_window(value: str | int) -> int:
     """A window of w >= 0 tokens (w = 0 leaves only the power part)."""
-    try:
-        window = int(str(value).strip())
-    except ValueError:
-        raise PatternError(f"window must be a whole number of tokens >= 0, got {value!r}") from None
-    if window < 0:
-        raise PatternError(f"window must be >= 0 tokens, got {window}")
-    return window
+    return parse_count(value, "window", "tokens")
 
 
 def format_power(power: Fraction) -> str:
@@ -125,71 +117,68 @@ def power_positions(power: Fraction, length: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class PowerPattern:
-    """PPA: a sliding window of `window` tokens united with the power positions of `power`.
+class PowerPattern(BlockPattern):
+    """PPA: a sliding window of `window` tokens united with the power positions of `power`, plus
+    `sink` sink tokens (keys 0 .. sink-1, seen by every query).
 
-    PowerPattern(0, w) is sliding-window attention; PowerPattern(1, 0) is full causal attention.
-    A new static pattern is another frozen dataclass with `relative_positions(length)`.
+    PowerPattern(0, w) is sliding-window attention (spec `window:w=W`); PowerPattern(1, 0) is full
+    causal attention (spec `full`).
     """
 
     power: Fraction
     window: int
+    sink: int = 0
+    block: ClassVar[int] = 1
 
     def __post_init__(self):
         object.__setattr__(self, "power", parse_power(self.power))
         object.__setattr__(self, "window", parse_window(self.window))
+        object.__setattr__(self, "sink", parse_count(self.sink, "sink", "tokens"))
 
     @property
     def is_full(self) -> bool:
         return self.power == 1
 
-    def window_positions(self, length: int) -> np.ndarray:
-        return np.arange(1, min(self.window, length) + 1, dtype=np.int64)
-
-    def relative_positions(self, length: int) -> np.ndarray:
-        """Sorted j in 1..length attended by a query with at least `length` keys before it."""
-        return np.union1d(self.window_positions(length), power_positions(self.power, length))
-
     def distance_table(self, length: int) -> np.ndarray:
-        """Boolean table over distances d = q - kv = j - 1 in 0..length-1: True where attended."""
+        """Boolean table over distances d = q - kv = j - 1 in 0..length-1: True where attended
+        (window or power positions; the sinks are not a distance)."""
         table = np.zeros(length, dtype=bool)
-        table[self.relative_positions(length) - 1] = True
+        table[: self.window] = True
+        table[power_positions(self.power, length) - 1] = True
         return table
 
+    def mask_parts(self, length: int, device=None) -> dict:
+        import torch
+
+        parts = {}
+        if self.window:
+            window = self.window
+
+            def in_window(b, h, q_idx, kv_idx):
+                return q_idx - kv_idx < window
+
+            parts["window"] = in_window
+        if self.power:
+            # An exact table of power positions (no float pow in the mask), clamped because flex
+            # evaluates mask functions on padding indices beyond the sequence.
+            table = np.zeros(length, dtype=bool)
+            table[power_positions(self.power, length) - 1] = True
+            table = torch.as_tensor(table, device=device)
+            last = length - 1
+
+            def power_position(b, h, q_idx, kv_idx):
+                return table[(q_idx - kv_idx).clamp(0, last)]
+
+            parts["power"] = power_position
+        return parts | sink_part(self.sink)
+
     def __str__(self) -> str:
-        return f"p={format_power(self.power)} w={self.window}"
+        return f"p={format_power(self.power)} w={self.window}" + (f" sink={self.sink}" if self.sink else "")
 
 
-def sliding_window(window: int) -> PowerPattern:
-    return PowerPattern(Fraction(0), window)
+def sliding_window(window: int, sink: int = 0) -> PowerPattern:
+    return PowerPattern(Fraction(0), window, sink)
 
 
 def full_causal() -> PowerPattern:
     return PowerPattern(Fraction(1), 0)
-
-
-def keys_per_query(pattern: PowerPattern, length: int) -> np.ndarray:
-    """How many keys each query at positions 1..length attends (it sees only i keys)."""
-    attended = np.zeros(length + 1, dtype=np.int64)
-    attended[pattern.relative_positions(length)] = 1
-    return np.cumsum(attended)[1:]
-
-
-@lru_cache(maxsize=16)  # one table per (pattern, length, device): decode steps share it
-def mask_mod(pattern: PowerPattern, length: int, device=None):
-    """A flex-attention style mask function (b, h, q_idx, kv_idx) -> bool over absolute positions.
-
-    It includes causality (q >= kv) and looks distances up in an exact table of `length` entries;
-    the index is clamped because flex evaluates mask functions on out-of-range padding indices.
-    Callers must size `length` to at least the largest q_idx + 1.
-    """
-    import torch
-
-    table = torch.as_tensor(pattern.distance_table(length), device=device)
-    last = length - 1
-
-    def ppa_mask(b, h, q_idx, kv_idx):
-        distance = q_idx - kv_idx
-        return (distance >= 0) & table[distance.clamp(0, last)]
-
-    return ppa_mask

@@ -1,0 +1,330 @@
+"""Every pattern family against a brute-force O(L^2) evaluation of its definition in plain integers.
+
+The references below share nothing with ppa_eval.patterns: attends() is the issue's definition
+written out (0-based query i, key k <= i), the receptive field is a BFS over the explicit boolean
+matrix, and costs are sums over that matrix.
+"""
+
+import json
+import subprocess
+import sys
+from collections import deque
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ppa_eval.patterns import (PatternError, PowerAttention, PowerPattern, config_entries, format_spec, mask_mod,
+                               match_cost, parse_spec, pattern_from_config)
+from ppa_eval.patterns.cost import MAX_DENOMINATOR
+from reference import floor_power
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def attends(spec: str, i: int, k: int) -> bool:
+    """The issue's definitions, read off the spec string by hand."""
+    family, _, rest = spec.partition(":")
+    params = dict(item.split("=") for item in rest.split(",")) if rest else {}
+    sink = int(params.get("sink", 0))
+    if k > i:
+        return False
+    j = i - k + 1
+    if family == "full":
+        return True
+    if family == "window":
+        return j <= int(params["w"]) or k < sink
+    if family == "ppa":
+        p = Fraction(params["p"])
+        return j <= int(params["w"]) or floor_power(j, p) - floor_power(j - 1, p) == 1 or k < sink
+    block, window = int(params["block"]), int(params["window"])
+    a, b = i // block, k // block
+    d = a - b
+    return d < window or (d > 0 and d & (d - 1) == 0) or b < sink
+
+
+def brute_matrix(spec: str, length: int) -> np.ndarray:
+    return np.array([[attends(spec, i, k) for k in range(length)] for i in range(length)], dtype=bool)
+
+
+def brute_layers(matrix: np.ndarray) -> list:
+    """BFS backwards from the last position over the explicit matrix; None where unreachable."""
+    last = len(matrix) - 1
+    layers = [None] * len(matrix)
+    layers[last] = 0
+    queue = deque([last])
+    while queue:
+        i = queue.popleft()
+        for k in np.flatnonzero(matrix[i]):
+            if layers[k] is None:
+                layers[k] = layers[i] + 1
+                queue.append(k)
+    return layers
+
+
+def ppa_eval_json(*args):
+    result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", *map(str, args), "--json"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+SPECS = [
+    "ppa:p=3/4,w=4", "ppa:p=1/2,w=0,sink=3", "ppa:p=1/3,w=2,sink=1", "ppa:p=9/10,w=1",
+    "window:w=5", "window:w=3,sink=4", "full",
+    "powerattention:block=1,window=1,sink=0", "powerattention:block=1,window=3,sink=2",
+    "powerattention:block=4,window=1,sink=1", "powerattention:block=3,window=2,sink=0",
+    "powerattention:block=5,window=4,sink=2",
+]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_cli_json_equals_brute_force(spec):
+    for length in (1, 7, 50, 97):
+        matrix = brute_matrix(spec, length)
+        out = ppa_eval_json("--attention", spec, "--length", length, "--layers", 3)
+        assert out["spec"] == spec and out["length"] == length
+        assert out["relative_positions"] == [length - k for k in range(length - 1, -1, -1) if matrix[-1, k]]
+        assert out["pairs"] == int(matrix.sum())
+        assert out["dense_pairs"] == length * (length + 1) // 2
+        layers = brute_layers(matrix)
+        field = out["receptive_field"]
+        assert field["coverage"] == sum(x is not None and x <= 3 for x in layers) / length
+        assert field["layers_to_cover_all"] == (None if None in layers else max(layers))
+        assert field["unreachable_positions"] == layers.count(None)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_layers_and_counts_equal_brute_force_in_process(spec):
+    """The same, in process, at more lengths (the CLI test above pays a process start per length)."""
+    from ppa_eval.patterns import keys_per_query, layers_to_last
+
+    pattern = parse_spec(spec)
+    for length in (2, 3, 16, 33, 64, 130):
+        matrix = brute_matrix(spec, length)
+        assert keys_per_query(pattern, length).tolist() == matrix.sum(axis=1).tolist()
+        assert [None if x < 0 else x for x in layers_to_last(pattern, length).tolist()] == brute_layers(matrix)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_mask_function_equals_brute_force(spec):
+    length = 70
+    got = mask_mod(parse_spec(spec), 128)(0, 0, torch.arange(length)[:, None], torch.arange(length)[None, :])
+    assert np.array_equal(got.numpy(), brute_matrix(spec, length))
+
+
+def test_ppa_shorthand_is_the_ppa_spec():
+    shorthand = ppa_eval_json("--power", "0.75", "--window", "4", "--length", 200)
+    spec = ppa_eval_json("--attention", "ppa:p=3/4,w=4", "--length", 200)
+    assert shorthand == spec
+
+
+def test_fast_frontier_paths_equal_brute_force_beyond_the_direct_threshold():
+    """Large frontiers switch the BFS from outer sums to FFT convolutions; check a case that does."""
+    from ppa_eval.patterns import layers_to_last
+    from ppa_eval.patterns import receptive_field
+
+    length = 600
+    spec = "ppa:p=7/8,w=3,sink=2"
+    old = receptive_field._DIRECT_SUMSET
+    receptive_field._DIRECT_SUMSET = 16
+    try:
+        fast = layers_to_last(parse_spec(spec), length).tolist()
+    finally:
+        receptive_field._DIRECT_SUMSET = old
+    assert [None if x < 0 else x for x in fast] == brute_layers(brute_matrix(spec, length))
+
+
+@pytest.mark.parametrize("text, target_spec, length", [
+    ("ppa:w=16", "powerattention:block=8,window=1,sink=1", 2048),
+    ("window", "ppa:p=1/2,w=16", 1500),
+    ("powerattention:block=16,sink=1", "ppa:p=3/4,w=64", 4096),
+    ("ppa:w=8,sink=4", "window:w=200", 1024),
+])
+def test_match_cost_picks_the_nearest_parameter(text, target_spec, length):
+    from ppa_eval.patterns import pairs
+
+    target = pairs(parse_spec(target_spec), length)
+    chosen = match_cost(text, target, length)
+    gap = abs(pairs(chosen, length) - target)
+    # brute force over the parameter's whole range (p: every fraction with a small denominator)
+    if isinstance(chosen, PowerAttention):
+        others = [PowerAttention(chosen.block, w, chosen.sink) for w in range(1, length // chosen.block + 2)]
+    elif chosen.power == 0:
+        others = [PowerPattern(0, w, chosen.sink) for w in range(length + 1)]
+    else:
+        others = [PowerPattern(Fraction(n, d), chosen.window, chosen.sink) for d in range(1, 60) for n in range(d + 1)]
+        assert chosen.power.denominator <= MAX_DENOMINATOR
+    assert gap <= min(abs(pairs(o, length) - target) for o in others)
+
+
+def test_match_cost_through_the_cli():
+    target = "powerattention:block=16,window=1,sink=1"
+    out = ppa_eval_json("--attention", "ppa:w=16", "--match-cost", target, "--length", 512)
+    assert out["matched"] == {"spec": target, "pairs": int(brute_matrix(target, 512).sum())}
+    assert out["spec"].startswith("ppa:p=") and out["spec"].endswith(",w=16")
+    assert out["pairs"] == int(brute_matrix(out["spec"], 512).sum())
+
+
+@pytest.mark.parametrize("spec", SPECS + ["ppa:p=0.75,w=64", "powerattention", "window", "ppa:p=1,w=0"])
+def test_spec_round_trips(spec):
+    pattern = parse_spec(spec)
+    assert parse_spec(format_spec(pattern)) == pattern
+    assert pattern_from_config(config_entries(pattern)) == pattern
+
+
+def test_canonical_forms():
+    assert format_spec(parse_spec("ppa:p=0.75")) == "ppa:p=3/4,w=64"
+    assert format_spec(parse_spec("ppa:p=0,w=8")) == "window:w=8"
+    assert format_spec(parse_spec("ppa:p=1,w=0")) == "full"
+    assert format_spec(parse_spec("powerattention")) == "powerattention:block=64,window=1,sink=1"
+    assert parse_spec("window:w=8,sink=4") == PowerPattern(0, 8, 4)
+
+
+def test_configs_old_and_new():
+    assert pattern_from_config({"ppa_power": "3/4", "ppa_window": 32}) == PowerPattern("3/4", 32)
+    assert pattern_from_config({"ppa": {"power": 0.5}}) == PowerPattern("1/2", 64)
+    assert pattern_from_config({"ppa_attention": "powerattention:block=64,window=1,sink=1"}) == PowerAttention(64, 1, 1)
+    assert pattern_from_config({"model_type": "llama"}) is None
+    assert config_entries(PowerPattern("3/4", 64)) == {"ppa_attention": "ppa:p=3/4,w=64", "ppa_power": "3/4",
+                                                       "ppa_window": 64}
+    assert config_entries(PowerPattern("3/4", 64, 4)) == {"ppa_attention": "ppa:p=3/4,w=64,sink=4"}
+    with pytest.raises(PatternError, match="keep only ppa_attention"):
+        pattern_from_config({"ppa_attention": "window:w=64", "ppa_power": "3/4"})
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("dilated:w=3", "unknown attention pattern"),
+    ("ppa:w=64", "ppa needs p"),
+    ("ppa:p=3/4,x=1", "ppa takes p, w, sink"),
+    ("ppa:p=3/4,p=1/2", "given twice"),
+    ("ppa:p", "not key=value"),
+    ("ppa:p=3/2", "power must be in [0, 1]"),
+    ("window:w=-1", "window must be >= 0"),
+    ("powerattention:block=0", "block must be >= 1"),
+    ("powerattention:window=0", "window must be >= 1 blocks"),
+    ("powerattention:sink=x", "sink must be a whole number"),
+    ("full:w=3", "full takes no keys"),
+])
+def test_bad_specs_name_the_fix(spec, fragment):
+    with pytest.raises(PatternError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        parse_spec(spec)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--attention", "ppa:p=3/4", "--power", "1/2"], "either --attention SPEC or the PPA shorthand"),
+    (["--attention", "full", "--match-cost", "window:w=4"], "full has no parameter"),
+    (["--attention", "window:w=4", "--match-cost", "full"], "drop w=4"),
+    (["--attention", "nope"], "unknown attention pattern"),
+])
+def test_cli_errors(args, fragment):
+    result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", *args, "--length", "64"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert fragment in result.stderr, result.stderr
+
+
+def test_plot_with_receptive_field(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", "--attention",
+                             "powerattention:block=4,window=1,sink=1", "--length", "300", "--layers", "4",
+                             "--plot", str(tmp_path / "m.png")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the transformers engine: every family's SDPA mask against the stock model given the brute-force mask
+
+ENGINE_SPECS = ["ppa:p=1/2,w=4,sink=3", "window:w=6,sink=2", "powerattention:block=1,window=1,sink=1",
+                "powerattention:block=8,window=1,sink=1", "powerattention:block=5,window=4,sink=0"]
+
+
+def left_padded(vocab, lengths, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(3, vocab, (len(lengths), width), generator=gen)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, width - n:] = 1
+        ids[row, : width - n] = 0
+    return ids, mask
+
+
+def brute_batch_mask(spec, attention_mask):
+    """[B, 1, W, W]: the pattern on each row's real tokens, counted from its first real token."""
+    batch, width = attention_mask.shape
+    out = torch.eye(width, dtype=torch.bool).repeat(batch, 1, 1)  # padding queries see themselves (no NaN rows)
+    for row in range(batch):
+        start = width - int(attention_mask[row].sum())
+        out[row, start:, start:] = torch.as_tensor(brute_matrix(spec, width - start))
+    return out[:, None]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A random 2-layer Llama (no tokenizer: these tests feed token ids)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def engine_model(checkpoint, spec):
+    """The transformers engine's SDPA attention path (what ppa_eval.engines.hf.load_model sets up)."""
+    from transformers import AutoModelForCausalLM
+
+    from ppa_eval.engines import hf_attention
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="ppa_sdpa")
+    hf_attention.set_pattern(model.config, parse_spec(spec))
+    return model.eval()
+
+
+@pytest.mark.parametrize("spec", ENGINE_SPECS)
+def test_sdpa_engine_equals_stock_model_under_brute_force_mask(spec, tiny_llama):
+    from transformers import AutoModelForCausalLM
+
+    model = engine_model(tiny_llama, spec)
+    stock = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32, attn_implementation="sdpa").eval()
+    ids, mask = left_padded(model.config.vocab_size, [90, 61, 77])
+    real = mask.bool()
+    with torch.no_grad():
+        ours = model(ids, attention_mask=mask).logits[real]
+        masked = stock(ids, attention_mask=brute_batch_mask(spec, mask)).logits[real]
+        full = stock(ids, attention_mask=mask).logits[real]
+    assert (ours - masked).abs().max().item() <= 1e-4
+    assert (ours - full).abs().max().item() > 1e-3  # the pattern really masks
+
+
+def test_cached_decode_counts_sinks_and_blocks_from_the_first_real_token(tiny_llama):
+    model = engine_model(tiny_llama, "powerattention:block=4,window=1,sink=1")
+    ids, mask = left_padded(model.config.vocab_size, [30, 19], seed=1)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                             output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+        full_mask = torch.cat([mask, torch.ones(len(ids), 12, dtype=torch.long)], dim=1)
+        full = model(out.sequences, attention_mask=full_mask).logits
+    assert (torch.stack(out.logits, dim=1) - full[:, ids.shape[1] - 1:-1]).abs().max().item() <= 1e-4
+
+
+def test_config_names_the_pattern_and_the_kernel_path_refuses_other_families(tiny_llama):
+    from transformers import AutoConfig
+    from transformers.masking_utils import causal_mask_function
+
+    from ppa_eval.engines.hf_attention import KernelMaskError, _ppa_kernel_mask, pattern_of, set_pattern
+
+    config = AutoConfig.from_pretrained(tiny_llama)
+    set_pattern(config, PowerPattern("3/4", 64))
+    assert (config.ppa_power, config.ppa_window, config.ppa_attention) == ("3/4", 64, "ppa:p=3/4,w=64")
+    set_pattern(config, PowerAttention(64, 1, 1))
+    assert pattern_of(config) == PowerAttention(64, 1, 1) and config.ppa_power is None
+    with pytest.raises(KernelMaskError, match="sink-free PPA only"):
+        _ppa_kernel_mask(1, 4, 4, mask_function=causal_mask_function, config=config)
+    set_pattern(config, PowerPattern("1/2", 8, 4))
+    with pytest.raises(KernelMaskError, match="sink-free PPA only"):
+        _ppa_kernel_mask(1, 4, 4, mask_function=causal_mask_function, config=config)
