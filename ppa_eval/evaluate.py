@@ -110,7 +110,7 @@ def docs_sha256(docs: list[Doc]) -> str:
     """sha256 of a problem set: every prompt and gold answer, in order."""
     digest = sha256()
     for doc in docs:
-        digest.update(json.dumps([doc.doc_id, doc.prompt, doc.gold], ensure_ascii=False).encode() + b"\n")
+        digest.update(json.dumps([doc.doc_id, doc.prompt, doc.gen_prefix, doc.gold], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -126,8 +126,8 @@ def evaluate_task(engine, task: TaskSpec, docs: list[Doc], settings: Settings, t
     metrics_path = task_dir / "metrics.json"
     samples_path = task_dir / "samples.jsonl"
     task_dir.mkdir(parents=True, exist_ok=True)
-    prompts = {d.doc_id: render_prompt(d.prompt, engine.tokenizer, settings.chat_template, settings.thinking)
-               for d in docs}
+    prompts = {d.doc_id: render_prompt(d.prompt, engine.tokenizer, settings.chat_template, settings.thinking,
+                                       d.gen_prefix) for d in docs}
     max_new_tokens = settings.max_new_tokens or task.max_gen_toks
     done = {s["doc_id"] for s in read_samples(samples_path)}
     todo = [b for b in plan_batches(docs, prompts, settings.batch_size) if not all(d.doc_id in done for d in b)]

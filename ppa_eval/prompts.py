@@ -61,15 +61,23 @@ def thinking_switch(tokenizer) -> str | None:
     return None
 
 
-def render_prompt(prompt: str, tokenizer, chat_template: str = "auto", thinking: str = "off") -> str:
+def render_prompt(prompt: str, tokenizer, chat_template: str = "auto", thinking: str = "off",
+                  gen_prefix: str = "") -> str:
     """The text to generate from: `prompt` as is (chat_template "none", or a tokenizer without a
     chat template), else `prompt` as one user message through the tokenizer's chat template,
-    with its generation prompt and the thinking switch `thinking` ("off", "on" or "none")."""
+    with its generation prompt and the thinking switch `thinking` ("off", "on" or "none").
+
+    `gen_prefix` (lm-eval's field of that name) starts the answer: it follows the generation prompt
+    directly, or the plain prompt after a space, as lm-eval places it.
+    """
+    if gen_prefix:
+        separator = "" if _templated(tokenizer, chat_template) else " "
+        return render_prompt(prompt, tokenizer, chat_template, thinking) + separator + gen_prefix
     if chat_template not in CHAT_TEMPLATE_MODES:
         raise PromptError(f"unknown chat template mode {chat_template!r}; use one of {', '.join(CHAT_TEMPLATE_MODES)}")
     if thinking not in THINKING_MODES:
         raise PromptError(f"unknown thinking mode {thinking!r}; use one of {', '.join(THINKING_MODES)}")
-    if chat_template == "none" or tokenizer is None or not getattr(tokenizer, "chat_template", None):
+    if not _templated(tokenizer, chat_template):
         return prompt
 
     switch = thinking_switch(tokenizer) if thinking != "none" else None
@@ -85,6 +93,11 @@ def render_prompt(prompt: str, tokenizer, chat_template: str = "auto", thinking:
         rendered = _ENDS_WITH_OPEN_THINK.sub("", rendered) + EMPTY_THINK
     _check(rendered, prompt, thinking)
     return rendered
+
+
+def _templated(tokenizer, chat_template: str) -> bool:
+    """Whether the prompt goes through a chat template: asked for, and the tokenizer has one."""
+    return chat_template != "none" and tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
 
 
 def _check(rendered: str, prompt: str, thinking: str) -> None:

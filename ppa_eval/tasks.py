@@ -68,6 +68,7 @@ class Doc:
     gold: str | list[str]  # MATH-500 `answer`; GSM8K number after ####; long context: every value asked for
     fields: dict = field(default_factory=dict)  # more to keep with the sample: long context's length and depth
     record: dict | None = field(default=None, repr=False)  # the data record (lm-eval's metrics read it)
+    gen_prefix: str = ""  # the start of the answer, which the model continues (long context: "The pass key is")
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -243,7 +244,7 @@ def load_docs(task: TaskSpec, limit: int | None = None, source: str = "vendored"
 
         records = make_docs(task.name, tokenizer, context_lengths or DEFAULT_CONTEXT_LENGTHS,
                             limit or DEFAULT_PER_LENGTH, seed, max_context)
-        return [Doc(doc_id=r["doc_id"], prompt=r["prompt"], gold=r["gold"],
+        return [Doc(doc_id=r["doc_id"], prompt=r["prompt"], gold=r["gold"], gen_prefix=r["answer_prefix"],
                     fields={"context_length": r["context_length"], "depth": r["depth"]}) for r in records]
     if source not in DATA_SOURCES:  # checked here too, before seconds of importing lm-eval
         raise _unknown_source(source)
