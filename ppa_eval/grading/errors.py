@@ -1,0 +1,5 @@
+"""The grading package's error type, in a module of its own so that every step can raise it."""
+
+
+class GradingError(ValueError):
+    """A user-facing problem with what was asked to be graded."""
