@@ -52,8 +52,13 @@ MAX_ANSWER_CHARS = 10_000
 # Structure reading and comparison are decided in-process only below this size, where their
 # worst case (pairing the items of two lists) is milliseconds; larger pairs go to the sandbox.
 MAX_IN_PROCESS_CHARS = 2_000
-# math-verify is not asked with less than this left of the budget: it could not finish.
+# math-verify is not asked with less than this left of the budget (it could not finish), about
+# responses longer than this (no model writes a MATH solution of 100 KB; math-verify would spend
+# the budget reading it), nor about answers ours refused as too long, too large or out of time
+# (it would build the tower and be killed, and the worker restart costs seconds).
 MIN_SECOND_OPINION_S = 0.05
+MAX_SECOND_OPINION_CHARS = 100_000
+_NO_SECOND_OPINION = {"too_long", "too_large", "timeout"}
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class Verdict:
     reason: "exact" (equal after normalisation), "number" (plain numbers, equal as exact
     fractions), "symbolic" (sympy: exact rationals or an identity), "numeric" (sympy: equal to
     a relative 1e-20 at 50 digits, where values are irrational), "mismatch", "no_answer",
-    "too_long" (an answer over MAX_ANSWER_CHARS), "unparsable" (sympy could not read an
-    expression), "timeout" (past the time or memory limit), "error" (the item could not be
+    "too_long" (an answer over MAX_ANSWER_CHARS), "too_large" (a number of more than 10,000
+    digits, refused before sympy builds it), "unparsable" (sympy could not read an expression), "timeout" (past the time or memory limit), "error" (the item could not be
     graded: `error` says why, e.g. an empty gold answer or a response that is no string).
     extracted_by: how the answer was found: "footer", "box", "boxes" (several boxes read as
     one list), "fallback" (the last math span or number: see extract), "gsm8k", or None.
@@ -127,6 +132,8 @@ def _grade_math(sandbox: Sandbox, response: str, gold: str, deadline: float):
     extraction = extract_math_answer(response)
     if extraction is None:
         return Decision(False, "no_answer"), None, None
+    if len(extraction.answer) > MAX_ANSWER_CHARS:  # before normalising megabytes
+        return Decision(False, "too_long"), extraction.answer[:200], extraction.method
     gold_form, answer_form = _normal_forms(gold, extraction.answer)
     if not answer_form:
         return Decision(False, "no_answer"), extraction.answer, extraction.method
@@ -182,7 +189,8 @@ def _grade(sandbox: Sandbox, task: str, response: str, gold: str, timeout: float
             logger.exception("grading raised on gold %r", str(gold)[:200])
         message = f"{type(error).__name__}: {error}" if not isinstance(error, GradingError) else str(error)
         return Verdict(False, None, "error", None, False, error=message)
-    second_opinion = _math_verify(sandbox, rules, reference, response, deadline)
+    asked = len(response) <= MAX_SECOND_OPINION_CHARS and decision.reason not in _NO_SECOND_OPINION
+    second_opinion = _math_verify(sandbox, rules, reference, response, deadline) if asked else None
     if second_opinion is not None and second_opinion != decision.correct:
         logger.info(
             "math-verify disagrees: ours %s (%s), math-verify %s; gold %r, extracted %r",

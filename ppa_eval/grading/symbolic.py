@@ -54,6 +54,10 @@ class Unparsable(ValueError):
     pass
 
 
+class TooLarge(Unparsable):
+    """A number beyond MAX_LOG10 digits: no answer, and no work for anyone to try."""
+
+
 def _decimal_as_fraction(match: re.Match) -> str:
     whole, decimals = match.groups()
     return f"(\\frac{{{int(whole + decimals)}}}{{{10 ** len(decimals)}}})"
@@ -97,7 +101,7 @@ def to_sympy(latex: str) -> sympy.Basic:
     if not isinstance(expr, sympy.Expr):  # a relation such as x <= 3, or a set
         raise Unparsable(f"{latex!r} is not an expression")
     if _log10_bound(expr) > MAX_LOG10:
-        raise Unparsable(f"{latex!r}: a number of more than {MAX_LOG10} digits")
+        raise TooLarge(f"{latex!r}: a number of more than {MAX_LOG10} digits")
     # The parser reads "i(7+2i)" as a function i called on 7+2i; in an answer it is a product.
     expr = expr.replace(
         lambda e: isinstance(e, AppliedUndef) and len(e.args) == 1,
@@ -178,6 +182,8 @@ class SympyJudge(PlainJudge):
             pass
         try:
             gold_expr, response_expr = to_sympy(gold), to_sympy(response)
+        except TooLarge:
+            return Decision(False, "too_large")
         except Unparsable:
             return Decision(False, "unparsable")
         if gold_expr == response_expr or gold_expr - response_expr == 0:
