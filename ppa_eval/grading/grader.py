@@ -37,7 +37,7 @@ from queue import SimpleQueue
 
 from ppa_eval.grading.equivalence import Decision, decide_in_process
 from ppa_eval.grading.errors import GradingError
-from ppa_eval.grading.extract import Extraction, extract_math_answer
+from ppa_eval.grading.extract import extract_math_answer
 from ppa_eval.grading.gsm8k import decide_gsm8k, extract_gsm8k_answer, gold_answer
 from ppa_eval.grading.normalize import normalize_answer
 from ppa_eval.grading.sandbox import Sandbox, SandboxError, SandboxLimit, WorkerStartError
