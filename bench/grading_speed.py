@@ -20,7 +20,7 @@ import platform
 import time
 from pathlib import Path
 
-from ppa_eval.grading import grade_many
+from ppa_eval.grading import gold_answer, grade_many
 from ppa_eval.grading.equivalence import decide_in_process
 from ppa_eval.grading.extract import extract_math_answer
 from ppa_eval.grading.normalize import normalize_answer
@@ -41,7 +41,7 @@ def workloads() -> dict[str, tuple[str, list[tuple[str, str]]]]:
     return {
         "MATH-500 reference solutions": ("math500", [(r["solution"], r["answer"]) for r in math]),
         "GSM8K reference answers": (
-            "gsm8k", [(r["answer"], r["answer"].rsplit("####", 1)[1].strip()) for r in gsm8k]
+            "gsm8k", [(r["answer"], gold_answer(r["answer"])) for r in gsm8k]
         ),
         "labelled MATH cases": (
             "math500", [(c["response"], c["gold"]) for c in cases if c["task"] == "math500"]
@@ -55,9 +55,9 @@ def needs_sympy(task: str, items: list[tuple[str, str]]) -> int:
         return 0
     count = 0
     for response, gold in items:
-        answer = extract_math_answer(response)
-        if answer is not None:
-            count += decide_in_process(normalize_answer(gold), normalize_answer(answer)) is None
+        found = extract_math_answer(response)
+        if found is not None:
+            count += decide_in_process(normalize_answer(gold), normalize_answer(found.answer)) is None
     return count
 
 

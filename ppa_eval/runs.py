@@ -56,10 +56,12 @@ def sample_record(doc, prompt: str, generation, verdict, seconds: float, lm_eval
         "prompt_sha256": sha256(prompt.encode()).hexdigest(),
         "response": generation.text,
         "extracted": verdict.extracted,
+        "extracted_by": verdict.extracted_by,
         "correct": verdict.correct,
         "correct_math_verify": verdict.math_verify,
         "grade_reason": verdict.reason,
         "grader_timed_out": verdict.timed_out,
+        "grade_error": verdict.error,
         "finish_reason": generation.finish_reason,
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
@@ -88,6 +90,10 @@ def task_metrics(task: str, samples: list[dict], checkpoint: str, power: str, wi
         "window": window,
         **_accuracy(samples),
         "no_answer_rate": sum(s["extracted"] is None for s in samples) / n,
+        # answers found only by the grader's last resort (no footer, no box): counted apart, so a
+        # model that stops writing the asked-for format shows up even where the fallback saves it
+        "fallback_rate": sum(s.get("extracted_by") == "fallback" for s in samples) / n,
+        "grade_errors": sum(s.get("grade_error") is not None for s in samples),
         "truncated_rate": sum(s["finish_reason"] == "length" for s in samples) / n,
         "grader_disagreements": sum(s["correct_math_verify"] is not None and s["correct_math_verify"] != s["correct"]
                                     for s in samples),
@@ -110,7 +116,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
             handle.flush()
@@ -124,7 +130,9 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def append_lines(path: Path, records: list[dict]) -> None:
     """Append records as JSON lines, durably; on any failure the file is cut back to where it was."""
-    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    # A lone surrogate (a model can emit one) cannot be UTF-8: it is written as its JSON escape,
+    # which reads back as the same string, so the file stays valid UTF-8 and nothing is lost.
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8", "backslashreplace")
     with open(path, "ab", buffering=0) as handle:  # unbuffered: nothing is left to flush after a failure
         start = handle.tell()
         try:

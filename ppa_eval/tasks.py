@@ -151,7 +151,7 @@ class TaskSpec:
         for response, gold in pairs:
             correct, extracted, reason = grade(self.name, response, gold)
             verdicts.append(Verdict(correct=correct, extracted=extracted, reason=reason, math_verify=None,
-                                    timed_out=False))
+                                    timed_out=False, extracted_by="exact_match"))
         return verdicts
 
 
@@ -160,9 +160,9 @@ def _gsm8k_id(index: int, record: dict) -> str:
 
 
 def _gsm8k_gold(record: dict) -> str:
-    from ppa_eval.grading.gsm8k import gold_number  # the one GSM8K gold parser; the grader is imported lazily
+    from ppa_eval.grading import gold_answer  # the one GSM8K gold parser; the grader is imported lazily
 
-    return gold_number(record["answer"])
+    return gold_answer(record["answer"])
 
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (

@@ -38,7 +38,8 @@ def test_output_lines_are_the_input_plus_the_verdict(math_file, tmp_path):
     ]
     assert lines[2]["math_verify"] is True  # it rounds 2^-98 and 2^-99 together
     assert summary == {
-        "n": 4, "correct": 1, "accuracy": 0.25, "no_answer": 1, "timeouts": 0, "disagreements": 1
+        "n": 4, "correct": 1, "accuracy": 0.25, "no_answer": 1, "fallback": 0, "errors": 0,
+        "timeouts": 0, "disagreements": 1,
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no temp
 
@@ -52,21 +53,44 @@ def test_stdout_when_no_output_path(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "bad_line, message",
+    "bad_line, error",
     [
-        ('{"gold": "3"}', r"in\.jsonl, line 2: missing field response"),
-        ('{"id": 7}', r"in\.jsonl, line 2: missing field gold and response"),
-        ("not json", r"in\.jsonl, line 2: not valid JSON"),
-        ('["3", "4"]', r"in\.jsonl, line 2: not a JSON object"),
-        ('{"gold": "3", "response": null}', r"in\.jsonl, line 2: field response must be a string"),
+        ('{"gold": "3"}', "line 2: missing field response"),
+        ('{"id": 7}', "line 2: missing field gold and response"),
+        ("not json", "line 2: not valid JSON"),
+        ('["3", "4"]', "line 2: not a JSON object"),
+        ('{"gold": "3", "response": null}', "the response must be a string, not NoneType"),
+        ('{"gold": "", "response": "\\\\boxed{\\\\$}"}', "the gold answer '' is empty"),
     ],
 )
-def test_malformed_line_names_file_and_line(tmp_path, bad_line, message):
-    path = _write(tmp_path / "in.jsonl", [json.dumps(RECORDS[0]), bad_line])
-    out = _write(tmp_path / "out.jsonl", ["previous results"])
-    with pytest.raises(GradingError, match=message):
-        grade_file("math500", path, out)
-    assert out.read_text() == "previous results\n"  # untouched
+def test_a_bad_line_is_an_error_line_and_the_run_goes_on(tmp_path, bad_line, error):
+    path = _write(tmp_path / "in.jsonl", [json.dumps(RECORDS[0]), bad_line, json.dumps(RECORDS[3])])
+    out = tmp_path / "out.jsonl"
+    summary = grade_file("math500", path, out)
+    first, bad, last = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (first["correct"], last["reason"]) == (True, "no_answer")
+    assert (bad["correct"], bad["reason"]) == (False, "error")
+    assert bad["error"].startswith(error)
+    assert (summary["n"], summary["errors"]) == (3, 1)
+
+
+def test_lone_surrogate_is_graded_and_written_as_valid_utf8(tmp_path):
+    lines = ['{"gold": "5", "response": "\\udc80 so $\\\\boxed{5}$"}', json.dumps(RECORDS[0])]
+    path = _write(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    summary = grade_file("math500", path, out)
+    data = out.read_bytes()
+    data.decode("utf-8")  # valid UTF-8
+    first, second = [json.loads(line) for line in data.splitlines()]
+    assert first["response"] == "\udc80 so $\\boxed{5}$"  # the same string read back
+    assert first["correct"] and second["correct"] and summary["n"] == 2
+
+
+def test_output_that_is_not_a_regular_file_is_refused_before_grading(math_file, tmp_path):
+    with pytest.raises(GradingError, match="is not a regular file"):
+        grade_file("math500", math_file, tmp_path)  # a directory
+    with pytest.raises(GradingError, match="cannot write"):
+        grade_file("math500", math_file, tmp_path / "absent" / "out.jsonl")
 
 
 def test_unknown_task_lists_the_known_ones(math_file):

@@ -3,7 +3,8 @@
 import pytest
 
 from ppa_eval.grading.equivalence import Decision
-from ppa_eval.grading.gsm8k import decide_gsm8k, extract_gsm8k_answer, gold_number
+from ppa_eval.grading import GradingError
+from ppa_eval.grading.gsm8k import canonical_number, decide_gsm8k, extract_gsm8k_answer, gold_answer
 
 
 @pytest.mark.parametrize(
@@ -15,6 +16,7 @@ from ppa_eval.grading.gsm8k import decide_gsm8k, extract_gsm8k_answer, gold_numb
         ("####18", "18"),
         ("#### $29.00.", "29.00"),  # lm-eval's strict and flexible regexes both miss this
         ("#### -3", "-3"),
+        ("#### \u22125", "-5"),  # the Unicode minus: not 5
         # The first "####": later ones belong to questions the model invented.
         ("#### 6\n\nQuestion: How many?\nAnswer: 2+1=3\n#### 3", "6"),
         # "####" with no number on its line: fall back to the last number.
@@ -46,20 +48,49 @@ def test_no_number():
     [
         ("18", "18", Decision(True, "exact")),
         ("18", "18.00", Decision(True, "number")),
-        ("1,450,000", "1450000", Decision(True, "exact")),
+        ("1450000", "1450000", Decision(True, "exact")),
         ("70000", "70000.0", Decision(True, "number")),
         ("18", "18.5", Decision(False, "mismatch")),
         ("-3", "3", Decision(False, "mismatch")),
+        ("5", "-5", Decision(False, "mismatch")),
         ("0.5", ".5", Decision(True, "number")),
-        # A full reference answer as the gold: its number after "####".
-        ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs.\n#### 18", "18",
-         Decision(True, "exact")),
+        ("0", "-0.0", Decision(True, "number")),
+        # A million digits: compared as strings, never converted to an integer.
+        ("1" + "0" * 1_000_000, "1" + "0" * 1_000_000 + ".0", Decision(True, "number")),
+        ("1" + "0" * 1_000_000, "1" + "0" * 999_999, Decision(False, "mismatch")),
     ],
 )
 def test_exact_comparison(gold, extracted, decision):
     assert decide_gsm8k(gold, extracted) == decision
 
 
-def test_gold_number():
-    assert gold_number("#### 2,125") == "2125"
-    assert gold_number(" 2,125 ") == "2125"
+@pytest.mark.parametrize(
+    "gold, number",
+    [
+        # Real GSM8K reference solutions (test split, first and a negative one's form).
+        ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 "
+         "every day at the farmer\u2019s market.\n#### 18", "18"),
+        ("#### 2,125", "2125"),
+        # Bare golds as other data sets write them.
+        (" 2,125 ", "2125"),
+        ("$18", "18"),
+        ("18 dollars", "18"),
+        ("\u22125", "-5"),
+        ("-5", "-5"),
+        # The last "####" holds the answer: the solution may quote the marker before it.
+        ("write #### 3 at the end\n#### 7", "7"),
+    ],
+)
+def test_gold_answer(gold, number):
+    assert gold_answer(gold) == number
+
+
+def test_gold_without_a_number_is_an_error():
+    with pytest.raises(GradingError, match="holds no number"):
+        gold_answer("#### eighteen")
+
+
+def test_canonical_number():
+    assert [canonical_number(n) for n in ["-0018.500", "29.00", "-0", ".5"]] == [
+        "-18.5", "29", "0", "0.5"
+    ]

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from ppa_eval.grading import grade_many
+from ppa_eval.grading import gold_answer, grade_many
 
 DATA = Path(__file__).resolve().parents[1] / "tasks" / "data"
 
@@ -22,7 +22,7 @@ def test_math500_reference_solutions():
 
 def test_gsm8k_reference_answers():
     rows = _rows(DATA / "gsm8k" / "test.jsonl")
-    items = [(r["answer"], r["answer"].rsplit("####", 1)[1].strip()) for r in rows]
+    items = [(r["answer"], gold_answer(r["answer"])) for r in rows]
     verdicts = grade_many("gsm8k", items, timeout=10)
     wrong = [(r["answer"][-40:], v) for r, v in zip(rows, verdicts) if not v.correct]
     assert len(rows) == 1319

@@ -12,6 +12,7 @@ Rules beyond "same shape, equal parts" (see `structure` for how answers are read
   unknown) against a bare expression: the right side is compared, so "5" is right. A gold
   equation of any other form ("5x - 7y + 11z + 4 = 0") needs an equation. A response "x = 5"
   against a gold that is no equation: its last side is compared (Minerva's rule).
+- Lists and sets are compared as sets: an answer stated twice is still one answer.
 - An ordered pair or tuple in parentheses may be written without them, in the same order
   (but not as a set in braces); a column vector may be written as such a tuple.
 - A numeral in a base is compared by its digits; written without its subscript it is read in
@@ -93,23 +94,25 @@ def _in_order(gold: tuple[Answer, ...], response: tuple[Answer, ...], judge: Jud
 
 
 def _any_order(gold: tuple[Answer, ...], response: tuple[Answer, ...], judge: Judge) -> Decision:
-    """Multiset equality: every gold item matched to its own equal response item."""
-    if len(gold) != len(response):
-        return MISMATCH
-    unmatched = list(response)
-    matches = []
-    for g in gold:
-        # An identical item first: it needs no judge, so in-process grading can go on.
-        candidates = sorted(enumerate(unmatched), key=lambda pair: pair[1] != g)
-        for i, r in candidates:
-            decision = compare(g, r, judge)
-            if decision.correct:
-                matches.append(decision)
-                del unmatched[i]
-                break
-        else:
-            return decision if len(response) == 1 else MISMATCH
-    return _all(matches)
+    """Set equality: every gold item equals some response item and every response item some
+    gold item ("1, 2, 2" states the set {1, 2}). Identical items are matched through a dict
+    first, so long lists of the same items cost linear time; the rest pair by pair."""
+    if len(gold) == 1 and len(response) == 1:
+        return compare(gold[0], response[0], judge)
+    decisions = []
+    for needles, haystack, ordered in ((gold, response, True), (response, gold, False)):
+        present = set(haystack)
+        for needle in needles:
+            if needle in present:
+                continue
+            for item in haystack:
+                decision = compare(needle, item, judge) if ordered else compare(item, needle, judge)
+                if decision.correct:
+                    decisions.append(decision)
+                    break
+            else:
+                return MISMATCH
+    return _all(decisions)
 
 
 def _column(matrix: Matrix) -> tuple[Answer, ...] | None:

@@ -8,7 +8,17 @@ pair of $, strip thousands separators. Two deliberate differences:
 - Minerva keeps only what follows the last "=". That turns the plane "5x - 7y + 11z + 4 = 0"
   into "0", so equations are kept whole here and `structure` decides what an "=" means.
 - Minerva deletes every space, which glues "\\cot x" into the unknown command "\\cotx"; here
-  one space survives between two letters.
+  one space survives between two letters, and between two digits: text dropped between numbers
+  ("3\\text{ cm by }5") must not join them into one ("35"). Digits grouped by spaces in
+  threes ("1 000") are one number.
+- Thousands separators are dropped only from a number written without a space after its
+  commas ("3, 100" is a list), and `normalize_answer(..., join_thousands=False)` keeps them so
+  that the grader can keep "3,100" a list when the other side is a list.
+
+Also read: the Unicode minus, ASCII relations (>=, <=, !=), \\cfrac, \\textnormal, "percent",
+"pct" and "percentage", {,} with spaces, \\approx ("x \\approx 11" is "x = 11"; in
+"x = 1/3 \\approx 0.33" the approximation is dropped), array environments as matrices,
+"or" between answers (a list) or between inequalities (a union).
 
 Everything is string work in linear time (no regex that backtracks over a long answer), so the
 caller can run it in-process on untrusted responses.
@@ -18,14 +28,14 @@ from __future__ import annotations
 
 import re
 
-from ppa_eval.grading.extract import brace_pairs
+from ppa_eval.grading.extract import MATH_OPENING, brace_pairs, delimited
 
 # Spellings of one command -> the one kept. \left and \right only size delimiters.
 _COMMAND_SPELLINGS = {
-    "dfrac": r"\frac", "tfrac": r"\frac",
+    "dfrac": r"\frac", "tfrac": r"\frac", "cfrac": r"\frac",
     "left": "", "right": "", "bigl": "", "bigr": "", "Bigl": "", "Bigr": "", "displaystyle": "",
     "mbox": r"\text", "textbf": r"\text", "textrm": r"\text", "textit": r"\text",
-    "mathrm": r"\text", "mathbf": r"\text",
+    "mathrm": r"\text", "mathbf": r"\text", "textnormal": r"\text", "textsf": r"\text",
     "lbrace": r"\{", "rbrace": r"\}",
     "leqslant": r"\le", "leq": r"\le", "geqslant": r"\ge", "geq": r"\ge",
     "lt": "<", "gt": ">", "neq": r"\ne",
@@ -35,25 +45,30 @@ _COMMAND_SPELLINGS = {
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
 # Thousands separators that say so explicitly, then spacing commands, then decorations that
 # carry no value: currency, percent (a percentage answer is graded as its number) and degrees.
-_SEPARATORS = [",\\!", "{,}"]
+_SEPARATORS = re.compile(r",\\!|\{\s*,\s*\}")
+# Unicode and ASCII spellings of signs and relations.
+_SIGNS = [("\u2212", "-"), (">=", "\\ge "), ("<=", "\\le "), ("!=", "\\ne ")]
+_ARRAY = [(re.compile(r"\\begin\{array\}\{[^{}]*\}"), r"\\begin{pmatrix}"),
+          (re.compile(r"\\end\{array\}"), r"\\end{pmatrix}")]
+_APPROX = re.compile(r"\\approx(?![A-Za-z])")
 _SPACING = re.compile(r"(?<!\\)\\[!,;: ]|\\q?quad(?![A-Za-z])|~")  # \\ is a matrix row break
 _DECORATIONS = ["\\$", "\\%", "%", "^{\\circ}", "^\\circ", "\\circ", "\\degree", "°"]
 
 # Unit words (Minerva's list and its kin), dropped when a number or expression remains.
 _UNIT_WORDS = (
-    "square units|square|units|unit|ways|integers|dollars|dollar|cents|cent|mph|miles|mile|"
+    "percentage|percent|pct|square units|square|units|unit|ways|integers|dollars|dollar|cents|cent|mph|miles|mile|"
     "inches|inch|feet|foot|ft|km|cm|mm|meters|meter|gm|grams|gram|kg|pounds|pound|hours|hour|"
     "minutes|minute|seconds|second|days|day|years|year|degrees|degree|points|digits|meals|"
     "edges|students|people|multiples|sq"
 )
 _UNIT = re.compile(rf"(?<![\\A-Za-z])(?:{_UNIT_WORDS})\b(?:\^\{{?[23]\}}?)?")
-# "1 and 2" lists two answers (Minerva); "x<2 or x>3" is a union of two sets. The look-behind
-# lets a run of spaces be tried once, not once per space.
-_SEPARATOR_WORDS = [
-    (re.compile(r"\\text\{\s*and\s*\}|(?<!\s)\s+and\s+"), ","),
-    (re.compile(r"\\text\{\s*or\s*\}|(?<!\s)\s+or\s+"), r"\\lor "),
-]
+# "1 and 2" lists two answers (Minerva); so does "1 or 2", but "x<2 or x>3" is a union of two
+# sets. The look-behinds let a run of spaces be tried once, not once per space.
+_AND = re.compile(r"\\text\{\s*and\s*\}|(?<!\s)\s+and\s+")
+_OR = re.compile(r"\\text\{\s*or\s*\}|(?<!\s)\s+or\s+|(?<=[)\]])or(?=[(\[])")
+_RELATION = re.compile(r"<|>|\\[lg]e(?![A-Za-z])")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_SPACED_THOUSANDS = re.compile(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 
 
 def _delete_all(text: str, substrings: list[str]) -> str:
@@ -116,12 +131,24 @@ def _drop_units(text: str) -> str:
 
 
 def _first_math_span(text: str) -> str:
-    """The math between the first pair of $ when the answer mixes prose and math (Minerva)."""
-    first = text.find("$")
-    second = text.find("$", first + 1) if first >= 0 else -1
-    if second > first >= 0:
-        text = text[first + 1 : second]
-    return text.replace("$", "")
+    """The math of the first $...$ (or $$, \\(, \\[) span when the answer mixes prose and math
+    (Minerva), without stray $ signs."""
+    opening = MATH_OPENING.search(text)
+    span = None if opening is None else delimited(text, opening.start())
+    if span is not None:
+        text = span[0]
+    return re.sub(r"(?<!\\)\$", "", text)
+
+
+def _approximation(text: str) -> str:
+    """ "x \\approx 11" -> "x = 11"; "x = \\frac{1}{3} \\approx 0.33" -> "x = \\frac{1}{3}"."""
+    parts = _APPROX.split(text)
+    if len(parts) == 1:
+        return text
+    left = parts[0].strip()
+    if re.fullmatch(r"[A-Za-z](?:_\{?\w+\}?)?", left):
+        return f"{left}={parts[-1]}"
+    return parts[0]
 
 
 def _argument_span(text: str, at: int, pairs: dict[int, int]) -> tuple[int, int] | None:
@@ -165,30 +192,46 @@ def _expand_shorthand(text: str) -> str:
 
 
 def _collapse_whitespace(text: str) -> str:
-    """Delete whitespace, except one space between letters: "\\cot x", "an ellipse"."""
-    text = re.sub(r"(?<=[A-Za-z])\s+(?=[A-Za-z])", "\x00", text)
+    """Delete whitespace, except one space between letters ("\\cot x", "an ellipse") and
+    between digits ("3 5" stays two numbers, never 35), unless the whole answer is a number
+    grouped in threes by spaces ("1 000")."""
+    text = text.strip()
+    if _SPACED_THOUSANDS.fullmatch(text):
+        return text.replace(" ", "")
+    text = re.sub(r"(?<=[A-Za-z])\s+(?=[A-Za-z])|(?<=\d)\s+(?=\d)", "\x00", text)
     return re.sub(r"\s+", "", text).replace("\x00", " ")
 
 
-def _drop_thousands_separators(text: str) -> str:
-    """100,000 -> 100000, only when the whole answer is a grouped number: "1,-2" is a list."""
-    return text.replace(",", "") if _THOUSANDS.fullmatch(text) else text
+def is_grouped_number(text: str) -> bool:
+    """A normalised answer such as "100,000": digits grouped in threes by commas."""
+    return _THOUSANDS.fullmatch(text) is not None
 
 
-def normalize_answer(answer: str) -> str:
-    """The Minerva normal form of one final answer (LaTeX without the surrounding $)."""
+def normalize_answer(answer: str, join_thousands: bool = True) -> str:
+    """The Minerva normal form of one final answer (LaTeX without the surrounding $).
+
+    join_thousands=False keeps the commas of "100,000" (see the module doc).
+    """
     text = answer.strip()
-    text = _delete_all(text, _SEPARATORS)
+    for sign, spelling in _SIGNS:
+        text = text.replace(sign, spelling)
+    text = _SEPARATORS.sub("", text)
     text = _SPACING.sub(" ", text)
     text = _command_spelling(text)
+    for pattern, spelling in _ARRAY:
+        text = pattern.sub(spelling, text)
     text = _delete_all(text, _DECORATIONS)
     text = _first_math_span(text)
     text = _unwrap(_unwrap(text, "\\boxed"), "\\fbox")
-    for words, separator in _SEPARATOR_WORDS:
-        text = words.sub(separator, text)
+    text = _AND.sub(",", text)
+    text = _OR.sub("\\\\lor " if _RELATION.search(text) else ",", text)
+    text = _approximation(text)
+    spaced_list = re.search(r",\s", text) is not None
     text = _drop_units(text)
     text = _unwrap(text, "\\text")
     text = _expand_shorthand(text)
     text = _collapse_whitespace(text)
-    text = text.rstrip(".").lstrip(",").rstrip(",")
-    return _drop_thousands_separators(text)
+    text = text.rstrip(".").strip(",")
+    if join_thousands and not spaced_list and is_grouped_number(text):
+        return text.replace(",", "")
+    return text

@@ -8,7 +8,11 @@ the next request. The child imports sympy once, so a request costs milliseconds,
 second an import takes. Memory is capped with RLIMIT_AS, and running out counts as running
 out of time: both are the hard limit.
 
-The child is `python -m ppa_eval.grading.worker`.
+The child is `python -m ppa_eval.grading.worker`, run by the parent's interpreter. It finds the
+package where the parent found it: an installed package needs nothing; a package imported from
+a directory that is not on every interpreter's path (a source checkout put on sys.path by a
+test runner or `PYTHONPATH=.`) has that directory added to the child's PYTHONPATH, and nothing
+else is.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from __future__ import annotations
 import json
 import os
 import select
+import site
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import ppa_eval
 
 # The child takes about 0.2 GiB of address space with sympy and math-verify imported; no sane
 # comparison needs more than a few MB beyond that.
@@ -32,8 +39,20 @@ class SandboxLimit(Exception):
     """The request ran past its deadline or the memory limit; the child was replaced."""
 
 
+class WorkerStartError(RuntimeError):
+    """The worker process did not start: a broken installation, not a property of an answer."""
+
+
 class SandboxError(RuntimeError):
     """The operation raised in the child (a bug, not a property of the answer)."""
+
+
+def _package_root() -> str | None:
+    """The directory holding the ppa_eval package, if a fresh interpreter may not search it."""
+    root = str(Path(ppa_eval.__file__).resolve().parents[1])
+    default_paths = {str(Path(p).resolve()) for p in site.getsitepackages()}
+    default_paths.add(str(Path(site.getusersitepackages()).resolve()))
+    return None if root in default_paths else root
 
 
 class Sandbox:
@@ -86,8 +105,9 @@ class Sandbox:
 
     def _start(self) -> None:
         env = dict(os.environ)
-        source_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
+        package_root = _package_root()
+        if package_root is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         self._buffer = b""
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ppa_eval.grading.worker", str(self._memory_limit_bytes)],
@@ -98,7 +118,7 @@ class Sandbox:
         if self._read_line(time.monotonic() + STARTUP_TIMEOUT_S) != b"ready":
             self._kill()
             # Not a verdict on any answer: a broken environment must stop the grading.
-            raise RuntimeError(
+            raise WorkerStartError(
                 "the grading worker did not start; run `python -m ppa_eval.grading.worker "
                 f"{self._memory_limit_bytes}` to see its error"
             )

@@ -5,11 +5,13 @@ MATH answers are more than one expression: "3, 5, 7" (all solutions, any order),
 LaTeX parser reads none of these, so the structure is read here, in plain Python, and only
 the leaves (single expressions) go to sympy. Conventions, from how MATH writes its answers:
 
-- A bare comma list and a \\{set\\} are unordered (MATH asks "enter all solutions, separated
-  by commas"); "a \\pm b" is the two-element list "a+b, a-b".
+- A bare comma (or semicolon) list, a \\{set\\} and a braced {list} are unordered (MATH asks
+  "enter all solutions, separated by commas"); "a \\pm b" is the two-element list "a+b, a-b".
 - Brackets with a comma inside are ordered: a point, a tuple or an interval, which share one
   notation ("(2,4)" is both) and are compared item by item, brackets included.
 - "x \\in [-2,7]" is the interval; "-2 \\le x \\le 7" and "x > 5" are read as intervals too.
+- "7:32" is a ratio: its parts in order (so "12:00" is not "1:00", which sympy would read as
+  two divisions by zero).
 - "52_8" is a numeral in base 8: digits and base, never the integer 52.
 - "(C)" and "C" are the multiple-choice letter C; a word of three or more letters such as
   "Evelyn" or "east" is text, compared as words (sympy would read "east" as e*a*s*t).
@@ -92,8 +94,9 @@ class Equation:
 
     @property
     def assigns_variable(self) -> bool:
-        """True for "x = 5" or "y = 2x + 3": the left side only names the unknown."""
-        return _VARIABLE.fullmatch(self.sides[0]) is not None
+        """True when the left side only names the unknown: "x = 5", "y = 2x + 3", "f(x) = 1",
+        "(p,q) = (3,2)", "|AB| = 1", "V_1:V_2 = 11:21"; false for "5x - 7y + 11z + 4 = 0"."""
+        return names_unknown(self.sides[0])
 
 
 Answer = Union[Expr, Text, Choice, BaseNumeral, Ordered, Unordered, SetUnion, Matrix, Equation]
@@ -101,10 +104,16 @@ Answer = Union[Expr, Text, Choice, BaseNumeral, Ordered, Unordered, SetUnion, Ma
 # A letter, Latin or Greek (\pi and \infty are numbers), maybe with a subscript or primes.
 _VARIABLE = re.compile(r"(?:[A-Za-z]|\\(?!(?:pi|infty)(?![a-z]))[a-z]+)(?:_\{?\w+\}?)?'*")
 _MEMBERSHIP = re.compile(_VARIABLE.pattern + r"\s*\\in(?![A-Za-z])")
-_COMMA = re.compile(",")
+_COMMA = re.compile("[,;]")
+_COLON = re.compile(":")
+# A name: letters (Latin or Greek commands), subscripts, primes, and brackets, bars, fractions
+# or colons between names, but no number and no arithmetic: "f(x)", "(p,q)", "\\frac{NO}{BO}".
+_SUBSCRIPT = re.compile(r"_(?:\{[^{}]*\}|\w)")
+_NAME = re.compile(r"(?:[A-Za-z'(),|:{} ]|\\(?!(?:pi|infty)(?![a-z]))[a-z]+)+")
 _EQUALS = re.compile("=")
 _UNION = re.compile(r"\\cup(?![A-Za-z])|\\lor(?![A-Za-z])")
 _RELATION = re.compile(r"\\le(?![A-Za-z])|\\ge(?![A-Za-z])|<|>")
+_FLIPPED = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le"}
 _PLUS_MINUS = re.compile(r"\\(?:pm|mp)(?![A-Za-z])")
 _MATRIX = re.compile(r"\\begin\{([pbvB]?matrix)\}(.*)\\end\{\1\}", re.DOTALL)
 _BASE_NUMERAL = re.compile(r"([0-9A-Za-z]+)_\{?(\d{1,2})\}?")
@@ -116,6 +125,14 @@ _MIXED_NUMBER = re.compile(r"-?\d+\\frac\{\d+\}\{\d+\}")
 MAX_PLUS_MINUS = 4
 # Answers nest two or three levels ("(1,2), (3,4)"); deeper is garbage, read as one leaf.
 MAX_NESTING = 8
+
+
+def names_unknown(text: str) -> bool:
+    """Whether `text`, the left side of an equation, only names what the answer is about."""
+    if _VARIABLE.fullmatch(text):
+        return True
+    bare = _SUBSCRIPT.sub("", text)
+    return bool(_NAME.fullmatch(bare) and re.search("[A-Za-z]", bare))
 
 
 def _nesting_depths(text: str) -> list[int]:
@@ -157,6 +174,11 @@ def split_top_level(text: str, separator: re.Pattern) -> list[str]:
             start = match.end()
     pieces.append(text[start:])
     return pieces
+
+
+def list_items(text: str) -> list[str]:
+    """The items of a normalised answer read as a bare list: "1,-2" -> ["1", "-2"]."""
+    return split_top_level(text, _COMMA)
 
 
 def _enclosed(text: str, opening: str, closing: str) -> str | None:
@@ -205,7 +227,7 @@ def _interval_from_inequality(text: str) -> Ordered | None:
     greater = {">": False, "\\ge": True}
     if len(pieces) == 3:
         low, var, high = pieces
-        if not _VARIABLE.fullmatch(var):
+        if not names_unknown(var):
             return None
         if all(r in less for r in relations):
             closed = [less[r] for r in relations]
@@ -216,6 +238,8 @@ def _interval_from_inequality(text: str) -> Ordered | None:
             return None
         return _interval(low, high, *closed)
     (left, right), relation = pieces, relations[0]
+    if left.startswith("-") and _VARIABLE.fullmatch(left[1:]):  # -x > -1 is x < 1
+        left, right, relation = left[1:], f"-({right})", _FLIPPED[relation]
     if _VARIABLE.fullmatch(left):
         bound, var_is_less = right, relation in less
     elif _VARIABLE.fullmatch(right):
@@ -274,11 +298,21 @@ def parse_answer(text: str, nesting: int = 0) -> Answer:
         return SetUnion(tuple(parse_answer(p, nesting + 1) for p in parts))
     if _RELATION.search(text) and (interval := _interval_from_inequality(text)):
         return interval
+    parts = split_top_level(text, _COLON)
+    if len(parts) > 1:
+        return Ordered("", ":", tuple(parse_answer(p, nesting + 1) for p in parts))
+    for opening, closing in ("()", "[]"):  # a matrix in brackets: "\\left[\\begin{array}...\\right]"
+        inside = _enclosed(text, opening, closing)
+        if inside is not None and _MATRIX.fullmatch(inside.strip()):
+            text = inside.strip()
     if match := _MATRIX.fullmatch(text):
         rows = [r for r in match.group(2).split("\\\\") if r.strip()]
         return Matrix(tuple(tuple(parse_answer(c, nesting + 1) for c in r.split("&"))
                             for r in rows))
     if (inside := _enclosed(text, "\\{", "\\}")) is not None:
+        return Unordered(_items(inside, nesting), bare=False)
+    inside = _enclosed(text, "{", "}")
+    if inside is not None and len(split_top_level(inside, _COMMA)) > 1:
         return Unordered(_items(inside, nesting), bare=False)
     if (items := _bracketed_items(text)) is not None:
         return Ordered(text[0], text[-1], tuple(parse_answer(i, nesting + 1) for i in items))

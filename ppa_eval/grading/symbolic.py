@@ -8,7 +8,9 @@ Constants: two rationals are compared exactly, so 1/2004! and 1/2006! differ; ot
 are evaluated to 50 significant digits and must agree to a relative 1e-20, which no two
 answers that a rounding could confuse do (2^-98 and 2^-99 differ by a factor of 2).
 Expressions with variables: equal if their difference simplifies to zero on construction,
-else if they agree (same relative tolerance) at five fixed random rational points.
+else if they agree at five fixed random rational points: exactly where both values there are
+rational (so x + 10^-25 is not x), else to the same relative 1e-20 (the one place a tolerance
+applies to expressions in variables: \\cot x and \\cos x / \\sin x have irrational values).
 Equations: lhs - rhs of the response must be a non-zero constant multiple of the gold's.
 
 Nothing here guards time or memory: `sandbox` runs it in a process it can kill.
@@ -16,6 +18,7 @@ Nothing here guards time or memory: `sandbox` runs it in a process it can kill.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from functools import lru_cache
@@ -38,8 +41,21 @@ _OPERATOR_NAME = re.compile(r"\\operatorname\{([A-Za-z]+)\}")
 _CONSTANTS = {sympy.Symbol("pi"): sympy.pi, sympy.Symbol("i"): sympy.I, sympy.Symbol("e"): sympy.E}
 
 
+# Larger numbers are no answer: sympy would take minutes or all memory to build them.
+MAX_LOG10 = 10_000
+_SEPARATE_DIGITS = re.compile(r"\d\s+\d")
+
+
+# The parser imports sympy.physics on first use, which fails inside sympy.evaluate(False).
+parse_latex("0")
+
+
 class Unparsable(ValueError):
     pass
+
+
+class TooLarge(Unparsable):
+    """A number beyond MAX_LOG10 digits: no answer, and no work for anyone to try."""
 
 
 def _decimal_as_fraction(match: re.Match) -> str:
@@ -47,17 +63,45 @@ def _decimal_as_fraction(match: re.Match) -> str:
     return f"(\\frac{{{int(whole + decimals)}}}{{{10 ** len(decimals)}}})"
 
 
+def _log10_bound(expr: sympy.Basic) -> float:
+    """An upper bound on log10 of the magnitude of `expr` (its numbers only; symbols count as
+    small), computed without evaluating anything: a power tower is seen before it is built."""
+    if expr.is_Rational:
+        return 0.302 * max(abs(expr.p), abs(expr.q), 1).bit_length()
+    parts = [_log10_bound(arg) for arg in expr.args]
+    if isinstance(expr, (sympy.Pow, sympy.factorial)) and parts[-1] > 6:
+        return math.inf  # an exponent or factorial argument beyond a million
+    if isinstance(expr, sympy.Pow):
+        exponent = abs(expr.exp) if expr.exp.is_Rational else 10 ** parts[1]
+        return parts[0] * float(exponent) + 1
+    if isinstance(expr, sympy.factorial):
+        n = abs(expr.args[0]) if expr.args[0].is_Integer else 10 ** parts[0]
+        return float(n) * (parts[0] + 1) + 1
+    if isinstance(expr, sympy.Mul):
+        return sum(parts)
+    return max(parts, default=0.0) + 1
+
+
 @lru_cache(maxsize=4096)
 def to_sympy(latex: str) -> sympy.Basic:
-    """The sympy value of one normalised leaf; raises Unparsable."""
+    """The sympy value of one normalised leaf; raises Unparsable.
+
+    Numbers beyond MAX_LOG10 digits are refused before sympy evaluates them: the sandbox would
+    time out on them anyway, at the cost of the whole time limit and a worker restart.
+    """
+    if _SEPARATE_DIGITS.search(latex):  # the parser reads "3 5" as 35
+        raise Unparsable(f"{latex!r}: two numbers side by side")
     prepared = _DECIMAL.sub(_decimal_as_fraction, latex)
     prepared = _OPERATOR_NAME.sub(r"\\\1", prepared)
     try:
-        expr = parse_latex(prepared)
+        with sympy.evaluate(False):
+            expr = parse_latex(prepared)
     except Exception as error:  # the parser raises many types; all mean "not LaTeX math"
         raise Unparsable(f"{latex!r}: {error}") from None
     if not isinstance(expr, sympy.Expr):  # a relation such as x <= 3, or a set
         raise Unparsable(f"{latex!r} is not an expression")
+    if _log10_bound(expr) > MAX_LOG10:
+        raise TooLarge(f"{latex!r}: a number of more than {MAX_LOG10} digits")
     # The parser reads "i(7+2i)" as a function i called on 7+2i; in an answer it is a product.
     expr = expr.replace(
         lambda e: isinstance(e, AppliedUndef) and len(e.args) == 1,
@@ -89,7 +133,20 @@ def _close(a: sympy.Expr, b: sympy.Expr) -> bool:
 
 
 def _values(expr: sympy.Expr, points: list[dict]) -> list[sympy.Expr | None]:
-    return [_number(expr.subs(point)) for point in points]
+    """expr at each point: an exact rational where it is one (a rational function at rational
+    points), else DIGITS digits."""
+    values = []
+    for point in points:
+        value = expr.subs(point)
+        values.append(value if value.is_Rational else _number(value))
+    return values
+
+
+def _same(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """Exactly equal when both are rationals; else within the relative TOLERANCE."""
+    if a.is_Rational and b.is_Rational:
+        return a == b
+    return _close(a, b)
 
 
 def _equal_constants(gold: sympy.Expr, response: sympy.Expr) -> Decision:
@@ -112,7 +169,7 @@ def _equal_functions(gold: sympy.Expr, response: sympy.Expr) -> Decision:
     ]
     if len(pairs) < MIN_VALID_POINTS:
         return Decision(True, "symbolic") if sympy.simplify(gold - response) == 0 else MISMATCH
-    return Decision(True, "numeric") if all(_close(g, r) for g, r in pairs) else MISMATCH
+    return Decision(True, "numeric") if all(_same(g, r) for g, r in pairs) else MISMATCH
 
 
 class SympyJudge(PlainJudge):
@@ -125,6 +182,8 @@ class SympyJudge(PlainJudge):
             pass
         try:
             gold_expr, response_expr = to_sympy(gold), to_sympy(response)
+        except TooLarge:
+            return Decision(False, "too_large")
         except Unparsable:
             return Decision(False, "unparsable")
         if gold_expr == response_expr or gold_expr - response_expr == 0:
@@ -147,7 +206,7 @@ class SympyJudge(PlainJudge):
         ratios = [v for v in _values(response_zero / gold_zero, points) if v is not None]
         if len(ratios) < MIN_VALID_POINTS or ratios[0] == 0:
             return MISMATCH
-        same = all(_close(ratio, ratios[0]) for ratio in ratios)
+        same = all(_same(ratio, ratios[0]) for ratio in ratios)
         return Decision(True, "numeric") if same else MISMATCH
 
 
