@@ -7,7 +7,7 @@ Real Context Size of Your Long-Context Language Models?"), read at commit c3f5e3
 - passkey: RULER's `niah_single_1` shape (scripts/data/synthetic/niah.py with `type_haystack:
   noise`): the repeated filler "The grass is green. The sky is blue. ..." with one 5-digit key,
   worded as the Landmark Attention passkey test (Mohtashami and Jaggi 2023): "The pass key is
-  12345. Remember it. 12345 is the pass key." The prompt ends with "The pass key is".
+  12345. Remember it. 12345 is the pass key." The answer starts with "The pass key is".
 - niah_multikey: RULER's `niah_multikey_1` (scripts/synthetic.yaml): 4 needles "One of the special
   magic numbers for <key> is: <7-digit number>." with adjective-noun keys in varied text; one key
   is asked for, the other three needles are distractors. RULER's varied text is Paul Graham's
@@ -17,6 +17,11 @@ Real Context Size of Your Long-Context Language Models?"), read at commit c3f5e3
   hops): `VAR ABCDE = 12345`, `VAR FGHIJ = VAR ABCDE`, ... on their own lines in the repeated
   filler, asked for every variable that holds the value; as in RULER one worked example (a short
   problem with its answer) comes first.
+
+Each question is followed by an answer prefix (RULER's `answer_prefix`) that starts the model's
+turn: measured on SmolLM2-135M-Instruct at 1k tokens, the passkey answer prefix inside the user
+message gave 0 of 4 keys (the model rambled "The pass key is a magical item ..."), the same prefix
+after the chat template's generation prompt 4 of 4.
 
 All three are graded as RULER grades them (`string_match_all` in scripts/eval/synthetic/
 constants.py): every gold value must appear in the response. Unlike RULER, a value counts only as
@@ -101,13 +106,18 @@ class LongContextError(ValueError):
 
 @dataclass(frozen=True)
 class _Problem:
-    """One problem before its haystack is sized: `prompt(n)` is the full prompt with n filler units."""
+    """One problem before its haystack is sized: `prompt(n)` is the user message with n filler units."""
     head: str                                 # text before the haystack
-    tail: str                                 # text after it: the question and the answer prefix
+    tail: str                                 # text after it: the question
+    answer_prefix: str                        # the start of the answer, which the model continues
     filler: Callable[[int], list[str]]        # the first n filler units
     inserts: tuple[tuple[float, str], ...]    # (depth, line) in haystack order
     separator: str                            # between units and inserted lines
     gold: list[str]
+
+    def text(self, n: int) -> str:
+        """What a plain (no chat template) run sends: the prompt, then the answer prefix."""
+        return self.prompt(n) + " " + self.answer_prefix
 
     def prompt(self, n: int) -> str:
         units = self.filler(n)
@@ -150,7 +160,8 @@ def _passkey(rng: random.Random, depth: float) -> _Problem:
     return _Problem(
         head="There is an important piece of information hidden inside a lot of irrelevant text. "
              "Find it and memorize it. I will quiz you about the important information there.\n\n",
-        tail="\n\nWhat is the pass key? The pass key is",
+        tail="\n\nWhat is the pass key?",
+        answer_prefix="The pass key is",
         filler=_noise,
         inserts=((depth, f"The pass key is {key}. Remember it. {key} is the pass key."),),
         separator=" ",
@@ -173,8 +184,8 @@ def _niah_multikey(rng: random.Random, depth: float) -> _Problem:
     return _Problem(
         head="Some special magic numbers are hidden within the following text. Make sure to memorize them. "
              "I will quiz you about one of them afterwards.\n\n",
-        tail=f"\n\nWhat is the special magic number for {keys[0]} mentioned in the provided text? "
-             f"The special magic number for {keys[0]} mentioned in the provided text is",
+        tail=f"\n\nWhat is the special magic number for {keys[0]} mentioned in the provided text?",
+        answer_prefix=f"The special magic number for {keys[0]} mentioned in the provided text is",
         filler=_varied_text(rng),
         inserts=tuple(needles),
         separator=" ",
@@ -196,22 +207,21 @@ def _variable_chain(rng: random.Random, depth: float) -> tuple[list[str], str, t
     return names, value, tuple(zip(depths, lines))
 
 
-def _vt_text(names_count: int, value: str) -> tuple[str, str]:
-    head = "Memorize and track the chain of variable assignments hidden in the following text.\n\n"
-    tail = (f"\n\nQuestion: Find all variables that are assigned the value {value} in the text above. "
+def _vt_text(names_count: int, value: str) -> tuple[str, str, str]:
+    """(head, question, answer prefix) in RULER's variable tracking wording."""
+    return ("Memorize and track the chain of variable assignments hidden in the following text.\n\n",
+            f"\n\nQuestion: Find all variables that are assigned the value {value} in the text above.",
             f"Answer: According to the chain of variable assignments in the text above, {names_count} variables "
             f"are assigned the value {value}, they are:")
-    return head, tail
 
 
 def _variable_tracking(rng: random.Random, depth: float) -> _Problem:
     example_names, example_value, example_lines = _variable_chain(rng, rng.random() / 2)
-    example_head, example_tail = _vt_text(len(example_names), example_value)
-    example = _Problem(example_head, example_tail, _noise, example_lines, "\n", example_names)
+    example = _Problem(*_vt_text(len(example_names), example_value), _noise, example_lines, "\n", example_names)
     names, value, lines = _variable_chain(rng, depth)
-    head, tail = _vt_text(len(names), value)
-    worked = example.prompt(VT_EXAMPLE_FILLER) + " " + " ".join(example_names) + "\n\n"
-    return _Problem(worked + head, tail, _noise, lines, "\n", names)
+    head, question, answer_prefix = _vt_text(len(names), value)
+    worked = example.text(VT_EXAMPLE_FILLER) + " " + " ".join(example_names) + "\n\n"
+    return _Problem(worked + head, question, answer_prefix, _noise, lines, "\n", names)
 
 
 _BUILDERS = {"passkey": _passkey, "niah_multikey": _niah_multikey, "variable_tracking": _variable_tracking}
@@ -226,20 +236,19 @@ def _count(tokenizer, text: str) -> int:
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
-def _fit(problem: _Problem, tokenizer, budget: int) -> tuple[str, int]:
-    """(prompt, tokens) with the most filler units whose prompt has at most `budget` tokens:
+def _fit(problem: _Problem, tokenizer, budget: int) -> tuple[int, int]:
+    """(units, tokens): the most filler units whose plain text has at most `budget` tokens:
     doubling to an upper bound, then binary search (token counts grow with the unit count)."""
     low, high = 0, 16
-    while _count(tokenizer, problem.prompt(high)) <= budget:
+    while _count(tokenizer, problem.text(high)) <= budget:
         low, high = high, high * 2
     while high - low > 1:  # prompt(low) fits, prompt(high) does not
         middle = (low + high) // 2
-        if _count(tokenizer, problem.prompt(middle)) <= budget:
+        if _count(tokenizer, problem.text(middle)) <= budget:
             low = middle
         else:
             high = middle
-    prompt = problem.prompt(low)
-    return prompt, _count(tokenizer, prompt)
+    return low, _count(tokenizer, problem.text(low))
 
 
 def depths(per_length: int) -> list[float]:
@@ -270,10 +279,13 @@ def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: 
               max_context: int | None = None) -> list[dict]:
     """`per_length` problems of `task` at each context length, depths spread evenly over each length.
 
-    Each doc: doc_id ("passkey-2048-07"), prompt (plain text without chat template, ending where
-    the answer starts), gold (every value the answer must hold), context_length (the target:
-    prompt + chat template + answer fit in it), depth (of the asked fact in the haystack, 0 to 1;
-    for variable tracking, of the chain's first assignment) and prompt_tokens (in `tokenizer`).
+    Each doc: doc_id ("passkey-2048-07"); prompt (the user message: instruction, haystack and
+    question, no chat template); answer_prefix (the start of the answer, e.g. "The pass key is",
+    which the model continues: after the chat template's generation prompt, as RULER and lm-eval's
+    `gen_prefix` place it, or after prompt + " " in a plain run); gold (every value the answer must
+    hold); context_length (the target: prompt, answer prefix, chat template and answer fit in it);
+    depth (of the asked fact among the filler sentences, 0 to 1; for variable tracking, of the
+    chain's first assignment); prompt_tokens (of prompt + " " + answer_prefix, in `tokenizer`).
     `max_context` is the model's context window; a longer context length is an error."""
     _check_task(task)
     _check_lengths(context_lengths, per_length, max_context)
@@ -282,15 +294,16 @@ def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: 
     for length in context_lengths:
         for index, depth in enumerate(depths(per_length)):
             problem = _BUILDERS[task](random.Random(f"{task}/{seed}/{length}/{index}"), depth)
-            shortest = _count(tokenizer, problem.prompt(0)) + budget_room
+            shortest = _count(tokenizer, problem.text(0)) + budget_room
             if shortest > length:
                 raise LongContextError(
                     f"context length {length} is too short for {task}: its question alone needs {shortest} tokens "
                     f"with the chat template and answer; use context lengths of at least {shortest}"
                 )
-            prompt, tokens = _fit(problem, tokenizer, length - budget_room)
+            units, tokens = _fit(problem, tokenizer, length - budget_room)
             docs.append({
-                "doc_id": f"{task}-{length}-{index:02d}", "prompt": prompt, "gold": problem.gold,
+                "doc_id": f"{task}-{length}-{index:02d}", "prompt": problem.prompt(units),
+                "answer_prefix": problem.answer_prefix, "gold": problem.gold,
                 "context_length": length, "depth": depth, "prompt_tokens": tokens,
             })
     return docs

@@ -94,10 +94,10 @@ def test_ids_lengths_and_depths(sets, task):
 def test_prompts_fill_the_length_with_room_for_template_and_answer(tokenizer, sets, task):
     for doc in sets[task]:
         budget = doc["context_length"] - CHAT_TEMPLATE_MARGIN - MAX_NEW_TOKENS
-        assert doc["prompt_tokens"] == count(tokenizer, doc["prompt"])
+        assert doc["prompt_tokens"] == count(tokenizer, doc["prompt"] + " " + doc["answer_prefix"])
         # one filler sentence more would not fit: the longest sentence is under 20 tokens
         assert budget - 20 < doc["prompt_tokens"] <= budget
-        rendered = render_prompt(doc["prompt"], tokenizer, "auto", "off")
+        rendered = render_prompt(doc["prompt"], tokenizer, "auto", "off") + doc["answer_prefix"]
         assert count(tokenizer, rendered) + MAX_NEW_TOKENS <= doc["context_length"]
 
 
@@ -136,7 +136,8 @@ def test_passkey_has_one_key_in_the_repeated_filler(sets):
     for doc in sets["passkey"]:
         (key,) = doc["gold"]
         assert re.fullmatch(r"[1-9]\d{4}", key)
-        assert doc["prompt"].count(key) == 2 and doc["prompt"].endswith("The pass key is")
+        assert doc["prompt"].count(key) == 2 and doc["prompt"].endswith("\n\nWhat is the pass key?")
+        assert doc["answer_prefix"] == "The pass key is"
         filler = haystack(doc["prompt"]).replace(f"The pass key is {key}. Remember it. {key} is the pass key.", "")
         assert set(re.findall(r"[A-Z][^.]*\.", filler)) == {
             "The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again."}
@@ -152,7 +153,7 @@ def test_niah_asks_for_exactly_one_key_among_distractors(sets):
         assert all(re.fullmatch(r"[1-9]\d{6}", value) for value in values)
         # no other number anywhere: the haystack is words only
         assert sorted(re.findall(r"\d+", doc["prompt"])) == sorted(values)
-        assert doc["prompt"].endswith(f"The special magic number for {asked} mentioned in the provided text is")
+        assert doc["answer_prefix"] == f"The special magic number for {asked} mentioned in the provided text is"
 
 
 def resolve(lines: list[str]) -> dict[str, str]:
@@ -260,7 +261,8 @@ def test_lm_eval_generates_and_grades_the_same_set(checkpoint, tokenizer, task):
     lm_task = loaded["tasks"][name]
     lm_task.build_all_requests()
     expected = make_docs(task, tokenizer, [1024], 2)
-    assert [instance.args[0] for instance in lm_task.instances] == [d["prompt"] for d in expected]
+    # without a chat template lm-eval sends the prompt, a space and the answer prefix (gen_prefix)
+    assert [instance.args[0] for instance in lm_task.instances] == [f"{d['prompt']} {d['answer_prefix']}" for d in expected]
     assert lm_task.instances[0].args[1]["max_gen_toks"] == MAX_NEW_TOKENS
     doc = lm_task.eval_docs[0]
     assert lm_task.process_results(doc, [" ".join(doc["gold"])]) == {"acc": 1.0}
