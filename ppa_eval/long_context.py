@@ -108,7 +108,7 @@ class LongContextError(ValueError):
 class _Problem:
     """One problem before its haystack is sized: `prompt(n)` is the user message with n filler units."""
     head: str                                 # text before the haystack
-    tail: str                                 # text after it: the question
+    question: str                             # text after it
     answer_prefix: str                        # the start of the answer, which the model continues
     filler: Callable[[int], list[str]]        # the first n filler units
     inserts: tuple[tuple[float, str], ...]    # (depth, line) in haystack order
@@ -125,7 +125,7 @@ class _Problem:
         # every earlier insert at the same place.
         for offset, (depth, line) in enumerate(self.inserts):
             units.insert(round(depth * n) + offset, line)
-        return self.head + self.separator.join(units) + self.tail
+        return self.head + self.separator.join(units) + self.question
 
 
 def _noise(n: int) -> list[str]:
@@ -160,7 +160,7 @@ def _passkey(rng: random.Random, depth: float) -> _Problem:
     return _Problem(
         head="There is an important piece of information hidden inside a lot of irrelevant text. "
              "Find it and memorize it. I will quiz you about the important information there.\n\n",
-        tail="\n\nWhat is the pass key?",
+        question="\n\nWhat is the pass key?",
         answer_prefix="The pass key is",
         filler=_noise,
         inserts=((depth, f"The pass key is {key}. Remember it. {key} is the pass key."),),
@@ -184,7 +184,7 @@ def _niah_multikey(rng: random.Random, depth: float) -> _Problem:
     return _Problem(
         head="Some special magic numbers are hidden within the following text. Make sure to memorize them. "
              "I will quiz you about one of them afterwards.\n\n",
-        tail=f"\n\nWhat is the special magic number for {keys[0]} mentioned in the provided text?",
+        question=f"\n\nWhat is the special magic number for {keys[0]} mentioned in the provided text?",
         answer_prefix=f"The special magic number for {keys[0]} mentioned in the provided text is",
         filler=_varied_text(rng),
         inserts=tuple(needles),
@@ -207,7 +207,7 @@ def _variable_chain(rng: random.Random, depth: float) -> tuple[list[str], str, t
     return names, value, tuple(zip(depths, lines))
 
 
-def _vt_text(names_count: int, value: str) -> tuple[str, str, str]:
+def _vt_wording(names_count: int, value: str) -> tuple[str, str, str]:
     """(head, question, answer prefix) in RULER's variable tracking wording."""
     return ("Memorize and track the chain of variable assignments hidden in the following text.\n\n",
             f"\n\nQuestion: Find all variables that are assigned the value {value} in the text above.",
@@ -217,9 +217,9 @@ def _vt_text(names_count: int, value: str) -> tuple[str, str, str]:
 
 def _variable_tracking(rng: random.Random, depth: float) -> _Problem:
     example_names, example_value, example_lines = _variable_chain(rng, rng.random() / 2)
-    example = _Problem(*_vt_text(len(example_names), example_value), _noise, example_lines, "\n", example_names)
+    example = _Problem(*_vt_wording(len(example_names), example_value), _noise, example_lines, "\n", example_names)
     names, value, lines = _variable_chain(rng, depth)
-    head, question, answer_prefix = _vt_text(len(names), value)
+    head, question, answer_prefix = _vt_wording(len(names), value)
     worked = example.text(VT_EXAMPLE_FILLER) + " " + " ".join(example_names) + "\n\n"
     return _Problem(worked + head, question, answer_prefix, _noise, lines, "\n", names)
 
