@@ -19,9 +19,9 @@ Real Context Size of Your Long-Context Language Models?"), read at commit c3f5e3
   problem with its answer) comes first.
 
 Each question is followed by an answer prefix (RULER's `answer_prefix`) that starts the model's
-turn: measured on SmolLM2-135M-Instruct at 1k tokens, the passkey answer prefix inside the user
-message gave 0 of 4 keys (the model rambled "The pass key is a magical item ..."), the same prefix
-after the chat template's generation prompt 4 of 4.
+turn: with the passkey answer prefix at the end of the user message SmolLM2-135M-Instruct found
+0 of 16 keys at 2k tokens (it rambled "The pass key is a magical item ..."); after the chat
+template's generation prompt it found 4 of 4 at 1k.
 
 All three are graded as RULER grades them (`string_match_all` in scripts/eval/synthetic/
 constants.py): every gold value must appear in the response. Unlike RULER, a value counts only as
