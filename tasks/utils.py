@@ -10,6 +10,8 @@ import datasets
 import yaml
 
 from ppa_eval.grading import grade
+from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LongContextError, make_docs
+from ppa_eval.long_context import grade as grade_long_context
 from ppa_eval.tasks import TASKS, load_splits
 
 
@@ -43,3 +45,30 @@ def process_math500(doc: dict, results: list[str]) -> dict[str, float]:
 
 def process_gsm8k(doc: dict, results: list[str]) -> dict[str, float]:
     return _process("gsm8k", doc, results)
+
+
+def long_context(long_context_task: str, pretrained: str | None = None, tokenizer: str | None = None,
+                 context_lengths=DEFAULT_CONTEXT_LENGTHS, per_length: int = 16, seed: int = 0,
+                 **_metadata) -> datasets.DatasetDict:
+    """The generated problems of a long-context task (ppa_eval.long_context) as a test split.
+
+    lm-eval hands `custom_dataset` the model args merged with `--metadata`, so the problems are
+    sized in the evaluated model's tokenizer (`pretrained`, or `tokenizer` where it is given) and
+    `--metadata '{"context_lengths": [2048], "per_length": 16, "seed": 0}'` chooses the set.
+    Lengths beyond the model's max_position_embeddings are refused."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    name = tokenizer or pretrained
+    if not name:
+        raise LongContextError(
+            "long-context tasks size their prompts in the model's tokenizer; pass --model_args pretrained=<path>"
+        )
+    max_context = getattr(AutoConfig.from_pretrained(name), "max_position_embeddings", None)
+    docs = make_docs(long_context_task, AutoTokenizer.from_pretrained(name), list(context_lengths),
+                     per_length, seed, max_context)
+    rows = [dict(doc, task=long_context_task) for doc in docs]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def process_long_context(doc: dict, results: list[str]) -> dict[str, float]:
+    return {"acc": float(grade_long_context(doc["task"], results[0], doc["gold"])[0])}
