@@ -396,6 +396,9 @@ def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | Non
     return _save(fig, path)
 
 
+DEPTH_BINS = 10
+
+
 def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
     """One PNG per run with long-context tasks: accuracy by needle depth (rows) and context length
     (columns), a panel per task, read from the samples (each holds its length and depth)."""
@@ -407,10 +410,12 @@ def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
         fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.2), squeeze=False)
         for ax, task in zip(axes[0], tasks):
             samples = pd.DataFrame(read_samples(Path(runs[runs["task"] == task].iloc[0].task_dir) / "samples.jsonl"))
-            grid = samples.pivot_table(index="depth", columns="context_length", values="correct", aggfunc="mean")
+            # depths in tenths, so that 40 problems per length make 10 rows of 4, not 40 rows of 1
+            samples["depth_bin"] = (samples["depth"] * DEPTH_BINS).astype(int).clip(upper=DEPTH_BINS - 1)
+            grid = samples.pivot_table(index="depth_bin", columns="context_length", values="correct", aggfunc="mean")
             image = ax.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
             ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
-            ax.set_yticks(range(len(grid.index)), [f"{d:.2f}" for d in grid.index], fontsize=6)
+            ax.set_yticks(range(len(grid.index)), [f"{b / DEPTH_BINS:.1f}-{(b + 1) / DEPTH_BINS:.1f}" for b in grid.index])
             ax.set_xlabel("context length (tokens)")
             ax.set_ylabel("depth of the answer in the context")
             ax.set_title(TASKS[task].label)
