@@ -12,6 +12,7 @@ import json
 import platform
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from hashlib import sha256
 from importlib import metadata
 from pathlib import Path
@@ -101,9 +102,17 @@ def manifest(checkpoint: Path, settings: Settings, generated: dict[str, str]) ->
 def _docs(task: TaskSpec, checkpoint: Path, settings: Settings) -> list[Doc]:
     if not task.generated:
         return load_docs(task, limit=settings.limit, source=settings.data_source)
-    return load_docs(task, limit=settings.limit, tokenizer=load_tokenizer(checkpoint),
-                     context_lengths=settings.context_lengths, seed=settings.seed,
-                     max_context=max_context(checkpoint))
+    lengths = None if settings.context_lengths is None else tuple(settings.context_lengths)
+    return _generated_docs(task.name, checkpoint, settings.limit, lengths, settings.seed)
+
+
+@lru_cache(maxsize=8)
+def _generated_docs(task: str, checkpoint: Path, limit: int | None, lengths: tuple[int, ...] | None,
+                    seed: int) -> list[Doc]:
+    """Made once per process: fitting 160 haystacks to 1k-8k tokens takes about 15 s, and a sweep
+    over p asks for the same set under every p."""
+    return load_docs(TASKS[task], limit=limit, tokenizer=load_tokenizer(checkpoint), context_lengths=lengths,
+                     seed=seed, max_context=max_context(checkpoint))
 
 
 def docs_sha256(docs: list[Doc]) -> str:
