@@ -349,7 +349,7 @@ def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") 
                        label=f"paper {what}")
         runs = _one_run_per_power(df, task)
         if not runs.empty:
-            error = [runs.accuracy - runs.ci_low, runs.ci_high - runs.accuracy]
+            error = _error_bars(runs)
             ax.errorbar([float(p) for p in runs.index], runs.accuracy, yerr=error, fmt="-o", color="tab:blue",
                         capsize=3, label="ours (95% CI)")
             for p, style, what in levels:
@@ -384,7 +384,7 @@ def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | Non
         for length, group in cells[cells["task"] == task].groupby("length"):
             group = group.sort_values("power")
             x = [float(p) for p in group["power"]]
-            error = [group.accuracy - group.ci_low, group.ci_high - group.accuracy]
+            error = _error_bars(group)
             ax.errorbar(x, group.accuracy, yerr=error, fmt="-o", capsize=3, markersize=4, label=f"{length} tokens")
         ax.set_title(TASKS[task].label)
         ax.set_xlabel("power p (attended keys grow as $L^{1+p}$)")
@@ -439,6 +439,12 @@ def write_report(results_dir: str | Path) -> tuple[str, list[Path]]:
     s_curves = plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png")
     written += ([s_curves] if s_curves else []) + plot_depth_heatmaps(df, results_dir)
     return render_tables(df, "md"), written
+
+
+def _error_bars(rows: pd.DataFrame) -> list[pd.Series]:
+    """Distances from each accuracy to its interval's ends; at 0 or 1 the Wilson bound can land a
+    rounding error inside the point, which matplotlib refuses as a negative length."""
+    return [(rows.accuracy - rows.ci_low).clip(lower=0), (rows.ci_high - rows.accuracy).clip(lower=0)]
 
 
 def _pyplot():

@@ -1,0 +1,57 @@
+"""How often two results directories give the same verdict on the same problem, run by run.
+
+Two paths through the same model and pattern (the Triton kernels against the exact SDPA mask,
+GPU bfloat16 against CPU float32) should differ only where rounding tips a greedy choice. Runs
+are matched by run name and task, problems by doc_id; only problems both sides scored count.
+Prints a table and writes results/bench/verdict_agreement_<label>.{json,md}.
+
+    python bench/verdict_agreement.py A_DIR B_DIR --label triton-vs-sdpa --what "H200 Triton kernel vs H200 SDPA mask"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ppa_eval.report import collect, power_text
+from ppa_eval.runs import read_verdicts
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
+
+
+def agreement(a_dir: Path, b_dir: Path) -> pd.DataFrame:
+    a, b = collect(a_dir), collect(b_dir)
+    b_dirs = {(row.run, row.task): Path(row.task_dir) for row in b.itertuples()}
+    rows = []
+    for row in a.itertuples():
+        if (row.run, row.task) not in b_dirs:
+            continue
+        ours = read_verdicts(Path(row.task_dir) / "samples.jsonl")
+        theirs = read_verdicts(b_dirs[row.run, row.task] / "samples.jsonl")
+        shared = sorted(ours.keys() & theirs.keys())
+        rows.append({"task": row.task, "power": power_text(row.power), "window": row.window, "problems": len(shared),
+                     "same_verdict": sum(ours[d] == theirs[d] for d in shared),
+                     "a_correct": sum(ours[d] for d in shared), "b_correct": sum(theirs[d] for d in shared)})
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    parser.add_argument("--label", required=True)
+    parser.add_argument("--what", required=True, help="what A and B are, with devices and the date")
+    args = parser.parse_args()
+    table = agreement(args.a, args.b)
+    total, same = int(table["problems"].sum()), int(table["same_verdict"].sum())
+    markdown = (f"# Verdict agreement: {args.what}\n\n{table.to_markdown(index=False)}\n\n"
+                f"All: {same} of {total} verdicts equal ({100 * same / total:.1f}%); correct: "
+                f"A {int(table['a_correct'].sum())}, B {int(table['b_correct'].sum())}.\n")
+    print(markdown)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"verdict_agreement_{args.label}.md").write_text(markdown)
+    (OUT / f"verdict_agreement_{args.label}.json").write_text(json.dumps(
+        {"what": args.what, "equal": same, "total": total, "rows": table.to_dict(orient="records")}, indent=1) + "\n")
