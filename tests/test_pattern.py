@@ -49,10 +49,17 @@ def test_paper_examples():
     assert full_causal().relative_positions(50).tolist() == list(range(1, 51))
 
 
-def test_float_pow_would_be_wrong_where_exact_is_right():
-    # 64 ** (1/3) is 3.9999999999999996 in float64, so a float mask drops j = 64 at p = 1/3.
-    assert int(64 ** (1 / 3)) == 3
-    assert 64 in PowerPattern("1/3", 0).relative_positions(100).tolist()
+@pytest.mark.parametrize("power, dtype", [("1/3", np.float64), ("2/3", np.float64), ("9/10", np.float32)])
+def test_exact_where_a_float_pow_mask_goes_wrong(power, dtype):
+    """The pattern equals the integer brute force at every j to 4,096, at powers where a float
+    `pow` mask (floor(j**p) in float64 or float32) marks some j wrongly: 64 ** (1/3) is
+    3.9999999999999996 in float64."""
+    p, length = Fraction(power), 4096
+    exact = [j for j in range(1, length + 1) if attends(p, 0, length, length - j + 1)]
+    j = np.arange(1, length + 1).astype(dtype)
+    steps = np.floor(j ** dtype(float(p))) - np.floor((j - 1) ** dtype(float(p)))
+    assert PowerPattern(power, 0).relative_positions(length).tolist() == exact
+    assert j[steps == 1].astype(int).tolist() != exact  # the case this exactness exists for
 
 
 @pytest.mark.parametrize(
