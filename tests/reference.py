@@ -23,3 +23,15 @@ def dense_mask(p: Fraction, w: int, attention_mask: torch.Tensor) -> torch.Tenso
     # a fully masked padding row would give NaN; let padding queries see themselves
     mask |= torch.eye(length, dtype=torch.bool)[None] & ~real[:, :, None]
     return mask[:, None]
+
+
+def left_padded_batch(vocab, lengths, seed=0):
+    """Random token ids [B, max(lengths)] and their attention mask, each row left-padded with 0."""
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(3, vocab, (len(lengths), width), generator=gen)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, width - n:] = 1
+        ids[row, : width - n] = 0
+    return ids, mask

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 from ppa_eval.engines import hf_attention
 from ppa_eval.engines.hf import HFEngine, load_model
 from ppa_eval.patterns import PowerPattern
-from reference import dense_mask
+from reference import dense_mask, left_padded_batch
 
 TOL = 1e-4  # float32, for one attention layer's output
 
@@ -30,17 +30,6 @@ def logits_tolerance(model, logits) -> float:
 
 def stock(checkpoint):
     return AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="sdpa").eval()
-
-
-def left_padded_batch(vocab, lengths, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    width = max(lengths)
-    ids = torch.randint(3, vocab, (len(lengths), width), generator=gen)
-    mask = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        mask[row, width - n:] = 1
-        ids[row, : width - n] = 0
-    return ids, mask
 
 
 def max_diff_on_real_tokens(a, b, mask):

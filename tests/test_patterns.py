@@ -19,9 +19,10 @@ import torch
 from ppa_eval.patterns import (PatternError, PowerAttention, PowerPattern, config_entries, format_spec, mask_mod,
                                match_cost, parse_spec, pattern_from_config)
 from ppa_eval.patterns.cost import MAX_DENOMINATOR
-from reference import floor_power
+from reference import floor_power, left_padded_batch
 
-REPO = Path(__file__).resolve().parents[1]
+# Not the repository root: there `python -m` would import the source tree instead of the installed package.
+RUN_DIR = Path(__file__).resolve().parent
 
 
 def attends(spec: str, i: int, k: int) -> bool:
@@ -66,7 +67,7 @@ def brute_layers(matrix: np.ndarray) -> list:
 
 def ppa_eval_json(*args):
     result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", *map(str, args), "--json"],
-                            capture_output=True, text=True, cwd=REPO)
+                            capture_output=True, text=True, cwd=RUN_DIR)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 
@@ -221,7 +222,7 @@ def test_bad_specs_name_the_fix(spec, fragment):
 ])
 def test_cli_errors(args, fragment):
     result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", *args, "--length", "64"],
-                            capture_output=True, text=True, cwd=REPO)
+                            capture_output=True, text=True, cwd=RUN_DIR)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert fragment in result.stderr, result.stderr
 
@@ -229,7 +230,7 @@ def test_cli_errors(args, fragment):
 def test_plot_with_receptive_field(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", "--attention",
                              "powerattention:block=4,window=1,sink=1", "--length", "300", "--layers", "4",
-                             "--plot", str(tmp_path / "m.png")], capture_output=True, text=True, cwd=REPO)
+                             "--plot", str(tmp_path / "m.png")], capture_output=True, text=True, cwd=RUN_DIR)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -238,17 +239,6 @@ def test_plot_with_receptive_field(tmp_path):
 
 ENGINE_SPECS = ["ppa:p=1/2,w=4,sink=3", "window:w=6,sink=2", "powerattention:block=1,window=1,sink=1",
                 "powerattention:block=8,window=1,sink=1", "powerattention:block=5,window=4,sink=0"]
-
-
-def left_padded(vocab, lengths, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    width = max(lengths)
-    ids = torch.randint(3, vocab, (len(lengths), width), generator=gen)
-    mask = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        mask[row, width - n:] = 1
-        ids[row, : width - n] = 0
-    return ids, mask
 
 
 def brute_batch_mask(spec, attention_mask):
@@ -291,7 +281,7 @@ def test_sdpa_engine_equals_stock_model_under_brute_force_mask(spec, tiny_llama)
 
     model = engine_model(tiny_llama, spec)
     stock = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32, attn_implementation="sdpa").eval()
-    ids, mask = left_padded(model.config.vocab_size, [90, 61, 77])
+    ids, mask = left_padded_batch(model.config.vocab_size, [90, 61, 77])
     real = mask.bool()
     with torch.no_grad():
         ours = model(ids, attention_mask=mask).logits[real]
@@ -303,7 +293,7 @@ def test_sdpa_engine_equals_stock_model_under_brute_force_mask(spec, tiny_llama)
 
 def test_cached_decode_counts_sinks_and_blocks_from_the_first_real_token(tiny_llama):
     model = engine_model(tiny_llama, "powerattention:block=4,window=1,sink=1")
-    ids, mask = left_padded(model.config.vocab_size, [30, 19], seed=1)
+    ids, mask = left_padded_batch(model.config.vocab_size, [30, 19], seed=1)
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
                              output_logits=True, return_dict_in_generate=True, pad_token_id=0)
