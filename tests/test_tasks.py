@@ -111,7 +111,8 @@ def test_hub_source_fails_clearly_when_offline(tmp_path):
         "    print('TaskError:', error)\n"
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)  # not the repository root, whose source tree would shadow the installed package
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith(
         "TaskError: cannot load openai/gsm8k from the Hugging Face hub (Couldn't reach 'openai/gsm8k' on the Hub"
