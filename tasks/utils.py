@@ -56,16 +56,15 @@ def long_context(long_context_task: str, pretrained: str | None = None, tokenize
     sized in the evaluated model's tokenizer (`pretrained`, or `tokenizer` where it is given) and
     `--metadata '{"context_lengths": [2048], "per_length": 16, "seed": 0}'` chooses the set.
     Lengths beyond the model's max_position_embeddings are refused."""
-    from transformers import AutoConfig, AutoTokenizer
+    from ppa_eval.engines.hf import load_tokenizer, max_context
 
     name = tokenizer or pretrained
     if not name:
         raise LongContextError(
             "long-context tasks size their prompts in the model's tokenizer; pass --model_args pretrained=<path>"
         )
-    max_context = getattr(AutoConfig.from_pretrained(name), "max_position_embeddings", None)
-    docs = make_docs(long_context_task, AutoTokenizer.from_pretrained(name), list(context_lengths),
-                     per_length, seed, max_context)
+    docs = make_docs(long_context_task, load_tokenizer(name), list(context_lengths), per_length, seed,
+                     max_context(name))
     rows = [dict(doc, task=long_context_task) for doc in docs]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
