@@ -13,7 +13,6 @@ gsm8k, second_opinion (math-verify), sandbox (the hard-limit worker process), er
 
 from ppa_eval.grading.errors import GradingError
 from ppa_eval.grading.grader import (
-    TASKS,
     Verdict,
     grade,
     grade_file,
@@ -24,6 +23,6 @@ from ppa_eval.grading.grader import (
 from ppa_eval.grading.gsm8k import gold_answer
 
 __all__ = [
-    "TASKS", "GradingError", "Verdict", "gold_answer", "grade", "grade_file", "grade_many",
+    "GradingError", "Verdict", "gold_answer", "grade", "grade_file", "grade_many",
     "grading_rules", "iter_grades",
 ]

@@ -45,8 +45,8 @@ from ppa_eval.grading.structure import Unordered, list_items, parse_answer
 
 logger = logging.getLogger("ppa_eval.grading")
 
-# Task name -> grading rules. gsm8k_cot differs from gsm8k only in its prompt.
-TASKS = {"math500": "math500", "gsm8k": "gsm8k", "gsm8k_cot": "gsm8k"}
+# The two sets of grading rules; which task uses which is the task registry's to say.
+RULES = ("math500", "gsm8k")
 # No MATH answer is this long; a response whose answer is, is wrong without sympy's opinion.
 MAX_ANSWER_CHARS = 10_000
 # Structure reading and comparison are decided in-process only below this size, where their
@@ -85,12 +85,14 @@ class Verdict:
 
 
 def grading_rules(task: str) -> str:
-    """The rules a task is graded by ("math500" or "gsm8k"); GradingError for unknown tasks."""
-    try:
-        return TASKS[task]
-    except KeyError:
-        known = ", ".join(sorted(TASKS))
-        raise GradingError(f"unknown task {task!r}: known tasks are {known}") from None
+    """The rules a task is graded by ("math500" or "gsm8k"): a rule's own name, or a task whose
+    registry entry names it (gsm8k_cot -> gsm8k); GradingError for anything else."""
+    from ppa_eval.tasks import TASKS  # the registry; imported here, it imports nothing of grading
+
+    graded = {name: task.grader for name, task in TASKS.items() if task.grader in RULES}
+    if task in graded:
+        return graded[task]
+    raise GradingError(f"unknown task {task!r}: known tasks are {', '.join(sorted(graded))}")
 
 
 def _is_list(normal_form: str) -> bool:
