@@ -35,3 +35,15 @@ def left_padded_batch(vocab, lengths, seed=0):
         mask[row, width - n:] = 1
         ids[row, : width - n] = 0
     return ids, mask
+
+
+def cached_and_full_logits(model, ids, mask, new_tokens: int):
+    """Greedy generation's logits step by step (cached decode) and the logits a single full forward
+    of the finished sequences gives at the same positions; with the generated token ids."""
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                             output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+        full_mask = torch.cat([mask, torch.ones(len(ids), new_tokens, dtype=torch.long)], dim=1)
+        full = model(out.sequences, attention_mask=full_mask).logits
+    # out.logits[t] predicts token prompt + t, as the full forward does at position prompt - 1 + t
+    return torch.stack(out.logits, dim=1), full[:, ids.shape[1] - 1 : -1], out.sequences[:, ids.shape[1]:]

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 from ppa_eval.engines import hf_attention
 from ppa_eval.engines.hf import HFEngine, load_model
 from ppa_eval.patterns import PowerPattern
-from reference import dense_mask, left_padded_batch
+from reference import cached_and_full_logits, dense_mask, left_padded_batch
 
 TOL = 1e-4  # float32, for one attention layer's output
 
@@ -65,16 +65,9 @@ def test_matches_stock_model_under_brute_force_mask(power, window, embedded_chec
 def test_cached_decode_equals_full_forward(embedded_checkpoint):
     engine_model, _ = load_model(embedded_checkpoint, PowerPattern("1/2", 4))
     ids, mask = left_padded_batch(engine_model.config.vocab_size, [40, 25], seed=1)
-    with torch.no_grad():
-        out = engine_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=24, do_sample=False,
-                                    output_logits=True, return_dict_in_generate=True, pad_token_id=0)
-        full_mask = torch.cat([mask, torch.ones(len(ids), 24, dtype=torch.long)], dim=1)
-        full = engine_model(out.sequences, attention_mask=full_mask).logits
-    prompt = ids.shape[1]
-    cached = torch.stack(out.logits, dim=1)  # [B, new, V]: logits for positions prompt-1 .. end-1
-    refed = full[:, prompt - 1 : -1]
+    cached, refed, generated = cached_and_full_logits(engine_model, ids, mask, 24)
     assert (cached - refed).abs().max().item() <= logits_tolerance(engine_model, refed)
-    assert torch.equal(refed.argmax(-1), out.sequences[:, prompt:])
+    assert torch.equal(refed.argmax(-1), generated)
 
 
 def test_left_padded_batch_equals_rows_alone(embedded_checkpoint):

@@ -19,7 +19,7 @@ import torch
 from ppa_eval.patterns import (PatternError, PowerAttention, PowerPattern, config_entries, format_spec, mask_mod,
                                match_cost, parse_spec, pattern_from_config)
 from ppa_eval.patterns.cost import MAX_DENOMINATOR
-from reference import floor_power, left_padded_batch
+from reference import cached_and_full_logits, floor_power, left_padded_batch
 
 # Not the repository root: there `python -m` would import the source tree instead of the installed package.
 RUN_DIR = Path(__file__).resolve().parent
@@ -294,12 +294,8 @@ def test_sdpa_engine_equals_stock_model_under_brute_force_mask(spec, tiny_llama)
 def test_cached_decode_counts_sinks_and_blocks_from_the_first_real_token(tiny_llama):
     model = engine_model(tiny_llama, "powerattention:block=4,window=1,sink=1")
     ids, mask = left_padded_batch(model.config.vocab_size, [30, 19], seed=1)
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
-                             output_logits=True, return_dict_in_generate=True, pad_token_id=0)
-        full_mask = torch.cat([mask, torch.ones(len(ids), 12, dtype=torch.long)], dim=1)
-        full = model(out.sequences, attention_mask=full_mask).logits
-    assert (torch.stack(out.logits, dim=1) - full[:, ids.shape[1] - 1:-1]).abs().max().item() <= 1e-4
+    cached, refed, _ = cached_and_full_logits(model, ids, mask, 12)
+    assert (cached - refed).abs().max().item() <= 1e-4
 
 
 def test_config_names_the_pattern_and_the_kernel_path_refuses_other_families(tiny_llama):
