@@ -431,14 +431,15 @@ def write_report(results_dir: str | Path) -> tuple[str, list[Path]]:
     markdown tables and the files written."""
     results_dir = Path(results_dir)
     df = collect(results_dir)
+    tables = {suffix: render_tables(df, fmt) for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"))}
     written = []
-    for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex")):
+    for suffix, text in tables.items():
         path = results_dir / f"table.{suffix}"
-        path.write_text(render_tables(df, fmt))
+        path.write_text(text)
         written.append(path)
     s_curves = plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png")
     written += ([s_curves] if s_curves else []) + plot_depth_heatmaps(df, results_dir)
-    return render_tables(df, "md"), written
+    return tables["md"], written
 
 
 def _error_bars(rows: pd.DataFrame) -> list[pd.Series]:
