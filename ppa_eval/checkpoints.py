@@ -1,13 +1,17 @@
-"""What a PPA checkpoint is: a Hugging Face model directory (or a GGUF file) plus its PPA settings.
+"""What a checkpoint is: a Hugging Face model directory (or a GGUF file) plus the attention pattern
+it was trained with.
 
-The convention: the checkpoint's config.json carries
+The convention: the checkpoint's config.json names the pattern as a spec string
+(ppa_eval.patterns.spec), or, for PPA, in the older keys, which keep working:
 
-    "ppa_power": "3/4",  "ppa_window": 64          (power as a decimal or fraction string, or a number)
+    "ppa_attention": "ppa:p=3/4,w=64"           (any family: "powerattention:block=64,window=1,sink=1", ...)
+or  "ppa_power": "3/4",  "ppa_window": 64
 or  "ppa": {"power": "3/4", "window": 64}
 
-`--power` / `--window` override; a flag that contradicts the config is an error unless `--force`.
-A sweep may also read p from a directory name (p0.75, ppa-0.875, p=0.5, swa, full) when the config
-has none; a name that says two things, or nothing, is reported, never guessed.
+`--attention SPEC`, or the PPA shorthand `--power` / `--window`, override; a flag that contradicts
+the config is an error unless `--force`. A sweep may also read p from a directory name (p0.75,
+ppa-0.875, p=0.5, swa, full) when the config has none; a name that says two things, or nothing, is
+reported, never guessed.
 """
 
 from __future__ import annotations
@@ -21,19 +25,19 @@ from pathlib import Path
 
 from ppa_eval.cache import cache_root
 from ppa_eval.errors import PPAEvalError
-from ppa_eval.patterns import PowerPattern, parse_power, parse_window
-
-DEFAULT_WINDOW = 64  # every variant in the paper was fine-tuned with w = 64
+from ppa_eval.patterns import (BlockPattern, PatternError, PowerPattern, format_spec, parse_power, parse_spec,
+                               parse_window, pattern_from_config, sort_key)
+from ppa_eval.patterns.spec import DEFAULT_WINDOW
 
 
 class CheckpointError(PPAEvalError):
-    """A checkpoint that cannot be found, read, or told apart from its PPA settings."""
+    """A checkpoint that cannot be found, read, or told apart from its attention pattern."""
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     path: Path
-    pattern: PowerPattern
+    pattern: BlockPattern
     name: str  # names its results directory: the path under the sweep root, "/" as "_"
 
 
@@ -54,44 +58,52 @@ def check_readable(path: Path) -> None:
         raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}; check its permissions") from None
 
 
-def config_settings(path: Path) -> tuple[Fraction | None, int | None]:
-    """(power, window) from a checkpoint's config.json, either one None where absent."""
+def config_pattern(path: Path) -> BlockPattern | None:
+    """The pattern a checkpoint's config.json names, None where it names none (a GGUF file never does)."""
     if path.suffix == ".gguf":
-        return None, None
+        return None
     try:
         config = json.loads((path / "config.json").read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path / 'config.json'} is not valid JSON ({error.msg} at line {error.lineno})") from None
-    return ppa_settings(config)
+    try:
+        return pattern_from_config(config)
+    except PatternError as error:
+        raise CheckpointError(f"{path / 'config.json'}: {error}") from None
 
 
-def ppa_settings(config: dict) -> tuple[Fraction | None, int | None]:
-    """(power, window) from a config dictionary in the convention above, either one None where absent."""
-    nested = config.get("ppa") if isinstance(config.get("ppa"), dict) else {}
-    power = config.get("ppa_power", nested.get("power"))
-    window = config.get("ppa_window", nested.get("window"))
-    return (None if power is None else parse_power(power)), (None if window is None else parse_window(window))
-
-
-def resolve_pattern(path: Path, power: str | None, window: str | None, force: bool = False) -> PowerPattern:
-    """The pattern to evaluate `path` under: its config, overridden by flags (checked unless force)."""
-    config_power, config_window = config_settings(path)
-    flag_power = None if power is None else parse_power(power)
-    flag_window = None if window is None else parse_window(window)
-    for what, flag, configured in (("power", flag_power, config_power), ("window", flag_window, config_window)):
-        if flag is not None and configured is not None and flag != configured and not force:
-            raise CheckpointError(
-                f"--{what} {flag} contradicts ppa_{what} {configured} in {path}'s config; "
-                f"drop the flag, or add --force to evaluate the checkpoint under a pattern it was not trained with"
-            )
-    final_power = flag_power if flag_power is not None else config_power
-    if final_power is None:
+def resolve_pattern(path: Path, power: str | None = None, window: str | None = None, force: bool = False,
+                    attention: str | None = None) -> BlockPattern:
+    """The pattern to evaluate `path` under: its config's, or the flags' (checked against it unless
+    force). --power and --window are PPA shorthand and change only what they name: `--power` keeps a
+    PPA config's window and sink, `--window` alone keeps its p."""
+    if attention is not None and (power is not None or window is not None):
+        raise CheckpointError("give either --attention SPEC or the PPA shorthand --power P [--window W], not both")
+    configured = config_pattern(path)
+    flagged = None
+    if attention is not None:
+        flagged = parse_spec(attention)
+    elif power is not None or window is not None:
+        ppa = configured if isinstance(configured, PowerPattern) else None
+        if power is None and ppa is None:
+            raise CheckpointError(f"--window changes the window of a PPA checkpoint, and {path} names "
+                                  f"{'no pattern' if configured is None else format_spec(configured)}; "
+                                  "pass --power P too, or --attention SPEC")
+        flagged = PowerPattern(parse_power(power) if power is not None else ppa.power,
+                               parse_window(window) if window is not None else ppa.window if ppa else DEFAULT_WINDOW,
+                               ppa.sink if ppa else 0)
+    if flagged is not None and configured is not None and flagged != configured and not force:
         raise CheckpointError(
-            f"{path} has no PPA settings; pass --power P (and --window W, default {DEFAULT_WINDOW}) "
-            f'or add "ppa_power" and "ppa_window" to its config.json'
+            f"the flags ask for {format_spec(flagged)}, which contradicts {format_spec(configured)} in {path}'s "
+            "config; drop the flags, or add --force to evaluate the checkpoint under a pattern it was not trained with"
         )
-    final_window = flag_window if flag_window is not None else config_window
-    return PowerPattern(final_power, DEFAULT_WINDOW if final_window is None else final_window)
+    pattern = flagged or configured
+    if pattern is None:
+        raise CheckpointError(
+            f"{path} has no PPA settings; pass --attention SPEC (e.g. ppa:p=3/4,w=64) or --power P (and --window W, "
+            f'default {DEFAULT_WINDOW}), or add "ppa_attention" to its config.json'
+        )
+    return pattern
 
 
 def parse_powers(text: str) -> list[Fraction]:
@@ -138,21 +150,20 @@ def power_from_name(name: str) -> Fraction | None:
 
 
 def discover(root: Path, window: str | None = None) -> tuple[list[Checkpoint], list[str]]:
-    """Checkpoints under `root` in order of p, and one line for each one that was skipped and why."""
+    """Checkpoints under `root` in order of pattern (PPA by p), and one line for each one that was skipped and why."""
     if not root.is_dir():
         raise CheckpointError(f"{root} is not a directory; ppa-eval sweep takes a directory of checkpoints")
     candidates = sorted({p.parent for p in root.rglob("config.json")} | set(root.rglob("*.gguf")))
     found, skipped = [], []
     for path in candidates:
         try:
-            config_power, _ = config_settings(path)
+            configured = config_pattern(path)
             name_power = power_from_name(path.stem if path.suffix == ".gguf" else path.name)
-            if config_power is not None and name_power is not None and config_power != name_power:
-                raise CheckpointError(f"its config says p={config_power} but its name says p={name_power}")
-            power = config_power if config_power is not None else name_power
-            if power is None:
-                raise CheckpointError("no ppa_power in its config and no p in its name")
-            pattern = resolve_pattern(path, str(power), window)
+            if isinstance(configured, PowerPattern) and name_power is not None and configured.power != name_power:
+                raise CheckpointError(f"its config says p={configured.power} but its name says p={name_power}")
+            if configured is None and name_power is None:
+                raise CheckpointError("no ppa_attention or ppa_power in its config and no p in its name")
+            pattern = resolve_pattern(path, None if configured else str(name_power), window)
         except CheckpointError as error:
             skipped.append(f"{path}: {error}")
             continue
@@ -165,7 +176,7 @@ def discover(root: Path, window: str | None = None) -> tuple[list[Checkpoint], l
         if len(paths) > 1:  # e.g. a/b_final and a_b/final: their results would share one directory
             raise CheckpointError(f"checkpoints {', '.join(map(str, paths))} would share the run name {name!r}; "
                                   "rename one of the directories")
-    found.sort(key=lambda c: (c.pattern.power, c.pattern.window, c.name))
+    found.sort(key=lambda c: (sort_key(c.pattern), c.name))
     return found, skipped
 
 

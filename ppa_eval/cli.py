@@ -93,7 +93,7 @@ def _pattern(args) -> None:
         print(f"mask plot written to {args.plot}")
 
 
-def _evaluation_settings(args, power: str, window: int):
+def _evaluation_settings(args):
     from ppa_eval.engines import EngineError
     from ppa_eval.evaluate import Settings
     from ppa_eval.tasks import parse_tasks
@@ -123,7 +123,7 @@ def _evaluation_settings(args, power: str, window: int):
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Settings(power=power, window=window, engine=args.engine, device=device, dtype=args.dtype,
+    return Settings(engine=args.engine, device=device, dtype=args.dtype,
                     attn_kernel="vllm-ppa" if args.engine == "vllm" else args.attn_kernel, batch_size=batch_size,
                     max_new_tokens=args.max_new_tokens, limit=args.limit, chat_template=args.chat_template or "auto",
                     thinking=args.thinking or "off", data_source=args.data_source, seed=args.seed, tasks=tasks,
@@ -171,15 +171,16 @@ def _evaluate(args) -> None:
     from ppa_eval.runs import check_writable
 
     if args.checkpoint is None:
-        if args.power is None:
-            raise UsageError("the embedded model has no PPA settings of its own; pass --power P (e.g. --power 0.75)")
+        if args.power is None and args.attention is None:
+            raise UsageError("the embedded model has no attention pattern of its own; pass --power P (e.g. --power 0.75) "
+                             "or --attention SPEC (e.g. powerattention:block=64,window=1,sink=1)")
         path, name = _embedded(args), EMBEDDED_NAME
     else:
         path = Path(args.checkpoint)
         check_readable(path)
         name = args.name or checkpoint_name(path)
-    pattern = resolve_pattern(path, args.power, args.window, args.force)
-    settings = _evaluation_settings(args, str(pattern.power), pattern.window)
+    pattern = resolve_pattern(path, args.power, args.window, args.force, args.attention)
+    settings = _evaluation_settings(args)
     out = Path(args.out)
     check_writable(out)
     run_dir = evaluate(path, name, pattern, settings, out, make_engine)
@@ -192,20 +193,21 @@ def _evaluate(args) -> None:
 def _sweep(args) -> None:
     from ppa_eval.engines import make_engine
     from ppa_eval.evaluate import evaluate
+    from ppa_eval.patterns import format_spec
     from ppa_eval.report import write_report
     from ppa_eval.runs import check_writable
 
     checkpoints = _sweep_checkpoints(args)
     out = Path(args.out)
     check_writable(out)
-    print("checkpoints, in order of p:\n" + "\n".join(f"  p={c.pattern.power} w={c.pattern.window}  {c.path}"
-                                                    for c in checkpoints))
+    print("checkpoints and their patterns, in order:\n" + "\n".join(f"  {format_spec(c.pattern)}  {c.path}"
+                                                                   for c in checkpoints))
     gpus = [g.strip() for g in (args.gpus or "").split(",") if g.strip()]
     if gpus:
         _sweep_on_gpus(args, checkpoints, gpus, out)
     else:
+        settings = _evaluation_settings(args)
         for checkpoint in checkpoints:
-            settings = _evaluation_settings(args, str(checkpoint.pattern.power), checkpoint.pattern.window)
             evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, make_engine)
     tables, written = write_report(out)
     print(tables)
@@ -213,15 +215,18 @@ def _sweep(args) -> None:
 
 
 def _sweep_checkpoints(args) -> list:
-    """What a sweep evaluates, in order of p: every checkpoint under a directory, each under its own p;
-    or, with --powers, one checkpoint (default: the embedded model) under each p, without training."""
+    """What a sweep evaluates, in order of pattern: every checkpoint under a directory, each under its
+    own pattern; or, with --powers and/or --attention, one checkpoint (default: the embedded model)
+    under each of those patterns, without training."""
     from ppa_eval.checkpoints import Checkpoint, check_readable, checkpoint_name, discover, parse_powers, resolve_pattern
     from ppa_eval.engines.embedded import EMBEDDED_NAME
+    from ppa_eval.patterns import sort_key
 
-    if args.powers is None:
+    if args.powers is None and not args.attention:
         if args.target is None:
-            raise UsageError("ppa-eval sweep takes a directory of checkpoints, or --powers P1,P2,... to evaluate "
-                             "one checkpoint (default: the embedded model) under each p")
+            raise UsageError("ppa-eval sweep takes a directory of checkpoints, or --powers P1,P2,... and/or "
+                             "--attention SPEC (repeatable) to evaluate one checkpoint (default: the embedded model) "
+                             "under each pattern")
         checkpoints, skipped = discover(Path(args.target), args.window)
         for line in skipped:
             print(f"skipped {line}", file=sys.stderr)
@@ -234,8 +239,10 @@ def _sweep_checkpoints(args) -> list:
         path = Path(args.target)
         check_readable(path)
         name = checkpoint_name(path)
-    return [Checkpoint(path, resolve_pattern(path, str(power), args.window, force=True), name)
-            for power in parse_powers(args.powers)]
+    powers = parse_powers(args.powers) if args.powers is not None else []
+    patterns = [resolve_pattern(path, str(power), args.window, force=True) for power in powers]
+    patterns += [resolve_pattern(path, force=True, attention=spec) for spec in args.attention or []]
+    return [Checkpoint(path, pattern, name) for pattern in sorted(set(patterns), key=sort_key)]
 
 
 def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
@@ -262,10 +269,11 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
 def evaluate_command(args, checkpoint, out: Path) -> list[str]:
     """The `ppa-eval evaluate` of one sweep checkpoint on a GPU: the same run name, pattern and settings
     a sequential sweep uses, so either kind of sweep resumes the other's runs. --force: under --powers
-    the p is the sweep's, not the checkpoint's."""
+    or --attention the pattern is the sweep's, not the checkpoint's."""
+    from ppa_eval.patterns import format_spec
+
     return [sys.executable, "-m", "ppa_eval.cli", "evaluate", str(checkpoint.path), "--name", checkpoint.name, "--force",
-            "--power", str(checkpoint.pattern.power), "--window", str(checkpoint.pattern.window), *_shared_flags(args),
-            "--device", "cuda", "--out", str(out)]
+            "--attention", format_spec(checkpoint.pattern), *_shared_flags(args), "--device", "cuda", "--out", str(out)]
 
 
 def _shared_flags(args) -> list[str]:
@@ -319,8 +327,12 @@ def _grade(args) -> None:
     print(json.dumps(summary), file=sys.stderr)
 
 
+ATTENTION_HELP = ("pattern spec: ppa:p=3/4,w=64[,sink=S], powerattention:block=B,window=W,sink=S (B = 1: token "
+                  "level), window:w=W[,sink=S] or full; see ppa-eval pattern")
+
+
 def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--window", help="window w in tokens (default: the checkpoint's, else 64)")
+    parser.add_argument("--window", help="PPA shorthand: window w in tokens (default: the checkpoint's, else 64)")
     parser.add_argument("--tasks", help=f"comma-separated, from: {', '.join(TASKS)} (default: {DEFAULT_TASKS}; "
                                         f"the embedded model: {EMBEDDED_DEFAULTS['tasks']})")
     parser.add_argument("--context-lengths", help="prompt lengths in tokens of the long-context tasks, e.g. 1024,2048 "
@@ -362,8 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("pattern", help="show which keys a query attends under an attention pattern")
-    p.add_argument("--attention", help="pattern spec: ppa:p=3/4,w=64[,sink=S], powerattention:block=B,window=W,sink=S, "
-                                       "window:w=W[,sink=S] or full")
+    p.add_argument("--attention", help=ATTENTION_HELP)
     p.add_argument("--power", help="PPA shorthand: p in [0, 1], a decimal (0.75) or a fraction (1/3)")
     p.add_argument("--window", help="PPA shorthand: window w in tokens (default 64)")
     p.add_argument("--length", type=int, required=True, help="sequence length L")
@@ -376,18 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-size", type=int, default=128, help="largest L drawn in the mask plot (default 128)")
     p.set_defaults(run=_pattern)
 
-    p = commands.add_parser("evaluate", help="evaluate one checkpoint (default: the embedded model) under PPA")
+    p = commands.add_parser("evaluate", help="evaluate one checkpoint (default: the embedded model) under its "
+                                             "attention pattern")
     p.add_argument("checkpoint", nargs="?", help="model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--power", help="p in [0, 1] (default: the checkpoint's ppa_power)")
-    p.add_argument("--force", action="store_true", help="allow --power/--window that contradict the checkpoint's config")
+    p.add_argument("--attention", help=ATTENTION_HELP + " (default: the checkpoint's ppa_attention)")
+    p.add_argument("--power", help="PPA shorthand: p in [0, 1] (default: the checkpoint's)")
+    p.add_argument("--force", action="store_true",
+                   help="allow --attention/--power/--window that contradict the checkpoint's config")
     p.add_argument("--name", help=argparse.SUPPRESS)  # the run name a sweep gave this checkpoint
     _add_evaluation_flags(p)
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("sweep", help="evaluate every checkpoint under a directory, or one checkpoint under "
-                                          "several p (--powers), in order of p (resumable)")
-    p.add_argument("target", nargs="?", help="a directory of checkpoints; with --powers one checkpoint "
+                                          "several patterns (--powers, --attention), in order (resumable)")
+    p.add_argument("target", nargs="?", help="a directory of checkpoints; with --powers or --attention one checkpoint "
                                              "(default: the embedded model)")
+    p.add_argument("--attention", action="append", metavar="SPEC",
+                   help="evaluate TARGET under this pattern too; repeat for several. " + ATTENTION_HELP)
     p.add_argument("--powers", help="evaluate TARGET under each p, training-free: 0,1/2,1 or a range "
                                     "start:stop:step such as 0:1:1/8 (both ends included), or both: 0:1:1/8,15/16")
     p.add_argument("--gpus", help="comma-separated GPU ids: one checkpoint per GPU at a time")

@@ -1,4 +1,4 @@
-"""One checkpoint under its PPA pattern on the benchmark tasks:
+"""One checkpoint under its attention pattern on the benchmark tasks:
 checkpoint -> engine (with mask) -> task prompts -> generations -> grader -> results on disk.
 
 Work is planned as fixed batches (prompts sorted by length, then cut every batch_size), and a
@@ -23,17 +23,16 @@ from ppa_eval import __version__
 from ppa_eval.checkpoints import content_sha256
 from ppa_eval.engines.hf import default_attn_kernel, load_tokenizer, max_context, resolve_dtype
 from ppa_eval.lm_eval_metrics import lm_eval_scores
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.patterns import BlockPattern
 from ppa_eval.prompts import render_prompt
-from ppa_eval.runs import (RESULT_SETTINGS, append_lines, check_manifest, exclusive, read_samples, run_name,
-                           sample_record, task_metrics, write_json_atomic)
+from ppa_eval.runs import (RESULT_SETTINGS, append_lines, check_manifest, exclusive, pattern_fields, read_samples,
+                           run_name, sample_record, task_metrics, write_json_atomic)
 from ppa_eval.tasks import TASKS, Doc, TaskSpec, load_docs
 
 
 @dataclass
 class Settings:
-    power: str
-    window: int
+    """How a run generates and grades (the pattern is the run's other half, passed beside it)."""
     engine: str = "hf"
     device: str = "cpu"
     dtype: str = "auto"
@@ -70,19 +69,18 @@ def _installed(distribution: str) -> str:
         return "not installed"
 
 
-def manifest(checkpoint: Path, settings: Settings, generated: dict[str, str]) -> dict:
+def manifest(checkpoint: Path, pattern: BlockPattern, settings: Settings, generated: dict[str, str]) -> dict:
     """What the run is: `generated` holds the sha256 of each generated task's problem set."""
     tasks = TASKS.values()  # all of them, so a later run may add tasks
     dtype = resolve_dtype(settings.dtype, settings.device)
     return {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": content_sha256(checkpoint),
-        "power": settings.power,
-        "window": settings.window,
+        **pattern_fields(pattern),
         "engine": settings.engine,
         "engine_options": settings.engine_options,
         "dtype": str(dtype).removeprefix("torch."),
-        "attn_kernel": settings.attn_kernel or default_attn_kernel(settings.device),
+        "attn_kernel": settings.attn_kernel or default_attn_kernel(settings.device, pattern),
         "device": settings.device,
         "batch_size": settings.batch_size,
         "max_new_tokens": settings.max_new_tokens,
@@ -129,8 +127,8 @@ def plan_batches(docs: list[Doc], prompts: dict[str, str], batch_size: int) -> l
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def evaluate_task(engine, task: TaskSpec, docs: list[Doc], settings: Settings, task_dir: Path,
-                  checkpoint: str) -> dict:
+def evaluate_task(engine, task: TaskSpec, docs: list[Doc], pattern: BlockPattern, settings: Settings,
+                  task_dir: Path, checkpoint: str) -> dict:
     """Generate and grade every unfinished batch of `task`, then write its metrics."""
     metrics_path = task_dir / "metrics.json"
     samples_path = task_dir / "samples.jsonl"
@@ -154,13 +152,12 @@ def evaluate_task(engine, task: TaskSpec, docs: list[Doc], settings: Settings, t
         progress.update(len(batch))
         progress.set_postfix(tok_s=f"{sum(g.completion_tokens for g in generations) / seconds:.1f}")
     progress.close()
-    result = task_metrics(task.name, read_samples(samples_path), checkpoint, settings.power, settings.window,
-                          settings.limit)
+    result = task_metrics(task.name, read_samples(samples_path), checkpoint, pattern, settings.limit)
     write_json_atomic(metrics_path, result)
     return result
 
 
-def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Settings, out: Path,
+def evaluate(checkpoint: Path, name: str, pattern: BlockPattern, settings: Settings, out: Path,
              engine_factory) -> Path:
     """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are
     skipped; the engine is closed before returning, so a sweep holds one model at a time."""
@@ -172,7 +169,8 @@ def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Setti
         generated = {t.name: _docs(t, checkpoint, settings) for t in tasks if t.generated}
         # checked before skipping finished tasks: results made with other settings are never reused
         check_manifest(run_dir / "manifest.json",
-                       manifest(checkpoint, settings, {name: docs_sha256(docs) for name, docs in generated.items()}),
+                       manifest(checkpoint, pattern, settings,
+                                {name: docs_sha256(docs) for name, docs in generated.items()}),
                        RESULT_SETTINGS)
         unfinished = [t for t in tasks if not (run_dir / t.name / "metrics.json").exists()]
         if not unfinished:
@@ -181,7 +179,7 @@ def evaluate(checkpoint: Path, name: str, pattern: PowerPattern, settings: Setti
         try:
             for task in unfinished:
                 docs = generated.get(task.name) or _docs(task, checkpoint, settings)
-                evaluate_task(engine, task, docs, settings, run_dir / task.name, str(checkpoint))
+                evaluate_task(engine, task, docs, pattern, settings, run_dir / task.name, str(checkpoint))
         finally:
             engine.close()
     return run_dir

@@ -1,10 +1,16 @@
-"""Results directories -> tables, the paper's Table 1 beside ours, the S-curve, paired significance.
+"""Results directories -> tables, the paper's Table 1 beside ours, the S-curve, paired significance,
+and patterns of different families compared at equal cost.
 
 `ppa-eval evaluate` writes one directory per (checkpoint, pattern) run, holding manifest.json
 and one sub-directory per task with samples.jsonl and metrics.json. `collect` gathers every
 finished task (a metrics.json, found recursively, so sweeps nested one level deeper work) into a
 DataFrame with one row per (run, task); the render and plot functions read only that frame, and
 paired significance reads the samples.jsonl files the frame points to.
+
+The paper's tables and S-curves are over p, so they read the sink-free PPA runs (its p = 0 and
+p = 1 ends included: window and full); runs of other patterns (PowerAttention, sinks) appear in
+the per-run tables and, for long context, beside PPA at their cost: attended pairs as a fraction
+of dense causal attention at each context length.
 
 Every p is scored on the same problems, so two runs are compared problem by problem: an exact
 McNemar test on the problems that exactly one of the two runs gets right.
@@ -24,7 +30,7 @@ from ppa_eval.errors import PPAEvalError
 from ppa_eval.runs import read_metrics, read_samples, read_verdicts
 from ppa_eval.stats import accuracy_ci, mcnemar_exact
 from ppa_eval.tasks import TASKS
-from ppa_eval.patterns import format_power, parse_power
+from ppa_eval.patterns import PowerPattern, dense_pairs, pairs, parse_power, parse_spec, series, sort_key
 
 PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))
 # Our task -> its heading in the paper's Table 1 (the CSV's columns are our task names).
@@ -62,11 +68,19 @@ def _unfinished_notes(run_dirs: set[Path], finished: set[Path], results_dir: Pat
     return notes
 
 
-def collect(results_dir: str | Path) -> pd.DataFrame:
-    """One row per finished (run, task) under results_dir, sorted by power, window, run, task.
+def _on_p_curve(pattern) -> bool:
+    """Sink-free PPA, the paper's family: the runs a curve over p is drawn from."""
+    return isinstance(pattern, PowerPattern) and not pattern.sink
 
-    Columns: run (run directory relative to results_dir), task_dir, checkpoint, power (Fraction),
-    power_str, window, task, accuracy, ci_low, ci_high, n, and every other metrics.json key as is.
+
+def collect(results_dir: str | Path) -> pd.DataFrame:
+    """One row per finished (run, task) under results_dir, sorted by pattern (PPA by p, window,
+    sink; then PowerAttention), run, task.
+
+    Columns: run (run directory relative to results_dir), task_dir, checkpoint, attention (the
+    spec), series (ppa_eval.patterns.series), p_curve (sink-free PPA), power (Fraction; None
+    outside PPA), power_str, window (PPA's; None outside PPA), task, accuracy, ci_low, ci_high, n,
+    and every other metrics.json key as is.
     Lines about unfinished runs or limited evaluations are in `df.attrs["notes"]`.
     """
     results_dir = Path(results_dir)
@@ -76,19 +90,23 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
     rows, runs = [], {}
     for path in metrics_files:
         metrics = read_metrics(path)
+        pattern = metrics.pop("pattern")
         run_dir = path.parent.parent
         name = _run_name(run_dir, results_dir)
-        pattern = (metrics["checkpoint"], metrics["power"], metrics["window"])
-        if runs.setdefault(run_dir, pattern) != pattern:
-            described = [f"checkpoint {c!r}, p={p}, w={w}" for c, p, w in (pattern, runs[run_dir])]
+        identity = (metrics["checkpoint"], metrics["attention"])
+        if runs.setdefault(run_dir, identity) != identity:
+            described = [f"checkpoint {c!r}, {a}" for c, a in (identity, runs[run_dir])]
             raise ReportError(
                 f"{path}: {described[0]} differs from the run's other tasks ({described[1]}); "
                 "one run directory holds one checkpoint and pattern"
             )
         low, high = metrics.pop("ci95")
         rows.append({"run": name, "task_dir": str(path.parent), **metrics, **metrics.pop("lm_eval", {}),
-                     "power_str": format_power(metrics["power"]), "ci_low": low, "ci_high": high})
-    df = pd.DataFrame(rows).sort_values(["power", "window", "run", "task"], ignore_index=True)
+                     "series": series(pattern), "p_curve": _on_p_curve(pattern),
+                     "power_str": "" if metrics["power"] is None else str(metrics["power"]),
+                     "ci_low": low, "ci_high": high, "_order": sort_key(pattern)})
+    rows.sort(key=lambda row: (row["_order"], row["run"], row["task"]))
+    df = pd.DataFrame(rows).drop(columns="_order")
     duplicated = df[df.duplicated(["run", "task"], keep=False)]
     if not duplicated.empty:
         first = duplicated.iloc[0]
@@ -111,11 +129,11 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
 def paired_significance(df: pd.DataFrame, task: str) -> pd.DataFrame:
     """Each run of `task` against the full-attention (p = 1) run, paired by doc_id.
 
-    Columns: run, power, window, pairs (problems both runs scored), b (this run right, full
+    Columns: run, attention, pairs (problems both runs scored), b (this run right, full
     wrong), c (this run wrong, full right), p_value (exact McNemar, two-sided).
     """
     runs = df[df["task"] == task]
-    full = runs[runs["power"] == 1]
+    full = runs[(runs["power"] == 1) & runs["p_curve"]]
     if full.empty:
         raise ReportError(
             f"no full-attention (p=1) run for {task}; evaluate p=1 to test the others against it"
@@ -131,7 +149,7 @@ def paired_significance(df: pd.DataFrame, task: str) -> pd.DataFrame:
         paired = ours.keys() & reference.keys()
         b = sum(ours[d] and not reference[d] for d in paired)
         c = sum(reference[d] and not ours[d] for d in paired)
-        rows.append({"run": run.run, "power": run.power, "window": run.window,
+        rows.append({"run": run.run, "attention": run.attention,
                      "pairs": len(paired), "b": b, "c": c, "p_value": mcnemar_exact(b, c)})
     return pd.DataFrame(rows)
 
@@ -184,7 +202,7 @@ def attention_type(power: Fraction) -> str:
 
 
 def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") -> str:
-    """One row per run, by power then window: accuracy in percent, its 95% CI and n per task.
+    """One row per run, in pattern order: accuracy in percent, its 95% CI and n per task.
 
     `metric` picks another per-problem score instead of our grader's accuracy, e.g. lm-eval's
     `lm_eval_strict_match` (its Wilson interval is computed the same way); "-" where a task lacks it.
@@ -197,9 +215,8 @@ def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") ->
         df["accuracy"] = df[metric]
         intervals = [accuracy_ci(round(value * n), n) for value, n in zip(df[metric], df["n"])]
         df["ci_low"], df["ci_high"] = [low for low, _ in intervals], [high for _, high in intervals]
-    runs = df.drop_duplicates("run")  # collect sorted df by power, then window
-    table = pd.DataFrame({"run": list(runs["run"]), "power": [power_text(p) for p in runs["power"]],
-                          "window": [str(w) for w in runs["window"]]})
+    runs = df.drop_duplicates("run")  # collect sorted df by pattern
+    table = pd.DataFrame({"run": list(runs["run"]), "attention": list(runs["attention"])})
     order = {task: rank for rank, task in enumerate(TASK_ORDER)}
     for task in sorted(df["task"].unique(), key=lambda t: (order.get(t, len(order)), t)):
         cells = {row.run: _task_cells(row) for row in df[df["task"] == task].itertuples()}
@@ -208,44 +225,68 @@ def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") ->
     return _render(table, fmt)
 
 
+LONG_CONTEXT_COLUMNS = ["run", "task", "task_dir", "attention", "series", "p_curve", "power", "length",
+                        "fraction_of_dense", "accuracy", "ci_low", "ci_high", "n"]
+
+
 def long_context_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, long-context task, context length): run, task, power, window, length,
-    accuracy, ci_low, ci_high, n; from the `by_length` entries of metrics.json."""
+    """One row per (run, long-context task, context length), in collect's order, from the
+    `by_length` entries of metrics.json; `fraction_of_dense` is the pattern's cost at that length
+    (attended pairs over the causal square, as a fraction of dense attention's)."""
     rows = []
     if "by_length" in df:
         for row in df[df["by_length"].notna()].itertuples():
+            pattern = parse_spec(row.attention)
             for length, cell in row.by_length.items():
-                rows.append({"run": row.run, "task": row.task, "task_dir": row.task_dir, "power": row.power,
-                             "window": row.window, "length": int(length), "accuracy": cell["accuracy"],
-                             "ci_low": cell["ci95"][0], "ci_high": cell["ci95"][1], "n": cell["n"]})
-    return pd.DataFrame(rows, columns=["run", "task", "task_dir", "power", "window", "length", "accuracy",
-                                       "ci_low", "ci_high", "n"])
+                length = int(length)
+                rows.append({"run": row.run, "task": row.task, "task_dir": row.task_dir, "attention": row.attention,
+                             "series": row.series, "p_curve": row.p_curve, "power": row.power, "length": length,
+                             "fraction_of_dense": pairs(pattern, length) / dense_pairs(length),
+                             "accuracy": cell["accuracy"], "ci_low": cell["ci95"][0], "ci_high": cell["ci95"][1],
+                             "n": cell["n"]})
+    return pd.DataFrame(rows, columns=LONG_CONTEXT_COLUMNS)
+
+
+def _cell(row) -> str:
+    return f"{100 * row.accuracy:.1f} [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}] ({row.n})"
 
 
 def render_long_context_table(df: pd.DataFrame, fmt: str = "md") -> str | None:
-    """Long-context accuracy by p (rows) and context length (columns), per task: percent [95% CI] (n).
-    None when the results hold no long-context task."""
+    """Long-context accuracy by pattern (rows) and context length (columns), per task:
+    percent [95% CI] (n). None when the results hold no long-context task."""
     cells = long_context_rows(df)
     if cells.empty:
         return None
     lengths = sorted(cells["length"].unique())
     rows = []
     for (task, run), group in cells.groupby(["task", "run"], sort=False):
-        first = group.iloc[0]
-        by_length = {r.length: f"{100 * r.accuracy:.1f} [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] ({r.n})"
-                     for r in group.itertuples()}
-        rows.append({"task": TASKS[task].label if task in TASKS else task, "power": first.power,
-                     "window": str(first.window), "run": run,
-                     **{f"{length} tokens": by_length.get(length, "-") for length in lengths}})
-    table = pd.DataFrame(rows).sort_values(["task", "power", "window", "run"], kind="stable")
-    table["power"] = [power_text(p) for p in table["power"]]
+        by_length = {r.length: _cell(r) for r in group.itertuples()}
+        rows.append({"task": TASKS[task].label if task in TASKS else task, "attention": group.iloc[0].attention,
+                     "run": run, **{f"{length} tokens": by_length.get(length, "-") for length in lengths}})
+    return _render(pd.DataFrame(rows).sort_values("task", kind="stable"), fmt)
+
+
+def render_cost_table(df: pd.DataFrame, fmt: str = "md") -> str | None:
+    """Long-context accuracy against cost, for comparing pattern families: one row per (task,
+    length, pattern), cheapest first, with the pattern's attended pairs as a percentage of dense.
+    None unless the results hold long-context runs of more than one series."""
+    cells = long_context_rows(df)
+    if cells.empty or cells["series"].nunique() < 2:
+        return None
+    cells = cells.sort_values(["task", "length", "fraction_of_dense", "series"], kind="stable",
+                              key=lambda column: column.map(TASK_ORDER.index) if column.name == "task" else column)
+    table = pd.DataFrame({"task": [TASKS[t].label for t in cells["task"]], "tokens": cells["length"].astype(str),
+                          "% of dense": [f"{100 * f:.2f}" for f in cells["fraction_of_dense"]],
+                          "series": cells["series"], "attention": cells["attention"],
+                          "accuracy % [95% CI] (n)": [_cell(r) for r in cells.itertuples()]})
     return _render(table, fmt)
 
 
 def render_tables(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") -> str:
-    """Every table a results directory has: `metric` per run and task, then long context by length."""
-    long_context = render_long_context_table(df, fmt)
-    return render_table(df, fmt, metric) + ("" if long_context is None else "\n" + long_context)
+    """Every table a results directory has: `metric` per run and task, then long context by length,
+    then long context against cost when several pattern families were run."""
+    extra = [table for table in (render_long_context_table(df, fmt), render_cost_table(df, fmt)) if table]
+    return "\n".join([render_table(df, fmt, metric), *extra])
 
 
 def _task_cells(row) -> dict[str, str]:
@@ -271,8 +312,8 @@ def render_paper_table(fmt: str = "md") -> str:
 
 
 def _one_run_per_power(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """The runs of `task` indexed by power; the paper has one number per p, so we need one run."""
-    runs = df[df["task"] == task]
+    """The sink-free PPA runs of `task` indexed by power; the paper has one number per p, so we need one run."""
+    runs = df[(df["task"] == task) & df["p_curve"]]
     repeated = runs[runs["power"].duplicated(keep=False)]
     if not repeated.empty:
         power = repeated["power"].iloc[0]
@@ -320,7 +361,7 @@ def render_reproduction(df: pd.DataFrame, fmt: str = "md", gsm8k_task: str = "gs
 
 def _p_values_or_empty(df: pd.DataFrame, task: str) -> dict[str, float]:
     """run -> McNemar p against our p = 1 run; empty (shown as "-") when there is no p = 1 run."""
-    if not ((df["task"] == task) & (df["power"] == 1)).any():
+    if not ((df["task"] == task) & (df["power"] == 1) & df["p_curve"]).any():
         return {}
     tests = paired_significance(df, task)
     return dict(zip(tests["run"], tests["p_value"]))
@@ -373,8 +414,10 @@ def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") 
 
 
 def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | None:
-    """Accuracy against p, one panel per long-context task, one line per context length, with 95% CIs."""
+    """Accuracy against p (sink-free PPA runs), one panel per long-context task, one line per context
+    length, with 95% CIs."""
     cells = long_context_rows(df)
+    cells = cells[cells["p_curve"].astype(bool)]
     if cells.empty:
         return None
     plt = _pyplot()
@@ -393,6 +436,38 @@ def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | Non
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_equal_cost(df: pd.DataFrame, path: str | Path) -> Path | None:
+    """Long-context accuracy against cost (attended pairs as a fraction of dense, log scale), one
+    line per series (family and sink), a panel per task and context length: pattern families
+    compared at equal cost. None unless the results hold long-context runs of several series."""
+    cells = long_context_rows(df)
+    if cells.empty or cells["series"].nunique() < 2:
+        return None
+    plt = _pyplot()
+    tasks = sorted(cells["task"].unique(), key=TASK_ORDER.index)
+    lengths = sorted(cells["length"].unique())
+    fig, axes = plt.subplots(len(tasks), len(lengths), figsize=(4.2 * len(lengths), 3.6 * len(tasks)),
+                             squeeze=False, sharey=True)
+    for task_axes, task in zip(axes, tasks):
+        for ax, length in zip(task_axes, lengths):
+            here = cells[(cells["task"] == task) & (cells["length"] == length)]
+            for name, group in here.groupby("series", sort=False):
+                group = group.sort_values("fraction_of_dense")
+                ax.errorbar(group.fraction_of_dense, group.accuracy, yerr=_error_bars(group), fmt="-o", capsize=3,
+                            markersize=4, label=name)
+            ax.set_xscale("log")
+            ax.set_title(f"{TASKS[task].label}, {length:,} tokens", fontsize=9)
+            ax.set_xlabel("attended pairs / dense causal pairs")
+            ax.set_ylim(-0.03, 1.03)
+            ax.grid(alpha=0.3)
+        task_axes[0].set_ylabel("accuracy (95% CI)")
+    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 6), fontsize=8.5,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.06 if len(tasks) > 1 else 0.1, 1, 1))
     return _save(fig, path)
 
 
@@ -419,8 +494,7 @@ def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
             ax.set_xlabel("context length (tokens)")
             ax.set_ylabel("depth of the answer in the context")
             ax.set_title(TASKS[task].label)
-        first = runs.iloc[0]
-        fig.suptitle(f"{run}: p = {power_text(first.power)}, w = {first.window}")
+        fig.suptitle(f"{run}: {runs.iloc[0].attention}")
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
         paths.append(_save(fig, Path(directory) / f"heatmap_{run.replace('/', '_')}.png"))
     return paths
@@ -437,8 +511,9 @@ def write_report(results_dir: str | Path) -> tuple[str, list[Path]]:
         path = results_dir / f"table.{suffix}"
         path.write_text(text)
         written.append(path)
-    s_curves = plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png")
-    written += ([s_curves] if s_curves else []) + plot_depth_heatmaps(df, results_dir)
+    plots = (plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png"),
+             plot_equal_cost(df, results_dir / "equal_cost.png"))
+    written += [plot for plot in plots if plot] + plot_depth_heatmaps(df, results_dir)
     return tables["md"], written
 
 

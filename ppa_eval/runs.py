@@ -1,7 +1,7 @@
 """The run format, defined here only: the layout on disk, what each file holds, how it is written
 (atomically, resumably) and how it is read back and validated.
 
-    OUT/<run>/manifest.json            what was run: checkpoint + hash, p, w, engine, versions, settings
+    OUT/<run>/manifest.json            what was run: checkpoint + hash, attention pattern, engine, versions, settings
     OUT/<run>/<task>/samples.jsonl     one line per finished problem (`sample_record`), appended batch by batch
     OUT/<run>/<task>/metrics.json      written last (`task_metrics`): its presence means the task is finished
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
-from ppa_eval.patterns import PatternError, parse_power
+from ppa_eval.patterns import BlockPattern, PatternError, PowerPattern, format_spec, parse_spec
 from ppa_eval.stats import accuracy_ci
 
 
@@ -33,16 +33,40 @@ class RunError(PPAEvalError):
 
 # Manifest keys that change what a run computes: a resumed run must match every one of them,
 # library versions included (a run must not mix generations of two software stacks).
-RESULT_SETTINGS = ("checkpoint_sha256", "power", "window", "engine", "dtype", "attn_kernel", "batch_size",
+RESULT_SETTINGS = ("checkpoint_sha256", "attention", "engine", "dtype", "attn_kernel", "batch_size",
                    "max_new_tokens", "limit", "chat_template", "thinking", "data_source", "seed", "tasks",
                    "context_lengths", "generated_sha256", "versions")
 # Of those, per-task tables: a resumed run may add tasks, and the entries both runs have must agree.
 PER_TASK_SETTINGS = ("generated_sha256",)
 
 
-def run_name(checkpoint_name: str, pattern) -> str:
-    """The directory of one (checkpoint, pattern) run: `<checkpoint>__p<p>_w<w>`, "/" in p as "-"."""
-    return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
+def run_name(checkpoint_name: str, pattern: BlockPattern) -> str:
+    """The directory of one (checkpoint, pattern) run: `<checkpoint>__p<p>_w<w>` for sink-free PPA
+    (the name runs have always had), else `<checkpoint>__` and the spec with its punctuation made
+    safe for a file name, e.g. `__powerattention_block64_window1_sink1`, `__ppa_p3-4_w64_sink4`."""
+    if isinstance(pattern, PowerPattern) and not pattern.sink:
+        return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
+    spec = format_spec(pattern)
+    return f"{checkpoint_name}__" + spec.replace(":", "_").replace(",", "_").replace("=", "").replace("/", "-")
+
+
+def pattern_fields(pattern: BlockPattern) -> dict:
+    """How manifest.json and metrics.json name the pattern: its spec, and for PPA also p and w,
+    which the paper's tables and S-curves are keyed on (and which runs made before specs have)."""
+    fields = {"attention": format_spec(pattern)}
+    if isinstance(pattern, PowerPattern):
+        fields |= {"power": str(pattern.power), "window": pattern.window}
+    return fields
+
+
+def _with_attention(record: dict) -> dict:
+    """A manifest or metrics.json made before specs names PPA by power and window only: add its spec
+    (PatternError when those do not name a pattern)."""
+    if "attention" in record or "power" not in record:
+        return record
+    if not isinstance(record["power"], (str, int)) or isinstance(record["power"], bool):
+        raise PatternError(f"'power' must be a fraction string such as \"3/4\", got {record['power']!r}")
+    return {**record, "attention": format_spec(PowerPattern(record["power"], record.get("window", 64)))}
 
 
 def sample_record(doc, prompt: str, generation, verdict, seconds: float, lm_eval: dict | None = None) -> dict:
@@ -77,7 +101,7 @@ def _accuracy(samples: list[dict]) -> dict:
     return {"accuracy": correct / len(samples), "ci95": [low, high], "n": len(samples)}
 
 
-def task_metrics(task: str, samples: list[dict], checkpoint: str, power: str, window: int,
+def task_metrics(task: str, samples: list[dict], checkpoint: str, pattern: BlockPattern,
                  limit: int | None) -> dict:
     """metrics.json of a finished task: accuracy with its Wilson 95% interval, rates, speed, and
     lm-eval's own metrics (means of the per-sample `lm_eval` scores) where the task has them."""
@@ -86,8 +110,7 @@ def task_metrics(task: str, samples: list[dict], checkpoint: str, power: str, wi
     metrics = {
         "task": task,
         "checkpoint": checkpoint,
-        "power": power,
-        "window": window,
+        **pattern_fields(pattern),
         **_accuracy(samples),
         "no_answer_rate": sum(s["extracted"] is None for s in samples) / n,
         # answers found only by the grader's last resort (no footer, no box): counted apart, so a
@@ -176,7 +199,7 @@ def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> Non
         write_json_atomic(path, manifest)
         return
     try:
-        existing = json.loads(path.read_text())
+        existing = _with_attention(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RunError(f"{path} is not valid JSON; delete the run directory to start it again") from None
 
@@ -231,8 +254,7 @@ def _is_number(value) -> bool:
 _REQUIRED_METRICS = {
     "task": (lambda v: isinstance(v, str) and v != "", "a task name"),
     "checkpoint": (lambda v: isinstance(v, str), "a string"),
-    "power": (lambda v: isinstance(v, str) or _is_int(v), 'a fraction string such as "3/4"'),
-    "window": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "attention": (lambda v: isinstance(v, str), 'a pattern spec such as "ppa:p=3/4,w=64"'),
     "accuracy": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "ci95": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
     "n": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
@@ -252,17 +274,24 @@ def _load_json(path: Path) -> dict:
 
 
 def read_metrics(path: Path) -> dict:
-    metrics = _load_json(path)
+    """A finished task's metrics, checked; `pattern` is its pattern, and `power` and `window` are
+    p and w for PPA (None for other families)."""
+    try:
+        metrics = _with_attention(_load_json(path))
+    except PatternError as err:
+        raise RunError(f"{path}: {err}") from None
     for key, (valid, expected) in _REQUIRED_METRICS.items():
         if key not in metrics:
             raise RunError(f"{path}: missing {key!r}; re-run ppa-eval evaluate for this task")
         if not valid(metrics[key]):
             raise RunError(f"{path}: {key!r} must be {expected}, got {metrics[key]!r}")
     try:
-        metrics["power"] = parse_power(metrics["power"])
+        pattern = parse_spec(metrics["attention"])
     except PatternError as err:
         raise RunError(f"{path}: {err}") from None
-    return metrics
+    is_ppa = isinstance(pattern, PowerPattern)
+    return {**metrics, "pattern": pattern, "power": pattern.power if is_ppa else None,
+            "window": pattern.window if is_ppa else None}
 
 
 def read_verdicts(path: Path) -> dict[str, bool]:

@@ -1,8 +1,9 @@
 """Independent references for the tests: the PPA definition evaluated directly, in exact integers
-(floor_power is the kernels' brute-force reference; it shares nothing with ppa_eval.pattern)."""
+(floor_power is the kernels' brute-force reference; it shares nothing with ppa_eval.patterns)."""
 
 from fractions import Fraction
 
+import numpy as np
 import torch
 
 from ppa_eval.kernels.reference import floor_power
@@ -12,6 +13,31 @@ def attends(p: Fraction, w: int, i: int, k: int) -> bool:
     """Does the query at position i attend the key at position k (1-based)?"""
     j = i - k + 1
     return j >= 1 and (j <= w or floor_power(j, p) - floor_power(j - 1, p) == 1)
+
+
+def spec_attends(spec: str, i: int, k: int) -> bool:
+    """Every family's definition (0-based query i, key k), read off the spec string by hand."""
+    family, _, rest = spec.partition(":")
+    params = dict(item.split("=") for item in rest.split(",")) if rest else {}
+    sink = int(params.get("sink", 0))
+    if k > i:
+        return False
+    j = i - k + 1
+    if family == "full":
+        return True
+    if family == "window":
+        return j <= int(params["w"]) or k < sink
+    if family == "ppa":
+        p = Fraction(params["p"])
+        return j <= int(params["w"]) or floor_power(j, p) - floor_power(j - 1, p) == 1 or k < sink
+    block, window = int(params["block"]), int(params["window"])
+    a, b = i // block, k // block
+    d = a - b
+    return d < window or (d > 0 and d & (d - 1) == 0) or b < sink
+
+
+def brute_matrix(spec: str, length: int) -> np.ndarray:
+    return np.array([[spec_attends(spec, i, k) for k in range(length)] for i in range(length)], dtype=bool)
 
 
 def dense_mask(p: Fraction, w: int, attention_mask: torch.Tensor) -> torch.Tensor:

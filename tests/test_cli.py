@@ -68,9 +68,17 @@ def test_checkpoint_settings_and_contradictions(tmp_path, make_tiny_checkpoint):
     assert_clean_error(ppa_eval("evaluate", nested, "--power", "0.75", check=False), "contradicts", "--force")
     result = ppa_eval("evaluate", nested, "--power", "0.75", "--force", *FAST, "--tasks", "gsm8k", "--out", tmp_path / "out")
     row = next(line for line in result.stdout.splitlines() if line.startswith("| nested__p3-4_w8 "))
-    assert [cell.strip() for cell in row.strip("|").split("|")][:3] == ["nested__p3-4_w8", "0.75", "8"]
+    assert [cell.strip() for cell in row.strip("|").split("|")][:2] == ["nested__p3-4_w8", "ppa:p=3/4,w=8"]
     manifest = json.loads(next((tmp_path / "out").glob("*/manifest.json")).read_text())
-    assert manifest["power"] == "3/4" and manifest["window"] == 8
+    assert (manifest["attention"], manifest["power"], manifest["window"]) == ("ppa:p=3/4,w=8", "3/4", 8)
+    # a spec names any family; against the config it needs --force as well
+    spec = "powerattention:block=4,window=1,sink=1"
+    assert_clean_error(ppa_eval("evaluate", nested, "--attention", spec, check=False), "contradicts", "--force")
+    assert_clean_error(ppa_eval("evaluate", nested, "--attention", spec, "--power", "1", check=False), "not both")
+    ppa_eval("evaluate", nested, "--attention", spec, "--force", *FAST, "--tasks", "gsm8k", "--out", tmp_path / "out")
+    metrics = json.loads((tmp_path / "out" / "nested__powerattention_block4_window1_sink1" / "gsm8k" /
+                          "metrics.json").read_text())
+    assert metrics["attention"] == spec and "power" not in metrics
     # finished results are not reused for a run with other settings
     changed = [a if a != "6" else "7" for a in FAST]
     assert_clean_error(ppa_eval("evaluate", nested, "--power", "0.75", "--force", *changed, "--tasks", "gsm8k",
@@ -165,10 +173,10 @@ def read_run(out):
 def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
     checkpoints = build_sweep_dir(tmp_path / "ckpts", make_tiny_checkpoint)
     clean = ppa_eval("sweep", checkpoints, *FAST, "--out", tmp_path / "clean")
-    assert "unknown" in clean.stderr and "no ppa_power" in clean.stderr
+    assert "unknown" in clean.stderr and "no ppa_attention or ppa_power" in clean.stderr
     table = (tmp_path / "clean" / "table.md").read_text().splitlines()
     rows = [line for line in table[2:] if line.startswith("|")]
-    assert [row.split("|")[2].strip() for row in rows] == ["0", "0.5", "1"]
+    assert [row.split("|")[2].strip() for row in rows] == ["window:w=64", "ppa:p=1/2,w=64", "ppa:p=1,w=64"]
 
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen([sys.executable, "-m", "ppa_eval.cli", "sweep", checkpoints, *FAST, "--out", interrupted],
@@ -205,7 +213,7 @@ def test_a_gpu_sweep_names_runs_as_a_sequential_sweep_does(tmp_path, make_tiny_c
     evaluate_args = build_parser().parse_args(command[3:])  # after `python -m ppa_eval.cli`
     assert evaluate_args.name == checkpoints[0].name == "run-a_final"
     assert run_name(evaluate_args.name, checkpoints[0].pattern) == "run-a_final__p1-2_w8"
-    assert (evaluate_args.power, evaluate_args.window, evaluate_args.limit) == ("1/2", "8", 2)
+    assert (evaluate_args.attention, evaluate_args.power, evaluate_args.limit) == ("ppa:p=1/2,w=8", None, 2)
 
 
 def test_only_the_projects_errors_become_one_line(monkeypatch, capsys):
@@ -242,10 +250,15 @@ def test_sweep_one_checkpoint_over_powers_on_long_context(tmp_path, make_tiny_ch
     same outputs as a directory sweep, plus per-length metrics, long-context tables and plots."""
     ckpt = make_tiny_checkpoint(tmp_path / "tiny", ppa_power="1/2", ppa_window=8)  # --powers overrides the config
     out = tmp_path / "out"
-    result = ppa_eval("sweep", ckpt, "--powers", "0:1:1/2", "--tasks", "passkey", "--context-lengths", "200,300",
+    result = ppa_eval("sweep", ckpt, "--powers", "0:1:1/2", "--attention", "powerattention:block=16,window=1,sink=1",
+                      "--attention", "window:w=8,sink=4", "--tasks", "passkey", "--context-lengths", "200,300",
                       "--limit", "2", "--max-new-tokens", "4", "--batch-size", "4", "--out", out)
     runs = sorted(path.name for path in out.iterdir() if path.is_dir())
-    assert runs == ["tiny__p0_w8", "tiny__p1-2_w8", "tiny__p1_w8"]
+    assert runs == ["tiny__p0_w8", "tiny__p1-2_w8", "tiny__p1_w8", "tiny__powerattention_block16_window1_sink1",
+                    "tiny__window_w8_sink4"]
+    manifest = json.loads((out / "tiny__powerattention_block16_window1_sink1" / "manifest.json").read_text())
+    assert manifest["attention"] == "powerattention:block=16,window=1,sink=1" and "power" not in manifest
+    assert (out / "equal_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "% of dense" in result.stdout
     metrics = json.loads((out / "tiny__p1-2_w8" / "passkey" / "metrics.json").read_text())
     assert metrics["n"] == 4 and sorted(metrics["by_length"]) == ["200", "300"]
     assert all(cell["n"] == 2 for cell in metrics["by_length"].values())

@@ -1,6 +1,6 @@
 """Every pattern family against a brute-force O(L^2) evaluation of its definition in plain integers.
 
-The references below share nothing with ppa_eval.patterns: attends() is the issue's definition
+The references below share nothing with ppa_eval.patterns: reference.spec_attends() is the issue's definition
 written out (0-based query i, key k <= i), the receptive field is a BFS over the explicit boolean
 matrix, and costs are sums over that matrix.
 """
@@ -19,35 +19,10 @@ import torch
 from ppa_eval.patterns import (PatternError, PowerAttention, PowerPattern, config_entries, format_spec, mask_mod,
                                match_cost, parse_spec, pattern_from_config)
 from ppa_eval.patterns.cost import MAX_DENOMINATOR
-from reference import cached_and_full_logits, floor_power, left_padded_batch
+from reference import brute_matrix, cached_and_full_logits, left_padded_batch
 
 # Not the repository root: there `python -m` would import the source tree instead of the installed package.
 RUN_DIR = Path(__file__).resolve().parent
-
-
-def attends(spec: str, i: int, k: int) -> bool:
-    """The issue's definitions, read off the spec string by hand."""
-    family, _, rest = spec.partition(":")
-    params = dict(item.split("=") for item in rest.split(",")) if rest else {}
-    sink = int(params.get("sink", 0))
-    if k > i:
-        return False
-    j = i - k + 1
-    if family == "full":
-        return True
-    if family == "window":
-        return j <= int(params["w"]) or k < sink
-    if family == "ppa":
-        p = Fraction(params["p"])
-        return j <= int(params["w"]) or floor_power(j, p) - floor_power(j - 1, p) == 1 or k < sink
-    block, window = int(params["block"]), int(params["window"])
-    a, b = i // block, k // block
-    d = a - b
-    return d < window or (d > 0 and d & (d - 1) == 0) or b < sink
-
-
-def brute_matrix(spec: str, length: int) -> np.ndarray:
-    return np.array([[attends(spec, i, k) for k in range(length)] for i in range(length)], dtype=bool)
 
 
 def brute_layers(matrix: np.ndarray) -> list:

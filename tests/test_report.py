@@ -6,6 +6,7 @@ paper from the lists of right/wrong answers (discordant counts b, c per run agai
 
 import csv
 import json
+import math
 from fractions import Fraction
 
 import matplotlib.image
@@ -19,13 +20,17 @@ from ppa_eval.report import (
     ReportError,
     attention_type,
     collect,
+    long_context_rows,
     paired_significance,
     plot_s_curve,
     power_text,
+    render_cost_table,
     render_paper_table,
     render_reproduction,
     render_table,
+    write_report,
 )
+from reference import brute_matrix
 
 # task -> right/wrong per problem, by run. math500 has 12 problems, gsm8k 10.
 FULL_MATH = [1] * 8 + [0] * 4
@@ -173,10 +178,10 @@ def test_samples_that_disagree_with_metrics_are_refused(results):
 
 
 def test_table_rows_by_power_with_percent_ci_and_n(results):
-    rows = csv_rows(render_table(collect(results), "csv"))
-    assert [(r["run"], r["power"], r["window"]) for r in rows] == [
-        ("m__p0_w64", "0", "64"), ("m__p1-3_w64", "1/3", "64"), ("sweep/m__p1-2_w64", "0.5", "64"),
-        ("m__p3-4_w64", "0.75", "64"), ("m__p1_w64", "1", "64")]
+    rows = csv_rows(render_table(collect(results), "csv"))  # the fixture's runs predate specs: p and w name them
+    assert [(r["run"], r["attention"]) for r in rows] == [
+        ("m__p0_w64", "window:w=64"), ("m__p1-3_w64", "ppa:p=1/3,w=64"), ("sweep/m__p1-2_w64", "ppa:p=1/2,w=64"),
+        ("m__p3-4_w64", "ppa:p=3/4,w=64"), ("m__p1_w64", "ppa:p=1,w=64")]
     half = rows[2]
     # 8/12 = 66.7%, Wilson [39.06, 86.19]; 9/10 = 90.0%
     assert (half["math500 %"], half["math500 95% CI"], half["math500 n"]) == ("66.7", "[39.1, 86.2]", "12")
@@ -302,8 +307,8 @@ def test_collect_notes_limited_and_unstarted_runs(results):
 
 def test_tasks_of_one_run_must_share_checkpoint_and_pattern(results):
     write_task(results / "m__p1-3_w64", "1/2", "gsm8k", [1, 0])
-    message = (r"math500/metrics\.json: checkpoint 'ckpt-1/3', p=1/3, w=64 differs from the run's other "
-               r"tasks \(checkpoint 'ckpt-1/2', p=1/2, w=64\)")
+    message = (r"math500/metrics\.json: checkpoint 'ckpt-1/3', ppa:p=1/3,w=64 differs from the run's other "
+               r"tasks \(checkpoint 'ckpt-1/2', ppa:p=1/2,w=64\)")
     with pytest.raises(ReportError, match=message):
         collect(results)
 
@@ -312,3 +317,61 @@ def test_power_text_uses_the_papers_decimals():
     assert [power_text(Fraction(i, 8)) for i in range(9)] == [
         "0", "0.125", "0.25", "0.375", "0.5", "0.625", "0.75", "0.875", "1"]
     assert (power_text(Fraction(1, 3)), power_text(Fraction(3, 20))) == ("1/3", "0.15")
+
+
+# --- pattern families side by side ----------------------------------------------------------
+
+# run -> (spec, passkey hits out of 4 at lengths 32 and 64)
+FAMILY_RUNS = {"m__p0_w8": ("window:w=8", (1, 0)), "m__window_w8_sink2": ("window:w=8,sink=2", (2, 1)),
+               "m__p1-2_w8": ("ppa:p=1/2,w=8", (3, 1)), "m__ppa_p1-2_w8_sink2": ("ppa:p=1/2,w=8,sink=2", (3, 2)),
+               "m__powerattention_block4_window1_sink1": ("powerattention:block=4,window=1,sink=1", (4, 2)),
+               "m__full": ("full", (4, 4))}
+
+
+@pytest.fixture
+def family_results(tmp_path):
+    for run, (spec, hits) in FAMILY_RUNS.items():
+        task_dir = tmp_path / run / "passkey"
+        task_dir.mkdir(parents=True)
+        lines = [json.dumps({"doc_id": f"{length}-{i}", "correct": i < right, "context_length": length, "depth": i / 4})
+                 for length, right in zip((32, 64), hits) for i in range(4)]
+        (task_dir / "samples.jsonl").write_text("\n".join(lines) + "\n")
+        by_length = {str(length): {"accuracy": right / 4, "ci95": list(accuracy_ci(right, 4)), "n": 4}
+                     for length, right in zip((32, 64), hits)}
+        metrics = {"task": "passkey", "checkpoint": "m", "attention": spec, "accuracy": sum(hits) / 8,
+                   "ci95": list(accuracy_ci(sum(hits), 8)), "n": 8, "by_length": by_length, "limit": 4}
+        if spec.startswith(("ppa", "window")) and "sink" not in spec:  # as evaluate writes them
+            metrics |= {"power": "1/2" if spec.startswith("ppa") else "0", "window": 8}
+        (task_dir / "metrics.json").write_text(json.dumps(metrics))
+    return tmp_path
+
+
+def test_families_are_ordered_and_only_sink_free_ppa_is_on_the_p_curve(family_results):
+    df = collect(family_results).drop_duplicates("run")
+    assert list(df["attention"]) == ["window:w=8", "window:w=8,sink=2", "ppa:p=1/2,w=8", "ppa:p=1/2,w=8,sink=2",
+                                     "full", "powerattention:block=4,window=1,sink=1"]
+    assert list(df["series"]) == ["window", "window+sink2", "ppa", "ppa+sink2", "full", "powerattention"]
+    assert list(df["p_curve"]) == [True, False, True, False, True, False]
+    assert df["power"].tolist()[-1] is None and math.isnan(df["window"].tolist()[-1])  # PPA's p and w only
+
+
+def test_cost_is_the_brute_force_fraction_of_dense_pairs(family_results):
+    cells = long_context_rows(collect(family_results))
+    for row in cells.itertuples():
+        matrix = brute_matrix(row.attention, row.length)
+        assert row.fraction_of_dense == matrix.sum() / (row.length * (row.length + 1) // 2), row
+    rows = csv_rows(render_cost_table(collect(family_results), "csv"))
+    at_64 = [r for r in rows if r["tokens"] == "64"]
+    costs = [float(r["% of dense"]) for r in at_64]
+    assert costs == sorted(costs) and at_64[-1]["series"] == "full" and at_64[-1]["% of dense"] == "100.00"
+    pa = next(r for r in at_64 if r["series"] == "powerattention")
+    assert pa["accuracy % [95% CI] (n)"].startswith("50.0 [")
+
+
+def test_report_compares_families_and_full_is_the_reference(family_results):
+    tests = paired_significance(collect(family_results), "passkey")
+    assert dict(zip(tests["attention"], tests["c"]))["window:w=8"] == 7  # full right, window wrong
+    tables, written = write_report(family_results)
+    assert "powerattention:block=4,window=1,sink=1" in tables and "% of dense" in tables
+    assert {path.name for path in written} >= {"equal_cost.png", "s_curve_long_context.png", "table.md"}
+    assert matplotlib.image.imread(family_results / "equal_cost.png").shape[1] > 500

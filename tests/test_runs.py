@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from ppa_eval.runs import RESULT_SETTINGS, RunError, append_lines, check_manifest, exclusive, read_samples, write_json_atomic
+from ppa_eval.patterns import PowerAttention, PowerPattern, parse_spec
+from ppa_eval.runs import (RESULT_SETTINGS, RunError, append_lines, check_manifest, exclusive, pattern_fields, read_samples,
+                          run_name, write_json_atomic)
 
 
 def test_partial_last_line_from_a_killed_run_is_dropped(tmp_path):
@@ -49,6 +51,23 @@ def test_manifest_mismatch_is_refused(tmp_path):
         check_manifest(path, {"power": "3/4", "seed": 1}, ("power", "seed"))
 
 
+def test_a_run_made_before_specs_resumes_and_a_sink_is_a_new_run(tmp_path):
+    old = {"power": "1/2", "window": 64, "seed": 1}  # manifests before pattern specs named PPA by p and w
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    check_manifest(tmp_path / "manifest.json", {**pattern_fields(PowerPattern("1/2", 64)), "seed": 1}, RESULT_SETTINGS)
+    with pytest.raises(RunError, match=r"attention: 'ppa:p=1/2,w=64' -> 'ppa:p=1/2,w=64,sink=4'"):
+        check_manifest(tmp_path / "manifest.json", {**pattern_fields(PowerPattern("1/2", 64, 4)), "seed": 1},
+                       RESULT_SETTINGS)
+
+
+def test_run_names_keep_the_old_ppa_form_and_spell_out_other_patterns():
+    assert run_name("m", PowerPattern("3/4", 64)) == "m__p3-4_w64"
+    assert run_name("m", parse_spec("full")) == "m__p1_w0"
+    assert run_name("m", PowerPattern("3/4", 64, 4)) == "m__ppa_p3-4_w64_sink4"
+    assert run_name("m", parse_spec("window:w=64,sink=4")) == "m__window_w64_sink4"
+    assert run_name("m", PowerAttention(64, 1, 1)) == "m__powerattention_block64_window1_sink1"
+
+
 def test_one_writer_per_run_directory(tmp_path):
     with exclusive(tmp_path / "run"):
         with pytest.raises(RunError, match="another ppa-eval is writing"):
@@ -59,7 +78,7 @@ def test_one_writer_per_run_directory(tmp_path):
 
 
 def test_a_run_made_with_other_library_versions_is_not_resumed(tmp_path):
-    manifest = {"power": "1/2", "versions": {"torch": "2.13.0", "transformers": "5.19.0"}}
+    manifest = {"attention": "ppa:p=1/2,w=64", "versions": {"torch": "2.13.0", "transformers": "5.19.0"}}
     check_manifest(tmp_path / "manifest.json", manifest, RESULT_SETTINGS)
     upgraded = {**manifest, "versions": {"torch": "2.14.0", "transformers": "5.19.0"}}
     with pytest.raises(RunError, match="other settings .*versions: .*'torch': '2.13.0'.* -> .*'torch': '2.14.0'"):

@@ -12,13 +12,16 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines import EngineError, Generation, hf_attention
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.patterns import BlockPattern, PowerPattern
 
 
-def default_attn_kernel(device: str) -> str:
-    # GPU: the Triton PPA kernels (bench/attention.py); CPU: the exact boolean-mask SDPA path,
-    # since flex attention on CPU fails to compile in generate() with left padding (torch 2.13).
-    return "ppa" if torch.device(device).type == "cuda" else "sdpa"
+def default_attn_kernel(device: str, pattern: BlockPattern) -> str:
+    # GPU: the Triton PPA kernels (bench/attention.py) for PPA, flex attention's block sparsity for
+    # the block patterns (PowerAttention); CPU: the exact boolean-mask SDPA path, since flex
+    # attention on CPU fails to compile in generate() with left padding (torch 2.13).
+    if torch.device(device).type != "cuda":
+        return "sdpa"
+    return "ppa" if isinstance(pattern, PowerPattern) else "flex"
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
@@ -30,13 +33,13 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
         raise EngineError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
 
 
-def load_model(checkpoint: Path, pattern: PowerPattern, device: str = "cpu", dtype: str = "auto",
+def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
                attn_kernel: str | None = None):
     """(model, tokenizer) with `pattern` on every attention layer. `checkpoint` is a directory or a .gguf file."""
     from transformers import AutoModelForCausalLM
 
     checkpoint = Path(checkpoint)
-    attn_kernel = attn_kernel or default_attn_kernel(device)
+    attn_kernel = attn_kernel or default_attn_kernel(device, pattern)
     if attn_kernel not in hf_attention.ATTENTION_IMPLEMENTATIONS:
         raise EngineError(f"unknown attention kernel {attn_kernel!r}; use one of {sorted(hf_attention.ATTENTION_IMPLEMENTATIONS)}")
     model = AutoModelForCausalLM.from_pretrained(
@@ -81,10 +84,10 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 
 
 class HFEngine:
-    def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str = "cpu", dtype: str = "auto",
+    def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
                  attn_kernel: str | None = None):
         self.device = device
-        self.attn_kernel = attn_kernel or default_attn_kernel(device)
+        self.attn_kernel = attn_kernel or default_attn_kernel(device, pattern)
         self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, self.attn_kernel)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         if torch.device(device).type == "cpu":

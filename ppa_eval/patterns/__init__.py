@@ -11,9 +11,9 @@ from ppa_eval.patterns.power_attention import PowerAttention
 from ppa_eval.patterns.ppa import (PowerPattern, format_power, full_causal, parse_power, parse_window,
                                    power_positions, sliding_window)
 from ppa_eval.patterns.receptive_field import layers_to_last
-from ppa_eval.patterns.spec import config_entries, format_spec, parse_spec, pattern_from_config
+from ppa_eval.patterns.spec import config_entries, format_spec, parse_spec, pattern_from_config, series, sort_key
 
 __all__ = ["BlockPattern", "PatternError", "PowerAttention", "PowerPattern", "config_entries", "dense_pairs",
            "format_power", "format_spec", "full_causal", "keys_per_query", "layers_to_last", "mask_mod",
            "match_cost", "pairs", "parse_power", "parse_spec", "parse_window", "pattern_from_config",
-           "power_positions", "sliding_window"]
+           "power_positions", "series", "sliding_window", "sort_key"]

@@ -94,6 +94,24 @@ def family_of(pattern: BlockPattern) -> str:
     return split_spec(format_spec(pattern))[0]
 
 
+def series(pattern: BlockPattern) -> str:
+    """The curve a pattern belongs to when patterns are compared across costs: its family, and its
+    sink when it has one ("ppa", "ppa+sink4", "window+sink4", "powerattention"); PPA's p = 1 end
+    is full attention, the reference every series climbs towards."""
+    family = family_of(pattern)
+    if family == "powerattention" or not pattern.sink:
+        return family
+    return f"{family}+sink{pattern.sink}"
+
+
+def sort_key(pattern: BlockPattern) -> tuple:
+    """Patterns in a readable order: PPA by p, window, sink (its p = 0 and p = 1 ends included),
+    then PowerAttention by block, window, sink."""
+    if isinstance(pattern, PowerPattern):
+        return (0, pattern.power, pattern.window, pattern.sink)
+    return (1, Fraction(pattern.block), pattern.window, pattern.sink)
+
+
 def pattern_from_config(config: dict) -> BlockPattern | None:
     """The pattern a model config names, or None when it names none.
 
