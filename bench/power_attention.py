@@ -11,7 +11,7 @@ batch 8) at each length:
   - flex attention, torch.compile'd, with create_block_mask(mask_mod(pattern)) at BLOCK_SIZE = 128.
     density = tiles visited / tiles of the causal square (decode: of one query row of tiles);
     pairs = attended (query, key) pairs / causal pairs; mask_ms = building the block mask again
-    once its compile is done (mask_first_s includes that compile), first_call_s = the first flex
+    once its compile is done (mask_first_s includes that compile; decode builds eagerly), first_call_s = the first flex
     call (its compile).
 Each flex output is checked against a float64 masked reference on a slice of queries (evenly
 spaced, first and last included), whose mask comes from the pattern's block table
@@ -120,8 +120,10 @@ def block_mask_builder(pattern, length: int, decode: bool, device, compiled: boo
     """A callable building the block mask (one mask function for every call: a new one would recompile)."""
     mod = pattern_mask(pattern, length, device, decode)
     n_queries = 1 if decode else length
+    # Prefill's L x L mask needs the compiled builder (eager materialises it). Decode's one row of
+    # tiles is small eagerly, and compiling it fails on CPU in torch 2.13 (an inductor C++ error).
     return lambda: create_block_mask(mod, None, None, n_queries, length, device=str(device), BLOCK_SIZE=FLEX_BLOCK,
-                                     _compile=compiled)
+                                     _compile=compiled and not decode)
 
 
 def density(mask, decode: bool, length: int) -> float:
