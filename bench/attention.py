@@ -18,7 +18,6 @@ import argparse
 import json
 import time
 import traceback
-from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -148,8 +147,8 @@ def flash_sdpa_row(table, base, fn_of, dense_ms, floor, graph):
 
 
 def reference(q, k, v, pattern, length):
-    attended = attended_distances(Fraction(pattern.power), pattern.window, length)
-    return masked_attention(q, k, v, attended, scale=HEAD_DIM**-0.5)
+    attended = attended_distances(pattern.power, pattern.window, length)
+    return masked_attention(q, k, v, attended, sink=pattern.sink, scale=HEAD_DIM**-0.5)
 
 
 def checked(name, out, ref) -> float:

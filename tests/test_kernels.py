@@ -3,7 +3,7 @@
 On a machine without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set in
 conftest.py before triton is imported), on small shapes: GQA with a non-power-of-two group (10 query heads on
 2 KV heads), odd lengths that are no multiple of any tile, left padding, chunked prefill, contiguous
-and paged caches. The interpreter multiplies bfloat16 operands as raw integers, so these run in
+and paged caches, sinks (inside the window, at power distances, longer than the sequence). The interpreter multiplies bfloat16 operands as raw integers, so these run in
 float16; the bfloat16 checks at the model's shape run on the GPU (bench/attention.py).
 """
 
@@ -13,13 +13,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from fractions import Fraction  # noqa: E402
-
-from ppa_eval.kernels import KernelInputError, ppa_attention, ppa_attention_paged  # noqa: E402
+from ppa_eval.kernels import KernelInputError, ppa_attention, ppa_attention_paged, runs_pattern  # noqa: E402
 from ppa_eval.kernels import decode, prefill  # noqa: E402
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
 from ppa_eval.kernels.tables import offset_tables  # noqa: E402
-from ppa_eval.patterns import PowerPattern  # noqa: E402
+from ppa_eval.patterns import PowerAttention, PowerPattern  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16
@@ -35,9 +33,9 @@ def random_qkv(batch, n_queries, kv_len, seed):
     return (x.to(DEVICE, DTYPE) for x in (q, k, v))
 
 
-def reference(q, k, v, power, window, kv_start=None):
-    attended = attended_distances(Fraction(power), window, k.shape[2])
-    return masked_attention(q, k, v, attended, kv_start=kv_start, scale=HEAD_DIM**-0.5)
+def reference(q, k, v, pattern, kv_start=None):
+    attended = attended_distances(pattern.power, pattern.window, k.shape[2])
+    return masked_attention(q, k, v, attended, kv_start=kv_start, sink=pattern.sink, scale=HEAD_DIM**-0.5)
 
 
 def poisoned_like(q):
@@ -63,24 +61,26 @@ def test_decode_matches_reference(power, window, n_queries, kv_len):
     q, k, v = random_qkv(2, n_queries, kv_len, seed=kv_len)
     kv_start = torch.tensor([0, 7], dtype=torch.int32, device=DEVICE)  # row 1 is left-padded
     out = ppa_attention(q, k, v, PowerPattern(power, window), kv_start=kv_start, out=poisoned_like(q))
-    assert_close(out, reference(q, k, v, power, window, kv_start))
+    assert_close(out, reference(q, k, v, PowerPattern(power, window), kv_start))
 
 
-def test_decode_merges_many_splits():
+@pytest.mark.parametrize("sink", [0, 20])
+def test_decode_merges_many_splits(sink):
     # Small steps and a high program target cut the distance list into several splits, some
-    # empty for the left-padded row; the merge must weight each split by its own maximum.
+    # empty for the left-padded row; the merge must weight each split by its own maximum
+    # (split 0 also holds the sinks).
     q, k, v = random_qkv(2, 1, 301, seed=3)
     kv_start = torch.tensor([0, 250], dtype=torch.int32, device=DEVICE)
-    pattern = PowerPattern("7/8", 16)
+    pattern = PowerPattern("7/8", 16, sink)
     out = decode.decode(q, k, v, poisoned_like(q), offset_tables(pattern, 301, DEVICE), HEAD_DIM**-0.5,
                         max_reach=300, kv_len=301, kv_start=kv_start,
                         tiles=decode.Tiles(block_n=16, programs_per_sm=32))
-    assert_close(out, reference(q, k, v, "7/8", 16, kv_start))
+    assert_close(out, reference(q, k, v, pattern, kv_start))
 
 
-def test_paged_decode_matches_reference():
+@pytest.mark.parametrize("pattern", [PowerPattern("3/4", 8), PowerPattern("3/4", 8, 20)])
+def test_paged_decode_matches_reference(pattern):
     page, lengths = 16, [77, 150]
-    pattern = PowerPattern("3/4", 8)
     q, k, v = random_qkv(2, 2, max(lengths), seed=11)
     # Scatter each row's slots over shuffled physical blocks.
     pages_per_row = -(-max(lengths) // page)
@@ -98,7 +98,7 @@ def test_paged_decode_matches_reference():
     out = ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern,
                               max_seq_len=max(lengths), out=poisoned_like(q))
     for b, length in enumerate(lengths):  # row b holds `length` slots; its queries are the last ones
-        ref = reference(q[b:b + 1], k[b:b + 1, :, :length], v[b:b + 1, :, :length], "3/4", 8)
+        ref = reference(q[b:b + 1], k[b:b + 1, :, :length], v[b:b + 1, :, :length], pattern)
         assert_close(out[b:b + 1], ref)
 
 
@@ -117,7 +117,40 @@ def test_prefill_matches_reference(power, window, n_queries, kv_len, tiles):
     pattern = PowerPattern(power, window)
     out = prefill.prefill(q, k, v, poisoned_like(q), offset_tables(pattern, kv_len, DEVICE), HEAD_DIM**-0.5,
                           kv_start=kv_start, tiles=tiles)
-    assert_close(out, reference(q, k, v, power, window, kv_start))
+    assert_close(out, reference(q, k, v, PowerPattern(power, window), kv_start))
+
+
+@pytest.mark.parametrize(
+    "pattern, n_queries, kv_len",
+    [
+        (PowerPattern("3/4", 8, 5), 1, 77),    # decode: sinks far behind the window
+        (PowerPattern("1/2", 4, 12), 3, 60),   # decode: sinks 0, 1, 3, 8 sit at power distances
+        (PowerPattern("1/3", 0, 70), 2, 60),   # decode: more sinks than slots
+        (PowerPattern(0, 0, 3), 2, 20),        # decode: sinks alone (no window, no power)
+        (PowerPattern("1/2", 4, 6), 45, 45),   # prefill: early queries see their sinks in the window
+        (PowerPattern("7/8", 16, 9), 45, 61),  # chunked prefill: 16 cached slots first
+        (PowerPattern("3/4", 0, 50), 37, 37),  # prefill: more sinks than slots
+        (PowerPattern(0, 0, 3), 20, 20),       # prefill: sinks alone
+    ],
+)
+def test_sinks_match_reference(pattern, n_queries, kv_len):
+    # Row 1 is left-padded: its sinks are the 11 slots after the padding, not slots 0 .. sink-1.
+    q, k, v = random_qkv(2, n_queries, kv_len, seed=kv_len + pattern.sink)
+    kv_start = torch.tensor([0, 11], dtype=torch.int32, device=DEVICE)
+    out = ppa_attention(q, k, v, pattern, kv_start=kv_start, out=poisoned_like(q))
+    assert_close(out, reference(q, k, v, pattern, kv_start))
+
+
+@pytest.mark.parametrize("n_queries", [1, 40])
+def test_sinks_already_attended_count_once(n_queries):
+    # Hand-checked: when every distance is attended (p = 1) or the window covers the sequence,
+    # sinks add no key, so the result is exactly full causal attention; a sink counted twice
+    # would double its softmax weight.
+    q, k, v = random_qkv(2, n_queries, 40, seed=n_queries)
+    kv_start = torch.tensor([0, 5], dtype=torch.int32, device=DEVICE)
+    full = reference(q, k, v, PowerPattern(1, 0), kv_start)
+    for pattern in (PowerPattern(1, 0, 7), PowerPattern(0, 64, 4)):
+        assert_close(ppa_attention(q, k, v, pattern, kv_start=kv_start, out=poisoned_like(q)), full)
 
 
 def test_left_padding_queries_come_out_zero():
@@ -125,7 +158,7 @@ def test_left_padding_queries_come_out_zero():
     kv_start = torch.tensor([9], dtype=torch.int32, device=DEVICE)
     out = ppa_attention(q, k, v, PowerPattern("3/4", 4), kv_start=kv_start, out=poisoned_like(q))
     assert torch.equal(out[:, :, :9], torch.zeros_like(out[:, :, :9]))
-    assert_close(out, reference(q, k, v, "3/4", 4, kv_start))
+    assert_close(out, reference(q, k, v, PowerPattern("3/4", 4), kv_start))
 
 
 def test_writes_into_a_transposed_output():
@@ -133,7 +166,7 @@ def test_writes_into_a_transposed_output():
     q, k, v = random_qkv(2, 9, 30, seed=8)
     out = torch.full((2, 9, HEADS, HEAD_DIM), float("nan"), dtype=DTYPE, device=DEVICE)
     ppa_attention(q, k, v, PowerPattern("1/2", 4), out=out.transpose(1, 2))
-    assert_close(out.transpose(1, 2), reference(q, k, v, "1/2", 4))
+    assert_close(out.transpose(1, 2), reference(q, k, v, PowerPattern("1/2", 4)))
 
 
 @pytest.mark.parametrize(
@@ -155,3 +188,11 @@ def test_refuses_a_pattern_that_attends_nothing():
     q, k, v = random_qkv(1, 1, 20, seed=0)
     with pytest.raises(KernelInputError, match="does not attend"):
         ppa_attention(q, k, v, PowerPattern(0, 0))
+
+
+def test_runs_every_ppa_and_refuses_other_families():
+    assert runs_pattern(PowerPattern("3/4", 64)) and runs_pattern(PowerPattern(0, 64, 4))
+    assert not runs_pattern(PowerAttention(64, 1, 1))
+    q, k, v = random_qkv(1, 1, 20, seed=0)
+    with pytest.raises(KernelInputError, match="use flex attention"):
+        ppa_attention(q, k, v, PowerAttention(4, 1, 1))

@@ -38,10 +38,10 @@ def nemotron_h_config():
     )
 
 
-def tiny_model(attn_implementation, dtype, config=None):
+def tiny_model(attn_implementation, dtype, config=None, pattern=PowerPattern("3/4", 4)):
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config or llama_config(), dtype=torch.float32).eval()
-    hf_attention.set_pattern(model.config, PowerPattern("3/4", 4))
+    hf_attention.set_pattern(model.config, pattern)
     model.config._attn_implementation = attn_implementation
     return model.to(DEVICE, dtype)
 
@@ -59,14 +59,18 @@ def logits_of_prefill_and_decode(model, ids, mask, steps):
     return torch.cat(logits, dim=1)
 
 
-@pytest.mark.parametrize("config", [llama_config, nemotron_h_config])
-def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch(config):
+@pytest.mark.parametrize("config, pattern", [
+    (llama_config, PowerPattern("3/4", 4)),
+    (nemotron_h_config, PowerPattern("3/4", 4)),
+    (llama_config, PowerPattern("1/2", 4, 3)),  # sinks: counted from each row's first real token
+])
+def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch(config, pattern):
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 128, (2, 37), generator=gen).to(DEVICE)
     mask = torch.ones_like(ids)
     mask[1, :11] = 0  # row 1 is left-padded by 11 tokens
-    kernel = logits_of_prefill_and_decode(tiny_model("ppa_kernel", DTYPE, config()), ids, mask, steps=2)
-    exact = logits_of_prefill_and_decode(tiny_model("ppa_sdpa", torch.float32, config()), ids, mask, steps=2)
+    kernel = logits_of_prefill_and_decode(tiny_model("ppa_kernel", DTYPE, config(), pattern), ids, mask, steps=2)
+    exact = logits_of_prefill_and_decode(tiny_model("ppa_sdpa", torch.float32, config(), pattern), ids, mask, steps=2)
     real = torch.cat([mask, torch.ones(2, 2, dtype=mask.dtype, device=DEVICE)], dim=1).bool()
     assert relative_error(kernel[real], exact[real].double()) <= 1e-2
 

@@ -1,7 +1,7 @@
 """Attention patterns as transformers attention implementations: "ppa_sdpa" (exact boolean mask,
 any device), "ppa_flex" (flex attention with the pattern's block mask), both for every family of
-ppa_eval.patterns, and "ppa_kernel" (the Triton kernels, GPU, sink-free PPA only; at the end of
-this file).
+ppa_eval.patterns, and "ppa_kernel" (the Triton kernels, GPU, PPA with or without sinks; at the end
+of this file).
 
 transformers builds one mask per forward pass from `config._attn_implementation` and hands it to
 every attention layer; layers that take no mask (NemotronH's Mamba-2 mixers) never see it. We
@@ -111,8 +111,9 @@ register()
 # No mask is materialised: the kernels walk the pattern's distance list themselves. The mask
 # builder hands the attention layers what the kernels need instead: the pattern, and the first
 # real slot of each row (left padding; with left padding the distance between two cache slots is
-# the distance between their tokens). It accepts only what the kernels implement: the plain
-# causal mask of a dynamic cache whose last q_length slots are the queries, and left padding.
+# the distance between their tokens, and the sinks are the first `sink` slots from there on). It
+# accepts only what the kernels implement: the plain causal mask of a dynamic cache whose last
+# q_length slots are the queries, and left padding.
 
 ATTENTION_IMPLEMENTATIONS["ppa"] = "ppa_kernel"
 
@@ -131,9 +132,11 @@ def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, m
                      attention_mask=None, config=None, **kwargs):
     from transformers.masking_utils import causal_mask_function
 
+    from ppa_eval.kernels import runs_pattern
+
     pattern = pattern_of(config)
-    if not (isinstance(pattern, PowerPattern) and pattern.sink == 0):
-        raise KernelMaskError(f"ppa_kernel runs sink-free PPA only, not {format_spec(pattern)}; "
+    if not runs_pattern(pattern):
+        raise KernelMaskError(f"ppa_kernel runs PPA only (window and full included), not {format_spec(pattern)}; "
                               "use --attn-kernel sdpa (any device) or flex")
     if mask_function is not causal_mask_function:
         raise KernelMaskError("ppa_kernel implements plain causal PPA only (no packed sequences or extra masks); use --attn-kernel flex")

@@ -8,11 +8,12 @@ forward only.
     ppa_attention(q, k, v, pattern, kv_start=None)        contiguous cache, decode or prefill
     ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern, max_seq_len)  paged, decode
 
-Query t of Lq sits at cache slot seq_len - Lq + t and attends slot s iff (query slot - s) is in S
-and s is at or after the row's first real slot (kv_start, for left padding). Rows that attend no
-key (left-padding queries) come out 0.
+Query t of Lq sits at cache slot seq_len - Lq + t and attends slot s <= its own iff s is at or
+after the row's first real slot (kv_start, for left padding) and either (query slot - s) is in S
+or s is one of the pattern's `sink` first real slots. Rows that attend no key (left-padding
+queries) come out 0. runs_pattern(pattern) says whether a pattern is one the kernels implement.
 """
 
-from ppa_eval.kernels.attention import KernelInputError, ppa_attention, ppa_attention_paged
+from ppa_eval.kernels.attention import KernelInputError, ppa_attention, ppa_attention_paged, runs_pattern
 
-__all__ = ["KernelInputError", "ppa_attention", "ppa_attention_paged"]
+__all__ = ["KernelInputError", "ppa_attention", "ppa_attention_paged", "runs_pattern"]

@@ -8,7 +8,7 @@ import torch
 
 from ppa_eval.kernels import decode, prefill
 from ppa_eval.kernels.tables import offset_tables
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.patterns import PowerPattern, format_spec
 
 DECODE_MAX_QUERIES = 4  # up to this many queries per sequence go to the split decode kernel
 
@@ -36,10 +36,19 @@ def _check(q, k, v, out, n_kv_heads: int):
             raise KernelInputError(f"{name} must be contiguous in head_dim (stride 1); call .contiguous() first")
 
 
+def runs_pattern(pattern) -> bool:
+    """Do these kernels implement `pattern`? Every PPA (sliding window and full included, with or
+    without sinks); not PowerAttention, whose block-granular distances are no token distance list."""
+    return isinstance(pattern, PowerPattern)
+
+
 def _tables(pattern: PowerPattern, kv_len: int, device):
+    if not runs_pattern(pattern):
+        raise KernelInputError(f"the PPA kernels run PPA patterns only, not {format_spec(pattern)}; "
+                               "use flex attention (block-sparse) or sdpa for it")
     tables = offset_tables(pattern, kv_len, device)
-    if tables.host_counts[0] == 0:
-        raise KernelInputError(f"pattern {pattern} does not attend a query's own token; use window >= 1 or power > 0")
+    if tables.host_counts[0] == 0 and tables.sink == 0:  # p = 0, w = 0: the empty set
+        raise KernelInputError(f"pattern {pattern} does not attend any key; use window >= 1, power > 0 or sink > 0")
     return tables
 
 

@@ -6,7 +6,7 @@ the rows sit at scattered slots. The kernel gathers them straight from the cache
 query heads of a KV head sharing each row it loads, and runs an online softmax. Long caches give
 too few (sequence, head) pairs to fill the GPU, so the distance list is cut into splits, each
 program writes an unnormalised partial result, and a small second kernel merges the splits
-(flash-decoding). Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's
+(flash-decoding). The sink slots that S does not already reach are a short extra walk of split 0. Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's
 wide side is the gathered keys and the narrow side the few heads of the group.
 """
 
@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
+from ppa_eval.kernels.sinks import sink_outside_distances
 from ppa_eval.kernels.tables import OffsetTables
 
 
@@ -32,13 +33,37 @@ class Tiles:
 
 
 @triton.jit
+def _attend_rows(
+    key_slot, ok, q_t, m, l, acc, K, V, BlockTable, b, kv_head,
+    stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_tb, qk_scale,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
+):
+    """Fold the key rows at `key_slot` ([BLOCK_N], those where `ok`) into the group's online softmax."""
+    dim = tl.arange(0, HEAD_DIM)
+    if PAGED:
+        block = tl.load(BlockTable + b * stride_tb + key_slot // PAGE_SIZE, mask=ok, other=0)
+        k_row = block.to(tl.int64) * stride_kb + (key_slot % PAGE_SIZE) * stride_kl
+        v_row = block.to(tl.int64) * stride_vb + (key_slot % PAGE_SIZE) * stride_vl
+    else:
+        k_row = b.to(tl.int64) * stride_kb + key_slot.to(tl.int64) * stride_kl
+        v_row = b.to(tl.int64) * stride_vb + key_slot.to(tl.int64) * stride_vl
+    k = tl.load(K + kv_head * stride_kh + k_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
+    s = tl.dot(k, q_t) * qk_scale  # [BLOCK_N, BLOCK_G]
+    s = tl.where(ok[:, None], s, float("-inf"))
+    p, alpha, m, l = online_softmax_step(s, m, l, 0)
+    v = tl.load(V + kv_head * stride_vh + v_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
+    acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype))
+    return m, l, acc
+
+
+@triton.jit
 def _decode_split_kernel(
     Q, K, V, PartO, PartM, PartL, Dist, Counts, KvStart, SeqLens, BlockTable,
     stride_qb, stride_qh, stride_qt,
     stride_kb, stride_kh, stride_kl,
     stride_vb, stride_vh, stride_vl,
     stride_tb,
-    kv_len, n_queries, n_kv_heads, blocks_per_split, qk_scale,
+    kv_len, n_queries, n_kv_heads, blocks_per_split, sink, qk_scale,
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
     PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
 ):
@@ -76,19 +101,18 @@ def _decode_split_kernel(
         i = i0 + tl.arange(0, BLOCK_N)
         ok = i < last
         key_slot = slot - tl.load(Dist + i, mask=ok, other=0)
-        if PAGED:
-            block = tl.load(BlockTable + b * stride_tb + key_slot // PAGE_SIZE, mask=ok, other=0)
-            k_row = block.to(tl.int64) * stride_kb + (key_slot % PAGE_SIZE) * stride_kl
-            v_row = block.to(tl.int64) * stride_vb + (key_slot % PAGE_SIZE) * stride_vl
-        else:
-            k_row = b.to(tl.int64) * stride_kb + key_slot.to(tl.int64) * stride_kl
-            v_row = b.to(tl.int64) * stride_vb + key_slot.to(tl.int64) * stride_vl
-        k = tl.load(K + kv_head * stride_kh + k_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
-        s = tl.dot(k, q_t) * qk_scale  # [BLOCK_N, BLOCK_G]
-        s = tl.where(ok[:, None], s, float("-inf"))
-        p, alpha, m, l = online_softmax_step(s, m, l, 0)
-        v = tl.load(V + kv_head * stride_vh + v_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
-        acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype))
+        m, l, acc = _attend_rows(key_slot, ok, q_t, m, l, acc, K, V, BlockTable, b, kv_head,
+                                 stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_tb,
+                                 qk_scale, HEAD_DIM, PAGED, PAGE_SIZE)
+    # The sinks, in split 0: the first real slots up to the query, less those the list above holds.
+    n_sink = tl.where(split == 0, tl.minimum(sink, reach + 1), 0)
+    for u0 in range(0, n_sink, BLOCK_N):
+        u = u0 + tl.arange(0, BLOCK_N)
+        key_slot = start + u
+        ok = sink_outside_distances(Counts, key_slot, slot, start, sink, u < n_sink)
+        m, l, acc = _attend_rows(key_slot, ok, q_t, m, l, acc, K, V, BlockTable, b, kv_head,
+                                 stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_tb,
+                                 qk_scale, HEAD_DIM, PAGED, PAGE_SIZE)
 
     part = row * n_splits + split
     tl.store(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
@@ -177,7 +201,7 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
     _decode_split_kernel[(n_rows, n_splits)](
         q, k, v, part_o, part_m, part_l, tables.distances, tables.counts, kv_start, seq_lens, block_table,
         q.stride(0), q.stride(1), q.stride(2), *k_strides, *v_strides, stride_tb,
-        kv_len, n_queries, n_kv_heads, per_split, scale * 1.4426950408889634,
+        kv_len, n_queries, n_kv_heads, per_split, tables.sink, scale * 1.4426950408889634,
         GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, BLOCK_N=tiles.block_n,
         PAGED=paged is not None, PAGE_SIZE=page_size, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )

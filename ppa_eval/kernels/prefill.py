@@ -6,6 +6,8 @@ head (rows are (query, head) pairs), and walks:
 1. the window band, distances 0 .. w-1: the keys of all its queries lie in one contiguous run of
    BLOCK_Q + w - 1 slots, so this is ordinary dense attention over key tiles of BLOCK_N, with the
    band |q - k| < w as the mask;
+   then the sink slots (the row's first `sink` real slots) the same way, masking out those whose
+   distance is in S, which parts 1 and 2 visit;
 2. the far distances d >= w, BLOCK_C at a time. For one distance the keys of the BLOCK_Q queries
    are BLOCK_Q consecutive rows (the query tile shifted back by d), so each step loads a
    [BLOCK_Q, BLOCK_C] grid of rows that the GROUP heads share. Scores are a batched product over
@@ -14,7 +16,7 @@ head (rows are (query, head) pairs), and walks:
    a given distance).
 
 Only attended (query, key) pairs are loaded and multiplied, apart from padding GROUP up to a power
-of two and the band's tile edges; the cost grows as L^(1+p) instead of L^2.
+of two and the tile edges of the band and the sinks; the cost grows as L^(1+p) instead of L^2.
 
 What limits it (H100, L = 32,768): each (query, far distance) pair brings its K and V rows (512
 bytes per KV head) from L2 to the SM. Two pairs of a program share a row only where two distances
@@ -32,6 +34,7 @@ import triton
 import triton.language as tl
 
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
+from ppa_eval.kernels.sinks import sink_outside_distances
 from ppa_eval.kernels.tables import OffsetTables
 
 
@@ -48,13 +51,28 @@ class Tiles:
 
 
 @triton.jit
+def _dense_step(key_slot, key_ok, allowed, q_rows, m, l, acc, k_base, v_base, stride_kl, stride_vl, qk_scale,
+                HEAD_DIM: tl.constexpr):
+    """Fold a tile of consecutive keys ([BLOCK_N], loaded where key_ok) into the rows' online
+    softmax; allowed [BLOCK_N, ROWS] says which (key, row) pairs count."""
+    dim = tl.arange(0, HEAD_DIM)
+    k = tl.load(k_base + key_slot[:, None].to(tl.int64) * stride_kl + dim[None, :], mask=key_ok[:, None], other=0.0)
+    s = tl.dot(k, q_rows) * qk_scale  # [BLOCK_N, ROWS]
+    s = tl.where(allowed, s, float("-inf"))
+    p, alpha, m, l = online_softmax_step(s, m, l, 0)
+    v = tl.load(v_base + key_slot[:, None].to(tl.int64) * stride_vl + dim[None, :], mask=key_ok[:, None], other=0.0)
+    acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype))
+    return m, l, acc
+
+
+@triton.jit
 def _prefill_kernel(
     Q, K, V, Out, FarDist, Counts, KvStart,
     stride_qb, stride_qh, stride_qt,
     stride_kb, stride_kh, stride_kl,
     stride_vb, stride_vh, stride_vl,
     stride_ob, stride_oh, stride_ot,
-    n_queries, first_slot, n_kv_heads, window, qk_scale,
+    n_queries, first_slot, n_kv_heads, window, sink, qk_scale,
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -92,13 +110,20 @@ def _prefill_kernel(
     for k0 in range(band_lo, last_slot + 1, BLOCK_N):
         key_slot = k0 + tl.arange(0, BLOCK_N)
         key_ok = key_slot <= last_slot
-        k = tl.load(k_base + key_slot[:, None].to(tl.int64) * stride_kl + dim[None, :], mask=key_ok[:, None], other=0.0)
-        s = tl.dot(k, q_rows) * qk_scale  # [BLOCK_N, ROWS]
         distance = r_slot[None, :] - key_slot[:, None]
-        s = tl.where((distance >= 0) & (distance < window) & key_ok[:, None] & r_ok[None, :], s, float("-inf"))
-        p, alpha, m_band, l_band = online_softmax_step(s, m_band, l_band, 0)
-        v = tl.load(v_base + key_slot[:, None].to(tl.int64) * stride_vl + dim[None, :], mask=key_ok[:, None], other=0.0)
-        acc_band = acc_band * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype))
+        allowed = (distance >= 0) & (distance < window) & key_ok[:, None] & r_ok[None, :]
+        m_band, l_band, acc_band = _dense_step(key_slot, key_ok, allowed, q_rows, m_band, l_band, acc_band,
+                                               k_base, v_base, stride_kl, stride_vl, qk_scale, HEAD_DIM)
+    # -- 1b. sinks: the first `sink` real slots, in the same layout, less the keys whose distance
+    #        is in S (the band and the far walk visit those, and softmax must see each key once)
+    sink_end = tl.minimum(start + sink, last_slot + 1)
+    for k0 in range(start, sink_end, BLOCK_N):
+        key_slot = k0 + tl.arange(0, BLOCK_N)
+        key_ok = key_slot < sink_end
+        allowed = sink_outside_distances(Counts, key_slot[:, None], r_slot[None, :], start, sink,
+                                         key_ok[:, None] & r_ok[None, :])
+        m_band, l_band, acc_band = _dense_step(key_slot, key_ok, allowed, q_rows, m_band, l_band, acc_band,
+                                               k_base, v_base, stride_kl, stride_vl, qk_scale, HEAD_DIM)
 
     # -- 2. far distances: the same state, regrouped per query as [BLOCK_Q, ..., BLOCK_G] ---------
     m = tl.reshape(m_band, [BLOCK_Q, BLOCK_G])
@@ -138,7 +163,7 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
         q, k, v, out, tables.distances[tables.window:], tables.counts, kv_start,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
-        n_queries, kv_len - n_queries, n_kv_heads, tables.window, scale * 1.4426950408889634,
+        n_queries, kv_len - n_queries, n_kv_heads, tables.window, tables.sink, scale * 1.4426950408889634,
         GROUP=group, BLOCK_G=max(triton.next_power_of_2(group), 8), HEAD_DIM=head_dim,
         BLOCK_Q=tiles.block_q, BLOCK_C=tiles.block_c, BLOCK_N=tiles.block_n,
         num_warps=tiles.num_warps, num_stages=tiles.num_stages,

@@ -34,11 +34,13 @@ def attended_distances(power: Fraction, window: int, length: int) -> np.ndarray:
     return np.array([j <= window or floors[j] - floors[j - 1] == 1 for j in range(1, length + 1)])
 
 
-def masked_attention(q, k, v, attended: np.ndarray, *, kv_start=None, scale: float, query_block: int = 256):
+def masked_attention(q, k, v, attended: np.ndarray, *, kv_start=None, sink: int = 0, scale: float,
+                     query_block: int = 256):
     """float64 attention of q [B, Hq, Lq, D] over k, v [B, Hkv, Lk, D] (GQA by head // group).
 
-    Query t sits at slot Lk - Lq + t; it sees slot s iff attended[slot - s] (so s <= slot) and
-    s >= kv_start[b]. Rows that see no key are 0.
+    Query t sits at slot Lk - Lq + t; it sees slot s <= slot iff s >= kv_start[b] and either
+    attended[slot - s] or s is one of the row's first `sink` real slots (s < kv_start[b] + sink:
+    sinks count tokens, not slots). Rows that see no key are 0.
     """
     batch, n_q_heads, n_queries, head_dim = q.shape
     n_kv_heads, kv_len = k.shape[1], k.shape[2]
@@ -52,7 +54,8 @@ def masked_attention(q, k, v, attended: np.ndarray, *, kv_start=None, scale: flo
         for t0 in range(0, n_queries, query_block):
             t = torch.arange(t0, min(t0 + query_block, n_queries), device=q.device)
             distance = (kv_len - n_queries + t)[:, None] - key_slot[None, :]
-            allowed = (distance >= 0) & table[distance.clamp(0, len(attended) - 1)] & (key_slot >= start)
+            is_sink = key_slot < start + sink
+            allowed = (distance >= 0) & (table[distance.clamp(0, len(attended) - 1)] | is_sink) & (key_slot >= start)
             q64 = q[b, :, t].double().view(n_kv_heads, group, len(t), head_dim)
             scores = torch.einsum("hgtd,hsd->hgts", q64, k64) * scale
             scores = scores.masked_fill(~allowed, float("-inf"))

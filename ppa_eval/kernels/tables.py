@@ -1,10 +1,10 @@
-"""The PPA pattern as the two small integer tables the kernels read.
+"""The PPA pattern as the two small integer tables the kernels read, and its sink count.
 
 Every query attends the same set S of distances d = query slot - key slot (window plus power
 positions), so a kernel needs no mask function: it walks a sorted list of distances and gathers
 the key rows at those distances. A query whose first valid key is `reach` slots back attends the
 first counts[reach] entries of that list, so a kernel learns its loop bound with one load instead
-of a search.
+of a search. The sinks are no distance: the kernels walk them separately (sinks.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class OffsetTables:
     counts: torch.Tensor     # int32 [length]: counts[r] = number of attended d <= r
     host_counts: np.ndarray  # the same counts on the host, for sizing launches without a sync
     window: int              # distances[:window] are exactly 0 .. window-1 (the dense band)
+    sink: int                # the first `sink` real slots of a row are attended by every query
 
     @property
     def length(self) -> int:
@@ -45,6 +46,7 @@ def _offset_tables(pattern: PowerPattern, length: int, device: str) -> OffsetTab
         counts=torch.as_tensor(counts, device=device),
         host_counts=counts,
         window=min(pattern.window, length),
+        sink=pattern.sink,
     )
 
 
