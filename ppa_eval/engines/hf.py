@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines import EngineError, Generation, hf_attention
-from ppa_eval.patterns import BlockPattern, PowerPattern
+from ppa_eval.patterns import BlockPattern
 
 
 def default_attn_kernel(device: str, pattern: BlockPattern) -> str:
@@ -21,7 +21,9 @@ def default_attn_kernel(device: str, pattern: BlockPattern) -> str:
     # attention on CPU fails to compile in generate() with left padding (torch 2.13).
     if torch.device(device).type != "cuda":
         return "sdpa"
-    return "ppa" if isinstance(pattern, PowerPattern) else "flex"
+    from ppa_eval.kernels import runs_pattern  # Triton: imported only where a GPU is
+
+    return "ppa" if runs_pattern(pattern) else "flex"
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
