@@ -213,5 +213,5 @@ def test_the_retired_power_variable_is_refused_not_ignored(monkeypatch):
     """A PPA_EVAL_POWER left from older instructions must not leave a model attending densely."""
     monkeypatch.delenv("PPA_EVAL_ATTENTION", raising=False)
     monkeypatch.setenv("PPA_EVAL_POWER", "0.75")
-    with pytest.raises(PatternError, match="PPA_EVAL_POWER are no longer read; set PPA_EVAL_ATTENTION"):
+    with pytest.raises(PatternError, match=r"no longer read \(found PPA_EVAL_POWER\); set PPA_EVAL_ATTENTION"):
         PPAAttentionImpl(HEADS, HEAD_SIZE, 0.25, KV_HEADS)

@@ -33,8 +33,8 @@ def requested_pattern(hf_config):
 
     retired = [name for name in _RETIRED_ENV if os.environ.get(name)]
     if retired:
-        raise PatternError(f"{' and '.join(retired)} are no longer read; set {ATTENTION_ENV} to a spec "
-                           "instead, e.g. PPA_EVAL_ATTENTION=ppa:p=3/4,w=64")
+        raise PatternError(f"PPA_EVAL_POWER and PPA_EVAL_WINDOW are no longer read (found {', '.join(retired)}); "
+                           f"set {ATTENTION_ENV} to a spec instead, e.g. {ATTENTION_ENV}=ppa:p=3/4,w=64")
     if os.environ.get(ATTENTION_ENV):
         return parse_spec(os.environ[ATTENTION_ENV])
     return pattern_from_config(hf_config.to_dict()) if hf_config is not None else None
