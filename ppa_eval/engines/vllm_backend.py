@@ -162,8 +162,10 @@ class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
     def build(self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata,
               fast_build: bool = False) -> PPAMetadata:
         m = common_attn_metadata
-        # Host lengths serve the requests after the decodes (prefill chunks), where vLLM's host
-        # bound is exact; reading m.seq_lens here would wait for the GPU.
+        # Host lengths serve the prefill chunks and the reference path; reading m.seq_lens here
+        # would wait for the GPU. vLLM's host bound is exact for every row except decodes under
+        # asynchronous speculative decoding (it assumes every draft accepted), which ppa-eval
+        # never turns on; the decode kernel reads the exact lengths on the device.
         seq_lens_host = getattr(m, "seq_lens_cpu_upper_bound", None)
         if seq_lens_host is None:
             seq_lens_host = m.seq_lens.cpu()
