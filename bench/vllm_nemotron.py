@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
-from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
+from ppa_eval.patterns import PowerPattern, format_spec
 
 WINDOW, POWER = 64, "3/4"
 AGREEMENT = dict(prompts=16, prompt_tokens=448, new_tokens=32, target=0.99)
@@ -81,12 +81,13 @@ def vllm_llm(directory: Path, engine: str, eager: bool, dtype: str = "bfloat16",
     import vllm
 
     if engine == "stock":
-        os.environ.pop(POWER_ENV, None)
+        os.environ.pop(ATTENTION_ENV, None)
         return vllm.LLM(model=str(directory), dtype=dtype, seed=0, skip_tokenizer_init=True,
                         mamba_ssm_cache_dtype="float32", enforce_eager=eager, **extra)
     power = "1" if engine == "ppa-full" else POWER
-    os.environ[POWER_ENV], os.environ[WINDOW_ENV] = power, str(WINDOW)
-    arguments = engine_arguments(directory, PowerPattern(power, WINDOW), "cuda", dtype, 0,
+    pattern = PowerPattern(power, WINDOW)
+    os.environ[ATTENTION_ENV] = format_spec(pattern)
+    arguments = engine_arguments(directory, pattern, "cuda", dtype, 0,
                                  VLLMOptions(enforce_eager=eager, tensor_parallel_size=tensor_parallel_size))
     return vllm.LLM(**arguments, skip_tokenizer_init=True, **extra)
 

