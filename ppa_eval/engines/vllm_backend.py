@@ -52,7 +52,7 @@ from vllm.platforms import current_platform
 
 from ppa_eval.engines.vllm_plugin import ATTENTION_ENV, requested_pattern
 from ppa_eval.kernels.tables import table_length
-from ppa_eval.patterns import BlockPattern, PowerPattern, format_spec, mask_mod
+from ppa_eval.patterns import BlockPattern, format_spec, mask_mod
 
 
 # A child of vLLM's logger, so the line appears wherever vLLM logs (lm-eval runs included).
@@ -137,12 +137,13 @@ def leading_decodes(query_starts: list[int]) -> int:
 
 def kernels_apply(device_type: str, dtype: torch.dtype, head_size: int, pattern: BlockPattern) -> bool:
     """The Triton kernels take CUDA tensors in fp16/bf16 with a power-of-two head size, and only
-    the patterns they implement; every other case takes the exact reference path."""
-    # Today the kernels run sink-free PPA only. The lead replaces this isinstance test with
-    # ppa_eval.kernels.runs_pattern(pattern) when merging the branch that extends the kernels.
-    kernel_pattern = isinstance(pattern, PowerPattern) and pattern.sink == 0
-    return (kernel_pattern and device_type == "cuda" and dtype in (torch.float16, torch.bfloat16)
-            and head_size & (head_size - 1) == 0)
+    the patterns they implement (every PPA, sinks included); every other case, PowerAttention on
+    any device among them, takes the exact reference path."""
+    if device_type != "cuda" or dtype not in (torch.float16, torch.bfloat16) or head_size & (head_size - 1):
+        return False
+    from ppa_eval.kernels import runs_pattern  # Triton: imported only where a GPU is
+
+    return runs_pattern(pattern)
 
 
 class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
