@@ -1,7 +1,7 @@
 """How often two results directories give the same verdict on the same problem, run by run.
 
-Two paths through the same model and pattern (the Triton kernels against the exact SDPA mask,
-GPU bfloat16 against CPU float32) should differ only where rounding tips a greedy choice. Runs
+Two paths through the same model and pattern (the Triton kernels or flex attention against the
+exact SDPA mask, GPU bfloat16 against CPU float32) should differ only where rounding tips a greedy choice. Runs
 are matched by run name and task, problems by doc_id; only problems both sides scored count.
 Prints a table and writes results/bench/verdict_agreement_<label>.{json,md}.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ppa_eval.report import collect, power_text
+from ppa_eval.report import collect
 from ppa_eval.runs import read_verdicts
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
@@ -32,7 +32,7 @@ def agreement(a_dir: Path, b_dir: Path) -> pd.DataFrame:
         ours = read_verdicts(Path(row.task_dir) / "samples.jsonl")
         theirs = read_verdicts(b_dirs[row.run, row.task] / "samples.jsonl")
         shared = sorted(ours.keys() & theirs.keys())
-        rows.append({"task": row.task, "power": power_text(row.power), "window": row.window, "problems": len(shared),
+        rows.append({"task": row.task, "attention": row.attention, "problems": len(shared),
                      "same_verdict": sum(ours[d] == theirs[d] for d in shared),
                      "a_correct": sum(ours[d] for d in shared), "b_correct": sum(theirs[d] for d in shared)})
     return pd.DataFrame(rows)
