@@ -75,8 +75,8 @@ def device_ceilings() -> dict:
     a = torch.randn(8192, 8192, device=DEVICE, dtype=torch.bfloat16)
     mm_ms = timed_ms(lambda: a @ a)
     del src, dst
-    return {"gpu": torch.cuda.get_device_name(), "bandwidth_GBps": 2 * (2 << 30) / copy_ms / 1e6,
-            "matmul_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
+    return {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "bandwidth_GBps": 2 * (2 << 30) / copy_ms / 1e6, "matmul_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
 
 
 def randn(*shape):
@@ -324,7 +324,7 @@ def e2e_section(table: Table):
 
 def markdown(table: Table) -> str:
     c = table.ceilings
-    lines = [f"# PPA attention benchmark ({c['gpu']})", "",
+    lines = [f"# PPA attention benchmark ({c['gpu']}, {c.get('date', 'undated')})", "",
              f"Measured ceilings: copy bandwidth {c['bandwidth_GBps']:.0f} GB/s, bf16 matmul {c['matmul_TFLOPs']:.0f} TFLOP/s. "
              f"Shape: {Q_HEADS} query / {KV_HEADS} KV heads, head {HEAD_DIM}, bf16, w = {WINDOW}. "
              "Times are medians (triton.testing.do_bench); decode `ms` replays a CUDA graph (GPU time), `eager_ms` "

@@ -65,7 +65,7 @@ def _decode_split_kernel(
     stride_tb,
     kv_len, n_queries, n_kv_heads, blocks_per_split, sink, qk_scale,
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-    PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
+    PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr, HAS_SINK: tl.constexpr,
 ):
     # One program: one (sequence b, KV head, query t) and one split of the distance list.
     row = tl.program_id(0)
@@ -105,14 +105,16 @@ def _decode_split_kernel(
                                  stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_tb,
                                  qk_scale, HEAD_DIM, PAGED, PAGE_SIZE)
     # The sinks, in split 0: the first real slots up to the query, less those the list above holds.
-    n_sink = tl.where(split == 0, tl.minimum(sink, reach + 1), 0)
-    for u0 in range(0, n_sink, BLOCK_N):
-        u = u0 + tl.arange(0, BLOCK_N)
-        key_slot = start + u
-        ok = sink_outside_distances(Counts, key_slot, slot, start, sink, u < n_sink)
-        m, l, acc = _attend_rows(key_slot, ok, q_t, m, l, acc, K, V, BlockTable, b, kv_head,
-                                 stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_tb,
-                                 qk_scale, HEAD_DIM, PAGED, PAGE_SIZE)
+    # Compiled in only for patterns with sinks, so that the sink-free kernel stays as it was.
+    if HAS_SINK:
+        n_sink = tl.where(split == 0, tl.minimum(sink, reach + 1), 0)
+        for u0 in range(0, n_sink, BLOCK_N):
+            u = u0 + tl.arange(0, BLOCK_N)
+            key_slot = start + u
+            ok = sink_outside_distances(Counts, key_slot, slot, start, sink, u < n_sink)
+            m, l, acc = _attend_rows(key_slot, ok, q_t, m, l, acc, K, V, BlockTable, b, kv_head,
+                                     stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_tb,
+                                     qk_scale, HEAD_DIM, PAGED, PAGE_SIZE)
 
     part = row * n_splits + split
     tl.store(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
@@ -203,7 +205,8 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
         q.stride(0), q.stride(1), q.stride(2), *k_strides, *v_strides, stride_tb,
         kv_len, n_queries, n_kv_heads, per_split, tables.sink, scale * 1.4426950408889634,
         GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, BLOCK_N=tiles.block_n,
-        PAGED=paged is not None, PAGE_SIZE=page_size, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+        PAGED=paged is not None, PAGE_SIZE=page_size, HAS_SINK=tables.sink > 0, num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
     )
     _decode_combine_kernel[(n_rows,)](
         part_o, part_m, part_l, out, out.stride(0), out.stride(1), out.stride(2),

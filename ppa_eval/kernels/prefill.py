@@ -74,7 +74,7 @@ def _prefill_kernel(
     stride_ob, stride_oh, stride_ot,
     n_queries, first_slot, n_kv_heads, window, sink, qk_scale,
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, HAS_SINK: tl.constexpr,
 ):
     tile = tl.program_id(0)
     b = tl.program_id(1) // n_kv_heads
@@ -116,14 +116,17 @@ def _prefill_kernel(
                                                k_base, v_base, stride_kl, stride_vl, qk_scale, HEAD_DIM)
     # -- 1b. sinks: the first `sink` real slots, in the same layout, less the keys whose distance
     #        is in S (the band and the far walk visit those, and softmax must see each key once)
-    sink_end = tl.minimum(start + sink, last_slot + 1)
-    for k0 in range(start, sink_end, BLOCK_N):
-        key_slot = k0 + tl.arange(0, BLOCK_N)
-        key_ok = key_slot < sink_end
-        allowed = sink_outside_distances(Counts, key_slot[:, None], r_slot[None, :], start, sink,
-                                         key_ok[:, None] & r_ok[None, :])
-        m_band, l_band, acc_band = _dense_step(key_slot, key_ok, allowed, q_rows, m_band, l_band, acc_band,
-                                               k_base, v_base, stride_kl, stride_vl, qk_scale, HEAD_DIM)
+    #        Compiled in only for patterns with sinks: a second pipelined loop, even one that never
+    #        runs, costs the sink-free kernel its shared memory and speed (measured on the H200).
+    if HAS_SINK:
+        sink_end = tl.minimum(start + sink, last_slot + 1)
+        for k0 in range(start, sink_end, BLOCK_N):
+            key_slot = k0 + tl.arange(0, BLOCK_N)
+            key_ok = key_slot < sink_end
+            allowed = sink_outside_distances(Counts, key_slot[:, None], r_slot[None, :], start, sink,
+                                             key_ok[:, None] & r_ok[None, :])
+            m_band, l_band, acc_band = _dense_step(key_slot, key_ok, allowed, q_rows, m_band, l_band, acc_band,
+                                                   k_base, v_base, stride_kl, stride_vl, qk_scale, HEAD_DIM)
 
     # -- 2. far distances: the same state, regrouped per query as [BLOCK_Q, ..., BLOCK_G] ---------
     m = tl.reshape(m_band, [BLOCK_Q, BLOCK_G])
@@ -165,7 +168,7 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
         n_queries, kv_len - n_queries, n_kv_heads, tables.window, tables.sink, scale * 1.4426950408889634,
         GROUP=group, BLOCK_G=max(triton.next_power_of_2(group), 8), HEAD_DIM=head_dim,
-        BLOCK_Q=tiles.block_q, BLOCK_C=tiles.block_c, BLOCK_N=tiles.block_n,
+        BLOCK_Q=tiles.block_q, BLOCK_C=tiles.block_c, BLOCK_N=tiles.block_n, HAS_SINK=tables.sink > 0,
         num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
     return out
