@@ -225,7 +225,7 @@ def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") ->
     return _render(table, fmt)
 
 
-LONG_CONTEXT_COLUMNS = ["run", "task", "task_dir", "attention", "series", "p_curve", "power", "length",
+LONG_CONTEXT_COLUMNS = ["run", "task", "task_dir", "attention", "series", "p_curve", "power", "window", "length",
                         "fraction_of_dense", "accuracy", "ci_low", "ci_high", "n"]
 
 
@@ -240,7 +240,8 @@ def long_context_rows(df: pd.DataFrame) -> pd.DataFrame:
             for length, cell in row.by_length.items():
                 length = int(length)
                 rows.append({"run": row.run, "task": row.task, "task_dir": row.task_dir, "attention": row.attention,
-                             "series": row.series, "p_curve": row.p_curve, "power": row.power, "length": length,
+                             "series": row.series, "p_curve": row.p_curve, "power": row.power, "window": row.window,
+                             "length": length,
                              "fraction_of_dense": pairs(pattern, length) / dense_pairs(length),
                              "accuracy": cell["accuracy"], "ci_low": cell["ci95"][0], "ci_high": cell["ci95"][1],
                              "n": cell["n"]})
@@ -413,11 +414,20 @@ def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") 
 # --- long context: S-curves and depth x length heatmaps ---------------------------------------
 
 
-def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | None:
-    """Accuracy against p (sink-free PPA runs), one panel per long-context task, one line per context
-    length, with 95% CIs."""
-    cells = long_context_rows(df)
+def p_curve_rows(cells: pd.DataFrame) -> pd.DataFrame:
+    """The rows a curve over p is drawn from: sink-free PPA at one window, the one most runs with
+    0 < p < 1 share (p = 1 is full attention at any window, so it stays)."""
     cells = cells[cells["p_curve"].astype(bool)]
+    partial = cells[(cells["power"] > 0) & (cells["power"] < 1)]
+    if partial.empty:
+        return cells
+    return cells[(cells["window"] == partial["window"].mode()[0]) | (cells["power"] == 1)]
+
+
+def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | None:
+    """Accuracy against p (sink-free PPA runs at one window), one panel per long-context task, one
+    line per context length, with 95% CIs."""
+    cells = p_curve_rows(long_context_rows(df))
     if cells.empty:
         return None
     plt = _pyplot()

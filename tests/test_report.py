@@ -12,7 +12,7 @@ from fractions import Fraction
 import matplotlib.image
 import pytest
 
-from ppa_eval.patterns import parse_power
+from ppa_eval.patterns import parse_power, parse_spec
 from ppa_eval.runs import RunError
 from ppa_eval.stats import accuracy_ci, mcnemar_exact
 from ppa_eval.report import (
@@ -21,6 +21,7 @@ from ppa_eval.report import (
     attention_type,
     collect,
     long_context_rows,
+    p_curve_rows,
     paired_significance,
     plot_s_curve,
     power_text,
@@ -323,6 +324,7 @@ def test_power_text_uses_the_papers_decimals():
 
 # run -> (spec, passkey hits out of 4 at lengths 32 and 64)
 FAMILY_RUNS = {"m__p0_w8": ("window:w=8", (1, 0)), "m__window_w8_sink2": ("window:w=8,sink=2", (2, 1)),
+               "m__p0_w24": ("window:w=24", (2, 1)),
                "m__p1-2_w8": ("ppa:p=1/2,w=8", (3, 1)), "m__ppa_p1-2_w8_sink2": ("ppa:p=1/2,w=8,sink=2", (3, 2)),
                "m__powerattention_block4_window1_sink1": ("powerattention:block=4,window=1,sink=1", (4, 2)),
                "m__full": ("full", (4, 4))}
@@ -341,17 +343,21 @@ def family_results(tmp_path):
         metrics = {"task": "passkey", "checkpoint": "m", "attention": spec, "accuracy": sum(hits) / 8,
                    "ci95": list(accuracy_ci(sum(hits), 8)), "n": 8, "by_length": by_length, "limit": 4}
         if spec.startswith(("ppa", "window")) and "sink" not in spec:  # as evaluate writes them
-            metrics |= {"power": "1/2" if spec.startswith("ppa") else "0", "window": 8}
+            pattern = parse_spec(spec)
+            metrics |= {"power": str(pattern.power), "window": pattern.window}
         (task_dir / "metrics.json").write_text(json.dumps(metrics))
     return tmp_path
 
 
 def test_families_are_ordered_and_only_sink_free_ppa_is_on_the_p_curve(family_results):
     df = collect(family_results).drop_duplicates("run")
-    assert list(df["attention"]) == ["window:w=8", "window:w=8,sink=2", "ppa:p=1/2,w=8", "ppa:p=1/2,w=8,sink=2",
-                                     "full", "powerattention:block=4,window=1,sink=1"]
-    assert list(df["series"]) == ["window", "window+sink2", "ppa", "ppa+sink2", "full", "powerattention"]
-    assert list(df["p_curve"]) == [True, False, True, False, True, False]
+    assert list(df["attention"]) == ["window:w=8", "window:w=8,sink=2", "window:w=24", "ppa:p=1/2,w=8",
+                                     "ppa:p=1/2,w=8,sink=2", "full", "powerattention:block=4,window=1,sink=1"]
+    assert list(df["series"]) == ["window", "window+sink2", "window", "ppa", "ppa+sink2", "full", "powerattention"]
+    assert list(df["p_curve"]) == [True, False, True, True, False, True, False]
+    # the curve over p holds w fixed at the PPA runs' window: the 24-token window is another curve's
+    curve = p_curve_rows(long_context_rows(collect(family_results)))
+    assert sorted(set(curve["attention"])) == ["full", "ppa:p=1/2,w=8", "window:w=8"]
     assert df["power"].tolist()[-1] is None and math.isnan(df["window"].tolist()[-1])  # PPA's p and w only
 
 
