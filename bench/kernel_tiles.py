@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python bench/kernel_tiles.py [--out results/bench]
 
-Decode: batch 8, L = 131,072, p = 3/4, GPU time (CUDA graph replay). Prefill: batch 1, L = 32,768, p = 1/2 and 3/4. Each
+Decode: batch 8, L = 131,072, p = 3/4, GPU time (CUDA graph replay). Prefill: the masked tiles
+alone at p = 7/8 (32,768 x 1 and 2,048 x 8), the gather alone beyond the window at 32,768, p = 3/4. Each
 candidate's output is compared with the default tiles' output (which bench/attention.py checks
 against the float64 reference); a candidate that disagrees is reported, not timed. Writes
 kernel_tiles.json and kernel_tiles.md.
@@ -28,12 +29,14 @@ DECODE_TILES = [decode.Tiles()] + [
     decode.Tiles(block_n=n, programs_per_sm=s, num_warps=w, num_stages=st)
     for n, s, w, st in [(32, 4, 4, 3), (64, 2, 4, 3), (64, 4, 4, 4), (32, 8, 4, 4), (128, 2, 8, 3), (64, 3, 4, 3)]
 ]
-PREFILL_TILES = [prefill.Tiles()] + [
-    prefill.Tiles(block_q=q, block_c=c, block_n=n, num_warps=w, num_stages=s)
-    for q, c, n, w, s in [(4, 16, 32, 4, 3), (4, 32, 64, 4, 3), (4, 16, 64, 4, 4), (2, 32, 64, 4, 3),
-                          (4, 32, 64, 8, 3), (4, 16, 64, 8, 3), (2, 64, 64, 4, 3), (8, 16, 64, 8, 3),
-                          (4, 16, 64, 4, 1), (4, 16, 64, 4, 2), (4, 32, 64, 4, 1), (4, 16, 32, 4, 1),
-                          (8, 16, 64, 8, 1), (2, 32, 64, 4, 1), (4, 16, 64, 8, 1)]
+TILE_SHAPES = [prefill.TileShape()] + [
+    prefill.TileShape(block_m=m, block_n=n, num_warps=w, num_stages=s)
+    for m, n, w, s in [(128, 64, 8, 3), (128, 64, 8, 2), (128, 64, 8, 4), (128, 64, 4, 3), (64, 32, 4, 3),
+                       (128, 32, 4, 3), (256, 64, 8, 2)]  # block_n: one 32- or 64-bit word of mask bits
+]
+GATHER_SHAPES = [prefill.Gather()] + [
+    prefill.Gather(block_q=q, block_c=c, num_warps=w, num_stages=s)
+    for q, c, w, s in [(4, 32, 4, 3), (4, 16, 4, 4), (2, 32, 4, 3), (4, 16, 8, 3), (8, 16, 8, 3), (4, 16, 4, 2)]
 ]
 
 
@@ -73,14 +76,20 @@ def main():
         q, k, v, out, tables, HEAD_DIM**-0.5, max_reach=length - 1, kv_len=length, tiles=t), graph_ms)
     del q, k, v
 
-    length = 32768
-    q = randn(1, Q_HEADS, length, HEAD_DIM)
-    k, v = randn(1, KV_HEADS, length, HEAD_DIM), randn(1, KV_HEADS, length, HEAD_DIM)
-    out = torch.empty_like(q)
-    for power in ("1/2", "3/4"):
-        tables = offset_tables(PowerPattern(power, WINDOW), length, "cuda")
-        rows += sweep(f"prefill L={length} B=1 p={power}", PREFILL_TILES, lambda t: prefill.prefill(
-            q, k, v, out, tables, HEAD_DIM**-0.5, tiles=t), timed_ms)
+    # Masked tiles alone (split = L: every distance a tile), where they carry the whole prefill (p = 7/8);
+    # then the gather alone beyond the window (split = w), at p = 3/4.
+    for length, batch in ((32768, 1), (2048, 8)):
+        q = randn(batch, Q_HEADS, length, HEAD_DIM)
+        k, v = randn(batch, KV_HEADS, length, HEAD_DIM), randn(batch, KV_HEADS, length, HEAD_DIM)
+        out = torch.empty_like(q)
+        tables = offset_tables(PowerPattern("7/8", WINDOW), length, "cuda")
+        rows += sweep(f"prefill tiles L={length} B={batch} p=7/8", TILE_SHAPES, lambda t: prefill.prefill(
+            q, k, v, out, tables, HEAD_DIM**-0.5, split=length, tiles=t), timed_ms)
+        if length == 32768:
+            tables = offset_tables(PowerPattern("3/4", WINDOW), length, "cuda")
+            rows += sweep(f"prefill gather L={length} B={batch} p=3/4", GATHER_SHAPES, lambda t: prefill.prefill(
+                q, k, v, out, tables, HEAD_DIM**-0.5, split=WINDOW, gather=t), timed_ms)
+        del q, k, v, out
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "kernel_tiles.json").write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "rows": rows}, indent=1))

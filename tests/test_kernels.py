@@ -103,21 +103,37 @@ def test_paged_decode_matches_reference(pattern):
 
 
 @pytest.mark.parametrize(
-    "power, window, n_queries, kv_len, tiles",
+    "power, window, n_queries, kv_len, splits, tiles",
     [
-        ("3/4", 8, 67, 67, prefill.Tiles()),
-        ("1/2", 4, 131, 131, prefill.Tiles(block_q=4, block_c=16, block_n=16)),
-        ("7/8", 16, 45, 61, prefill.Tiles()),                          # chunked: 16 cached slots first
-        ("1/3", 0, 37, 37, prefill.Tiles(block_q=4, block_c=32, block_n=16)),
+        # split 1: everything but distance 0 gathered; kv_len: all masked tiles; between: both
+        ("3/4", 8, 67, 67, (1, 8, 33, 67), prefill.TileShape()),
+        ("1/2", 4, 131, 131, (4, 16, 131), prefill.TileShape(block_m=16, block_n=32)),
+        ("7/8", 16, 45, 61, (16, 40, 61), prefill.TileShape(block_m=16, block_n=64)),  # chunked: 16 cached slots
+        ("1/3", 0, 37, 37, (1, 9, 37), prefill.TileShape(block_m=32, block_n=32)),
     ],
 )
-def test_prefill_matches_reference(power, window, n_queries, kv_len, tiles):
+def test_prefill_matches_reference_at_every_split(power, window, n_queries, kv_len, splits, tiles):
     q, k, v = random_qkv(2, n_queries, kv_len, seed=n_queries)
     kv_start = torch.tensor([3, 0], dtype=torch.int32, device=DEVICE)
     pattern = PowerPattern(power, window)
-    out = prefill.prefill(q, k, v, poisoned_like(q), offset_tables(pattern, kv_len, DEVICE), HEAD_DIM**-0.5,
-                          kv_start=kv_start, tiles=tiles)
-    assert_close(out, reference(q, k, v, PowerPattern(power, window), kv_start))
+    ref = reference(q, k, v, pattern, kv_start)
+    for split in splits:
+        out = prefill.prefill(q, k, v, poisoned_like(q), offset_tables(pattern, kv_len, DEVICE), HEAD_DIM**-0.5,
+                              kv_start=kv_start, split=split, tiles=tiles, gather=prefill.Gather(block_c=16))
+        assert_close(out, ref)
+
+
+@pytest.mark.parametrize("pattern", [PowerPattern("1/2", 4, 6), PowerPattern("7/8", 16, 9), PowerPattern(0, 0, 3)])
+def test_prefill_sinks_at_every_split(pattern):
+    # A sink below the split is a masked-tile key; beyond it, a tile key only if S does not reach
+    # it there (the gather visits those): each must be counted exactly once at every split.
+    q, k, v = random_qkv(2, 45, 61, seed=pattern.sink)
+    kv_start = torch.tensor([0, 11], dtype=torch.int32, device=DEVICE)
+    ref = reference(q, k, v, pattern, kv_start)
+    for split in (1, 5, 20, 61):
+        out = prefill.prefill(q, k, v, poisoned_like(q), offset_tables(pattern, 61, DEVICE), HEAD_DIM**-0.5,
+                              kv_start=kv_start, split=split, tiles=prefill.TileShape(block_m=16, block_n=32))
+        assert_close(out, ref)
 
 
 @pytest.mark.parametrize(

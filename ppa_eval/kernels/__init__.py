@@ -1,9 +1,10 @@
-"""Triton kernels for power-based partial attention that do only the attended work.
+"""Triton kernels for power-based partial attention.
 
-The attended distances form one fixed set S for every query (window plus power positions), so the
-kernels gather key rows at those distances instead of masking a dense score matrix: the cost is
-O(L^(1+p)) for a sequence of L tokens instead of O(L^2). bf16 or fp16 in, fp32 accumulation,
-forward only.
+The attended distances form one fixed set S for every query (window plus power positions). Decode
+gathers the key rows at those distances. Prefill multiplies the near distances, where S is dense,
+as masked tiles on tensor cores and gathers the far ones, where S is sparse; a cost model measured
+on the GPU picks where one stops and the other starts (cost_model.py), so the gathered part costs
+O(L^(1+p)) instead of O(L^2). bf16 or fp16 in, fp32 accumulation, forward only.
 
     ppa_attention(q, k, v, pattern, kv_start=None)        contiguous cache, decode or prefill
     ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern, max_seq_len)  paged, decode

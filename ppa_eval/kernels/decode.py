@@ -56,7 +56,10 @@ def _attend_rows(
     return m, l, acc
 
 
-@triton.jit
+# The cache length and the split size change at every decode step. Specialised, as Triton does by
+# default with integers (values divisible by 16, and 1), each new combination would compile another
+# variant of the kernel part-way through a generation.
+@triton.jit(do_not_specialize=["kv_len", "blocks_per_split"])
 def _decode_split_kernel(
     Q, K, V, PartO, PartM, PartL, Dist, Counts, KvStart, SeqLens, BlockTable,
     stride_qb, stride_qh, stride_qt,

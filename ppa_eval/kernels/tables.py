@@ -1,8 +1,8 @@
-"""The PPA pattern as the two small integer tables the kernels read, and its sink count.
+"""The PPA pattern as the small integer tables the kernels read, and its sink count.
 
 Every query attends the same set S of distances d = query slot - key slot (window plus power
-positions), so a kernel needs no mask function: it walks a sorted list of distances and gathers
-the key rows at those distances. A query whose first valid key is `reach` slots back attends the
+positions), so a kernel needs no mask function: the gathering kernels walk a sorted list of
+distances and load the key rows at those distances; the masked tiles look d up in a 0/1 table. A query whose first valid key is `reach` slots back attends the
 first counts[reach] entries of that list, so a kernel learns its loop bound with one load instead
 of a search. The sinks are no distance: the kernels walk them separately (sinks.py).
 """
@@ -22,6 +22,7 @@ from ppa_eval.patterns import PowerPattern
 class OffsetTables:
     distances: torch.Tensor  # int32 [n]: attended d = j - 1 in increasing order, all below `length`
     counts: torch.Tensor     # int32 [length]: counts[r] = number of attended d <= r
+    attended: torch.Tensor   # int8 [length]: 1 where d is attended (the masked tiles' look-up)
     host_counts: np.ndarray  # the same counts on the host, for sizing launches without a sync
     window: int              # distances[:window] are exactly 0 .. window-1 (the dense band)
     sink: int                # the first `sink` real slots of a row are attended by every query
@@ -39,11 +40,12 @@ def table_length(needed: int) -> int:
 
 @lru_cache(maxsize=32)
 def _offset_tables(pattern: PowerPattern, length: int, device: str) -> OffsetTables:
-    distances = np.flatnonzero(pattern.distance_table(length))
-    counts = np.cumsum(pattern.distance_table(length)).astype(np.int32)
+    attended = pattern.distance_table(length)
+    counts = np.cumsum(attended).astype(np.int32)
     return OffsetTables(
-        distances=torch.as_tensor(distances.astype(np.int32), device=device),
+        distances=torch.as_tensor(np.flatnonzero(attended).astype(np.int32), device=device),
         counts=torch.as_tensor(counts, device=device),
+        attended=torch.as_tensor(attended.astype(np.int8), device=device),
         host_counts=counts,
         window=min(pattern.window, length),
         sink=pattern.sink,

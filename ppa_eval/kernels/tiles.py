@@ -1,0 +1,153 @@
+"""PPA prefill as masked dense tiles: FlashAttention's walk over key tiles on tensor cores, with the
+exact PPA mask looked up inside each tile.
+
+Near the diagonal the attended distances are dense (the window, then power positions a few slots
+apart), so a [BLOCK_M queries, BLOCK_N keys] tile multiplied whole on tensor cores and masked costs
+less than gathering its attended rows one by one (prefill.py). This kernel covers the distances
+below `split` (chosen by cost_model.py): query t's keys at distance d < split count iff
+attended[d]; the gather kernel then adds the distances >= split, starting from the log-sum-exp
+this kernel writes. The sinks not at a distance the two walks visit are added here as well.
+
+One program owns BLOCK_M consecutive queries of one query head; K and V are read at the head's KV
+head (GQA without repeating them: the GROUP heads' programs share the rows through L2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ppa_eval.kernels.online_softmax import online_softmax_step
+from ppa_eval.kernels.tables import OffsetTables
+
+
+@dataclass(frozen=True)
+class TileShape:
+    # Chosen on the H200 (bench/kernel_tiles.py, all tiles at p = 7/8): 64 x 64 x 4 warps was the
+    # fastest at 2,048 x 8 and within 1% of the fastest at 32,768.
+    block_m: int = 64   # queries per program
+    block_n: int = 64   # keys per step: one 64-bit word of mask bits per row (32 takes int32 words)
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+@triton.jit
+def _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_base, v_base, stride_kl, stride_vl, qk_scale,
+                 HEAD_DIM: tl.constexpr):
+    """Fold the keys at key_slot ([BLOCK_N], loaded where key_ok) into the online softmax of q's rows
+    where `allowed` ([BLOCK_M, BLOCK_N])."""
+    dim = tl.arange(0, HEAD_DIM)
+    k = tl.load(k_base + key_slot[:, None].to(tl.int64) * stride_kl + dim[None, :], mask=key_ok[:, None], other=0.0)
+    s = tl.dot(q, tl.trans(k)) * qk_scale  # [BLOCK_M, BLOCK_N]
+    s = tl.where(allowed, s, float("-inf"))
+    p, alpha, m, l = online_softmax_step(s, m, l, 1)
+    v = tl.load(v_base + key_slot[:, None].to(tl.int64) * stride_vl + dim[None, :], mask=key_ok[:, None], other=0.0)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m, l, acc
+
+
+@triton.jit
+def _tiles_kernel(
+    Q, K, V, Out, Lse, RowBits, Attended, KvStart,
+    stride_qb, stride_qh, stride_qt,
+    stride_kb, stride_kh, stride_kl,
+    stride_vb, stride_vh, stride_vl,
+    stride_ob, stride_oh, stride_ot,
+    n_queries, first_slot, n_q_heads, split, sink, n_row_bits, table_len, qk_scale,
+    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_SINK: tl.constexpr, WRITE_LSE: tl.constexpr,
+):
+    b = tl.program_id(1) // n_q_heads
+    head = tl.program_id(1) % n_q_heads
+    start = 0
+    if KvStart is not None:  # left padding: slots below start hold no token
+        start = tl.load(KvStart + b)
+    t = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    t_ok = t < n_queries
+    slot = first_slot + t
+    dim = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b.to(tl.int64) * stride_qb + head * stride_qh + t[:, None] * stride_qt + dim[None, :],
+                mask=t_ok[:, None], other=0.0)
+    k_base = K + b.to(tl.int64) * stride_kb + (head // GROUP) * stride_kh
+    v_base = V + b.to(tl.int64) * stride_vb + (head // GROUP) * stride_vh
+    m = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+
+    last_slot = first_slot + tl.minimum(tl.program_id(0) * BLOCK_M + BLOCK_M, n_queries) - 1
+    band_lo = tl.maximum(first_slot + tl.program_id(0) * BLOCK_M - split + 1, start)
+    # The sinks below the band first: only the sinks that neither walk reaches at a distance in S.
+    if HAS_SINK:
+        sink_end = tl.minimum(start + sink, band_lo)
+        for k0 in range(start, sink_end, BLOCK_N):
+            key_slot = k0 + tl.arange(0, BLOCK_N)
+            d = slot[:, None] - key_slot[None, :]
+            attended = tl.load(Attended + tl.minimum(tl.maximum(d, 0), table_len - 1))
+            key_ok = key_slot < sink_end
+            allowed = key_ok[None, :] & (d >= 0) & (attended == 0) & t_ok[:, None]
+            m, l, acc = _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_base, v_base, stride_kl, stride_vl,
+                                     qk_scale, HEAD_DIM)
+    j = tl.arange(0, BLOCK_N).to(RowBits.dtype.element_ty)
+    for k0 in range(band_lo, last_slot + 1, BLOCK_N):
+        key_slot = k0 + tl.arange(0, BLOCK_N)
+        # row_bits[e] says, bit j, whether a row whose first key of the tile is at distance
+        # e - (BLOCK_N - 1) attends key j of the tile: one load per row instead of one per pair.
+        e = tl.minimum(tl.maximum(slot - k0 + BLOCK_N - 1, 0), n_row_bits - 1)
+        allowed = ((tl.load(RowBits + e)[:, None] >> j[None, :]) & 1) != 0
+        if HAS_SINK:  # a sink counts here too, unless the gather walk visits it (attended, beyond split)
+            d = slot[:, None] - key_slot[None, :]
+            attended = tl.load(Attended + tl.minimum(tl.maximum(d, 0), table_len - 1)) != 0
+            is_sink = (key_slot < start + sink)[None, :] & (d >= 0)
+            allowed = allowed | (is_sink & ((d < split) | ~attended))
+        key_ok = key_slot <= last_slot
+        allowed = allowed & key_ok[None, :] & t_ok[:, None]
+        m, l, acc = _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_base, v_base, stride_kl, stride_vl,
+                                 qk_scale, HEAD_DIM)
+
+    acc = acc / tl.where(l == 0.0, 1.0, l)[:, None]  # rows with no key yet come out 0
+    tl.store(Out + b.to(tl.int64) * stride_ob + head * stride_oh + t[:, None] * stride_ot + dim[None, :],
+             acc.to(Out.dtype.element_ty), mask=t_ok[:, None])
+    if WRITE_LSE:  # log2-sum-exp2 of the scores seen, -inf for rows that saw none
+        lse = tl.where(l == 0.0, float("-inf"), m + tl.log2(tl.where(l == 0.0, 1.0, l)))
+        tl.store(Lse + (b * n_q_heads + head).to(tl.int64) * n_queries + t, lse, mask=t_ok)
+
+
+@lru_cache(maxsize=64)
+def row_bits(tables: OffsetTables, split: int, block_n: int) -> torch.Tensor:
+    """int32 (block_n = 32) or int64 (64) [length + block_n - 1]: entry e, bit j, is 1 iff distance
+    d = e - (block_n - 1) - j is attended and 0 <= d < split."""
+    if block_n not in (32, 64):
+        raise ValueError(f"block_n must be 32 or 64 (one machine word of mask bits per row), got {block_n}")
+    allowed = tables.attended.cpu().numpy().astype(bool)
+    allowed[split:] = False
+    padded = np.concatenate([np.zeros(2 * (block_n - 1), dtype=bool), allowed])  # allowed(i - 2 (block_n - 1))
+    # reversed, window e holds padded[e + block_n - 1 - j] at j: distance e - (block_n - 1) - j
+    windows = sliding_window_view(padded, block_n)[:, ::-1]
+    words = np.packbits(windows, axis=1, bitorder="little").view(f"<i{block_n // 8}")[:, 0]
+    return torch.as_tensor(np.ascontiguousarray(words), device=tables.attended.device)
+
+
+def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: float, *, kv_start=None,
+                 shape: TileShape = TileShape()):
+    """Attention of q [B, Hq, Lq, D] over the keys at distances below `split` (and the sinks) of k, v
+    [B, Hkv, Lk, D]; writes the normalised result to out and, if lse is given (fp32 [B, Hq, Lq]),
+    each row's log2-sum-exp2 in log2 units of scale * log2(e)."""
+    batch, n_q_heads, n_queries, head_dim = q.shape
+    bits = row_bits(tables, split, shape.block_n)
+    grid = (triton.cdiv(n_queries, shape.block_m), batch * n_q_heads)
+    _tiles_kernel[grid](
+        q, k, v, out, lse, bits, tables.attended, kv_start,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
+        n_queries, k.shape[2] - n_queries, n_q_heads, split, tables.sink, bits.shape[0], tables.length,
+        scale * 1.4426950408889634,
+        GROUP=n_q_heads // k.shape[1], HEAD_DIM=head_dim, BLOCK_M=shape.block_m, BLOCK_N=shape.block_n,
+        HAS_SINK=tables.sink > 0, WRITE_LSE=lse is not None, num_warps=shape.num_warps, num_stages=shape.num_stages,
+    )
+    return out
