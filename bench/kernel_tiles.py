@@ -3,7 +3,8 @@
     PYTHONPATH=. python bench/kernel_tiles.py [--out results/bench]
 
 Decode: batch 8, L = 131,072, p = 3/4, GPU time (CUDA graph replay). Prefill: the masked tiles
-alone at p = 7/8 (32,768 x 1 and 2,048 x 8), the gather alone beyond the window at 32,768, p = 3/4. Each
+alone at p = 7/8 (32,768 x 1 and 2,048 x 8), the gather alone beyond the window at 32,768, p = 3/4
+and at 2,048 x 8, p = 1/2. Each
 candidate's output is compared with the default tiles' output (which bench/attention.py checks
 against the float64 reference); a candidate that disagrees is reported, not timed. Writes
 kernel_tiles.json and kernel_tiles.md.
@@ -36,7 +37,8 @@ TILE_SHAPES = [prefill.TileShape()] + [
 ]
 GATHER_SHAPES = [prefill.Gather()] + [
     prefill.Gather(block_q=q, block_c=c, num_warps=w, num_stages=s)
-    for q, c, w, s in [(4, 32, 4, 3), (4, 16, 4, 4), (2, 32, 4, 3), (4, 16, 8, 3), (8, 16, 8, 3), (4, 16, 4, 2)]
+    for q, c, w, s in [(4, 16, 4, 3), (4, 32, 4, 2), (4, 32, 4, 1), (4, 16, 4, 2), (4, 16, 4, 1), (2, 32, 4, 3),
+                       (8, 16, 8, 3), (8, 16, 8, 1), (8, 32, 8, 2), (16, 16, 8, 1), (2, 16, 4, 1)]
 ]
 
 
@@ -77,7 +79,8 @@ def main():
     del q, k, v
 
     # Masked tiles alone (split = L: every distance a tile), where they carry the whole prefill (p = 7/8);
-    # then the gather alone beyond the window (split = w), at p = 3/4.
+    # then the gather alone beyond the window (split = w): at p = 3/4 and 32k, where it runs long
+    # walks, and at p = 1/2 and 8 x 2k, the evaluation's shape, where each program walks a few steps.
     for length, batch in ((32768, 1), (2048, 8)):
         q = randn(batch, Q_HEADS, length, HEAD_DIM)
         k, v = randn(batch, KV_HEADS, length, HEAD_DIM), randn(batch, KV_HEADS, length, HEAD_DIM)
@@ -85,10 +88,10 @@ def main():
         tables = offset_tables(PowerPattern("7/8", WINDOW), length, "cuda")
         rows += sweep(f"prefill tiles L={length} B={batch} p=7/8", TILE_SHAPES, lambda t: prefill.prefill(
             q, k, v, out, tables, HEAD_DIM**-0.5, split=length, tiles=t), timed_ms)
-        if length == 32768:
-            tables = offset_tables(PowerPattern("3/4", WINDOW), length, "cuda")
-            rows += sweep(f"prefill gather L={length} B={batch} p=3/4", GATHER_SHAPES, lambda t: prefill.prefill(
-                q, k, v, out, tables, HEAD_DIM**-0.5, split=WINDOW, gather=t), timed_ms)
+        power = "3/4" if length == 32768 else "1/2"
+        tables = offset_tables(PowerPattern(power, WINDOW), length, "cuda")
+        rows += sweep(f"prefill gather L={length} B={batch} p={power}", GATHER_SHAPES, lambda t: prefill.prefill(
+            q, k, v, out, tables, HEAD_DIM**-0.5, split=WINDOW, gather=t), timed_ms)
         del q, k, v, out
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ def main():
                           model_split=chosen["split"], model_ms=chosen["ms"], lost=chosen["ms"] / best["ms"] - 1))
 
     meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
-            "tile_shape": repr(shape), "gather": repr(prefill.Gather()), "fitted": fitted}
+            "tile_shape": repr(shape), "gather": f"{prefill.LONG_WALK!r}, {prefill.SHORT_WALK!r} for walks of <= {prefill.SHORT_WALK_DISTANCES} distances", "fitted": fitted}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prefill_costs.json").write_text(json.dumps({**meta, "picks": picks, "rows": rows}, indent=1))
     lines = [f"# Prefill cost model ({meta['gpu']}, {meta['date']})", "",

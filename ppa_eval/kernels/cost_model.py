@@ -15,10 +15,10 @@ from functools import lru_cache
 import numpy as np
 
 # Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-01 (bf16, head 128, the default tile
-# and gather shapes; 96 timed (case, split) pairs); ns per pair:
-TILE_NS_PER_PAIR_AND_HEAD = 0.001625      # one (query, key) pair of a masked tile, one query head
-GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07232  # one (query, far distance) pair, one KV head with its group
-GATHER_LAUNCH_NS = 575_000.0              # what a gather costs beyond its pairs (fitted, not a launch alone)
+# and gather shapes of prefill.py; 96 timed (case, split) pairs); ns per pair:
+TILE_NS_PER_PAIR_AND_HEAD = 0.001621      # one (query, key) pair of a masked tile, one query head
+GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07372  # one (query, far distance) pair, one KV head with its group
+GATHER_LAUNCH_NS = 323_000.0              # what a gather costs beyond its pairs (fitted, not a launch alone)
 
 
 def tile_pairs(split: int, n_queries: int, kv_len: int, block_m: int, block_n: int) -> int:

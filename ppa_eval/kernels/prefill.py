@@ -40,13 +40,21 @@ from ppa_eval.kernels.tiles import TileShape, masked_tiles
 
 @dataclass(frozen=True)
 class Gather:
-    # Chosen on the H200 (bench/kernel_tiles.py, L = 32,768, p = 3/4): more queries per program
-    # would share more key rows, but their fp32 accumulators ([BLOCK_Q, HEAD_DIM, GROUP]) crowd out
-    # the registers that keep loads in flight; 4 queries x 32 distances was 13% faster than x 16.
     block_q: int = 4    # queries per program
     block_c: int = 32   # far distances per step
     num_warps: int = 4
     num_stages: int = 3
+
+
+# Chosen on the H200 (bench/kernel_tiles.py). Long walks (32k, p = 3/4: ~2,100 far distances per
+# query) want deep software pipelining and wide steps: 4 queries x 32 distances, 3 stages, 27.2 ms
+# against 31.4 with 16 distances. More queries per program would share more key rows, but their
+# fp32 accumulators ([BLOCK_Q, HEAD_DIM, GROUP]) crowd out the registers that keep loads in
+# flight. Short walks (8 x 2k, p = 1/2: at most ~40 far distances, one to three steps) are
+# latency-bound: the pipeline's shared-memory stages only cost occupancy there, and 16 distances
+# without pipelining took 0.69 ms against 0.97 (the whole prefill, tiles included).
+LONG_WALK, SHORT_WALK = Gather(), Gather(block_c=16, num_stages=1)
+SHORT_WALK_DISTANCES = 256  # a walk over at most this many far distances is short
 
 
 @triton.jit
@@ -107,21 +115,24 @@ def _prefill_kernel(
 
 
 def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, split: int | None = None,
-            tiles: TileShape = TileShape(), gather: Gather = Gather()):
+            tiles: TileShape = TileShape(), gather: Gather | None = None):
     """PPA of q, out [B, Hq, Lq, D] over k, v [B, Hkv, Lk, D]; query t at slot Lk - Lq + t.
 
     split: distances below it go to masked tiles, the rest are gathered; None lets the cost model
-    choose (cost_model.py)."""
+    choose (cost_model.py). gather: the gather's shape; None picks it by the walk's length."""
     batch, n_q_heads, n_queries, head_dim = q.shape
     n_kv_heads, kv_len = k.shape[1], k.shape[2]
     if split is None:
         split = choose_split(tables, n_queries, kv_len, (tiles.block_m, tiles.block_n), batch, n_q_heads, n_kv_heads)
     n_near = int(tables.host_counts[min(split, tables.length) - 1])  # distances of S below split
-    has_far = split < kv_len and n_near < int(tables.host_counts[kv_len - 1])
+    n_far = int(tables.host_counts[kv_len - 1]) - n_near if split < kv_len else 0
+    has_far = n_far > 0
     lse = torch.empty((batch, n_q_heads, n_queries), dtype=torch.float32, device=q.device) if has_far else None
     masked_tiles(q, k, v, out, lse, tables, split, scale, kv_start=kv_start, shape=tiles)
     if not has_far:
         return out
+    if gather is None:
+        gather = SHORT_WALK if n_far <= SHORT_WALK_DISTANCES else LONG_WALK
     grid = (triton.cdiv(n_queries, gather.block_q), batch * n_kv_heads)
     _prefill_kernel[grid](
         q, k, v, out, lse, tables.distances[n_near:], tables.counts, kv_start,
