@@ -58,7 +58,7 @@ SHORT_WALK_DISTANCES = 256  # a walk over at most this many far distances is sho
 
 
 @triton.jit
-def _prefill_kernel(
+def _far_gather_kernel(
     Q, K, V, Out, Lse, FarDist, Counts, KvStart,
     stride_qb, stride_qh, stride_qt,
     stride_kb, stride_kh, stride_kl,
@@ -134,7 +134,7 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
     if gather is None:
         gather = SHORT_WALK if n_far <= SHORT_WALK_DISTANCES else LONG_WALK
     grid = (triton.cdiv(n_queries, gather.block_q), batch * n_kv_heads)
-    _prefill_kernel[grid](
+    _far_gather_kernel[grid](
         q, k, v, out, lse, tables.distances[n_near:], tables.counts, kv_start,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
