@@ -34,10 +34,6 @@ from ppa_eval.patterns import PowerPattern
 POWERS = ["0", "1/2", "3/4", "7/8"]
 
 
-def candidate_splits(window: int, length: int) -> list[int]:
-    return sorted({window, length} | {1 << k for k in range(6, length.bit_length()) if window < 1 << k < length})
-
-
 def nonnegative_least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """argmin |a x - b| over x >= 0, for a few columns: the best of the plain fits on every subset of
     columns whose solution is non-negative (the optimum is one of them)."""
@@ -65,7 +61,7 @@ def main():
         for power in POWERS:
             tables = offset_tables(PowerPattern(power, WINDOW), length, "cuda")
             all_tiles = prefill.prefill(q, k, v, torch.empty_like(q), tables, HEAD_DIM**-0.5, split=length).double()
-            for split in candidate_splits(WINDOW, length):
+            for split in cost_model.candidate_splits(WINDOW, length):
                 run = lambda: prefill.prefill(q, k, v, out, tables, HEAD_DIM**-0.5, split=split)  # noqa: E731
                 error = relative_error(run(), all_tiles)
                 row = dict(L=length, batch=batch, p=power, split=split, ms=timed_ms(run), vs_all_tiles=error,

@@ -43,12 +43,17 @@ def estimated_ns(split, counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv
     return tiles * TILE_NS_PER_PAIR_AND_HEAD + (far * GATHER_NS_PER_PAIR_AND_KV_HEAD + GATHER_LAUNCH_NS if far else 0.0)
 
 
+def candidate_splits(window: int, kv_len: int) -> list[int]:
+    """The splits the model weighs: the window, the powers of two from 64 between it and kv_len,
+    and kv_len (all tiles)."""
+    powers_of_two = {1 << k for k in range(6, kv_len.bit_length()) if window < 1 << k < kv_len}
+    return sorted({max(window, 1), kv_len} | powers_of_two)
+
+
 @lru_cache(maxsize=256)  # OffsetTables hash by identity and are cached themselves
 def choose_split(tables, n_queries: int, kv_len: int, shape: tuple[int, int], batch: int, n_q_heads: int,
                  n_kv_heads: int) -> int:
-    """The split (distances below it as tiles of shape (block_m, block_n), the rest gathered) with
-    the least estimated time: the window, a power of two above it, or kv_len (all tiles)."""
-    powers_of_two = {1 << k for k in range(6, kv_len.bit_length()) if tables.window < 1 << k < kv_len}
-    candidates = sorted({max(tables.window, 1), kv_len} | powers_of_two)
-    return min(candidates, key=lambda split: estimated_ns(split, tables.host_counts, n_queries, kv_len, shape,
+    """The candidate split (distances below it as tiles of shape (block_m, block_n), the rest
+    gathered) with the least estimated time."""
+    return min(candidate_splits(tables.window, kv_len), key=lambda split: estimated_ns(split, tables.host_counts, n_queries, kv_len, shape,
                                                           batch, n_q_heads, n_kv_heads))

@@ -6,8 +6,9 @@ the rows sit at scattered slots. The kernel gathers them straight from the cache
 query heads of a KV head sharing each row it loads, and runs an online softmax. Long caches give
 too few (sequence, head) pairs to fill the GPU, so the distance list is cut into splits, each
 program writes an unnormalised partial result, and a small second kernel merges the splits
-(flash-decoding). The sink slots that S does not already reach are a short extra walk of split 0. Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's
-wide side is the gathered keys and the narrow side the few heads of the group.
+(flash-decoding). The sink slots that S does not already reach are a short extra walk of split 0.
+Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's wide side is the
+gathered keys and the narrow side the few heads of the group.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def _far_gather_kernel(
     slot = first_slot + t                             # its cache slot
     reach = tl.where(t_ok, slot - start, -1)          # farthest distance landing on a real token
     g = tl.arange(0, BLOCK_G)
-    g_ok = g < GROUP
+    row_ok = t_ok[:, None] & (g < GROUP)[None, :]  # [BLOCK_Q, BLOCK_G]: the real (query, head) rows
     dim = tl.arange(0, HEAD_DIM)
     q_base = Q + b.to(tl.int64) * stride_qb + kv_head * GROUP * stride_qh
     k_base = K + b.to(tl.int64) * stride_kb + kv_head * stride_kh
@@ -90,13 +90,13 @@ def _far_gather_kernel(
     heads = kv_head * GROUP + g
     n_q_heads = n_kv_heads * GROUP
     m = tl.load(Lse + (b * n_q_heads + heads[None, :]).to(tl.int64) * n_queries + t[:, None],
-                mask=t_ok[:, None] & g_ok[None, :], other=float("-inf"))  # [BLOCK_Q, BLOCK_G]
+                mask=row_ok, other=float("-inf"))  # [BLOCK_Q, BLOCK_G]
     l = tl.where(m == float("-inf"), 0.0, 1.0)
     out_ptr = (Out + b.to(tl.int64) * stride_ob + heads[None, None, :] * stride_oh + t[:, None, None] * stride_ot
                + dim[None, :, None])
-    acc = tl.load(out_ptr, mask=t_ok[:, None, None] & g_ok[None, None, :], other=0.0).to(tl.float32)
+    acc = tl.load(out_ptr, mask=row_ok[:, None, :], other=0.0).to(tl.float32)
     q_t = tl.load(q_base + g[None, None, :] * stride_qh + t[:, None, None] * stride_qt + dim[None, :, None],
-                  mask=t_ok[:, None, None] & g_ok[None, None, :], other=0.0)  # [BLOCK_Q, HEAD_DIM, BLOCK_G]
+                  mask=row_ok[:, None, :], other=0.0)  # [BLOCK_Q, HEAD_DIM, BLOCK_G]
     max_reach = tl.max(reach, 0)
     n_far = tl.maximum(tl.load(Counts + tl.maximum(max_reach, 0)) - n_near, 0)  # FarDist = S's distances >= split
     for c0 in range(0, n_far, BLOCK_C):
@@ -111,7 +111,7 @@ def _far_gather_kernel(
         v = tl.load(v_base + key_slot[:, :, None] * stride_vl + dim[None, None, :], mask=ok[:, :, None], other=0.0)
         acc = acc * alpha[:, None, :] + tl.dot(tl.permute(v, [0, 2, 1]), p.to(v.dtype))
 
-    tl.store(out_ptr, normalized(acc, l, 1).to(Out.dtype.element_ty), mask=t_ok[:, None, None] & g_ok[None, None, :])
+    tl.store(out_ptr, normalized(acc, l, 1).to(Out.dtype.element_ty), mask=row_ok[:, None, :])
 
 
 def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, split: int | None = None,

@@ -2,9 +2,10 @@
 
 Every query attends the same set S of distances d = query slot - key slot (window plus power
 positions), so a kernel needs no mask function: the gathering kernels walk a sorted list of
-distances and load the key rows at those distances; the masked tiles look d up in a 0/1 table. A query whose first valid key is `reach` slots back attends the
-first counts[reach] entries of that list, so a kernel learns its loop bound with one load instead
-of a search. The sinks are no distance: the kernels walk them separately (sinks.py).
+distances and load the key rows at those distances (the masked tiles take mask bits built from
+the counts, tiles.row_bits). A query whose first valid key is `reach` slots back attends the first
+counts[reach] entries of that list, so a kernel learns its loop bound with one load instead of a
+search. The sinks are no distance: the kernels walk them separately (sinks.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from ppa_eval.patterns import PowerPattern
 class OffsetTables:
     distances: torch.Tensor  # int32 [n]: attended d = j - 1 in increasing order, all below `length`
     counts: torch.Tensor     # int32 [length]: counts[r] = number of attended d <= r
-    attended: torch.Tensor   # int8 [length]: 1 where d is attended (the masked tiles' look-up)
     host_counts: np.ndarray  # the same counts on the host, for sizing launches without a sync
     window: int              # distances[:window] are exactly 0 .. window-1 (the dense band)
     sink: int                # the first `sink` real slots of a row are attended by every query
@@ -45,7 +45,6 @@ def _offset_tables(pattern: PowerPattern, length: int, device: str) -> OffsetTab
     return OffsetTables(
         distances=torch.as_tensor(np.flatnonzero(attended).astype(np.int32), device=device),
         counts=torch.as_tensor(counts, device=device),
-        attended=torch.as_tensor(attended.astype(np.int8), device=device),
         host_counts=counts,
         window=min(pattern.window, length),
         sink=pattern.sink,

@@ -6,7 +6,7 @@ apart), so a [BLOCK_M queries, BLOCK_N keys] tile multiplied whole on tensor cor
 less than gathering its attended rows one by one (prefill.py). This kernel covers the distances
 below `split` (chosen by cost_model.py): query t's keys at distance d < split count iff
 attended[d]; the gather kernel then adds the distances >= split, starting from the log-sum-exp
-this kernel writes. The sinks not at a distance the two walks visit are added here as well.
+this kernel writes. The sinks not at a distance in S are added here as well (sinks.py).
 
 One program owns BLOCK_M consecutive queries of one query head; K and V are read at the head's KV
 head (GQA without repeating them: the GROUP heads' programs share the rows through L2).
@@ -24,6 +24,7 @@ import triton.language as tl
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ppa_eval.kernels.online_softmax import online_softmax_step
+from ppa_eval.kernels.sinks import sink_outside_distances
 from ppa_eval.kernels.tables import OffsetTables
 
 
@@ -54,12 +55,12 @@ def _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_base, v_base, stride
 
 @triton.jit
 def _tiles_kernel(
-    Q, K, V, Out, Lse, RowBits, Attended, KvStart,
+    Q, K, V, Out, Lse, RowBits, Counts, KvStart,
     stride_qb, stride_qh, stride_qt,
     stride_kb, stride_kh, stride_kl,
     stride_vb, stride_vh, stride_vl,
     stride_ob, stride_oh, stride_ot,
-    n_queries, first_slot, n_q_heads, split, sink, n_row_bits, table_len, qk_scale,
+    n_queries, first_slot, n_q_heads, split, sink, n_row_bits, qk_scale,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_SINK: tl.constexpr, WRITE_LSE: tl.constexpr,
 ):
@@ -87,10 +88,9 @@ def _tiles_kernel(
         sink_end = tl.minimum(start + sink, band_lo)
         for k0 in range(start, sink_end, BLOCK_N):
             key_slot = k0 + tl.arange(0, BLOCK_N)
-            d = slot[:, None] - key_slot[None, :]
-            attended = tl.load(Attended + tl.minimum(tl.maximum(d, 0), table_len - 1))
             key_ok = key_slot < sink_end
-            allowed = key_ok[None, :] & (d >= 0) & (attended == 0) & t_ok[:, None]
+            allowed = sink_outside_distances(Counts, key_slot[None, :], slot[:, None], start, sink,
+                                             key_ok[None, :] & t_ok[:, None])
             m, l, acc = _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_base, v_base, stride_kl, stride_vl,
                                      qk_scale, HEAD_DIM)
     j = tl.arange(0, BLOCK_N).to(RowBits.dtype.element_ty)
@@ -100,12 +100,10 @@ def _tiles_kernel(
         # e - (BLOCK_N - 1) attends key j of the tile: one load per row instead of one per pair.
         e = tl.minimum(tl.maximum(slot - k0 + BLOCK_N - 1, 0), n_row_bits - 1)
         allowed = ((tl.load(RowBits + e)[:, None] >> j[None, :]) & 1) != 0
-        if HAS_SINK:  # a sink counts here too, unless the gather walk visits it (attended, beyond split)
-            d = slot[:, None] - key_slot[None, :]
-            attended = tl.load(Attended + tl.minimum(tl.maximum(d, 0), table_len - 1)) != 0
-            is_sink = (key_slot < start + sink)[None, :] & (d >= 0)
-            allowed = allowed | (is_sink & ((d < split) | ~attended))
         key_ok = key_slot <= last_slot
+        if HAS_SINK:  # the sinks S does not reach; those it reaches are in the bits or the gather's walk
+            allowed = allowed | sink_outside_distances(Counts, key_slot[None, :], slot[:, None], start, sink,
+                                                       key_ok[None, :] & t_ok[:, None])
         allowed = allowed & key_ok[None, :] & t_ok[:, None]
         m, l, acc = _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_base, v_base, stride_kl, stride_vl,
                                  qk_scale, HEAD_DIM)
@@ -130,7 +128,7 @@ def row_bits(tables: OffsetTables, split: int, block_n: int) -> torch.Tensor:
     # reversed, window e holds padded[e + block_n - 1 - j] at j: distance e - (block_n - 1) - j
     windows = sliding_window_view(padded, block_n)[:, ::-1]
     words = np.packbits(windows, axis=1, bitorder="little").view(f"<i{block_n // 8}")[:, 0]
-    return torch.as_tensor(np.ascontiguousarray(words), device=tables.attended.device)
+    return torch.as_tensor(np.ascontiguousarray(words), device=tables.counts.device)
 
 
 def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: float, *, kv_start=None,
@@ -142,11 +140,10 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
     bits = row_bits(tables, split, shape.block_n)
     grid = (triton.cdiv(n_queries, shape.block_m), batch * n_q_heads)
     _tiles_kernel[grid](
-        q, k, v, out, lse, bits, tables.attended, kv_start,
+        q, k, v, out, lse, bits, tables.counts, kv_start,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
-        n_queries, k.shape[2] - n_queries, n_q_heads, split, tables.sink, bits.shape[0], tables.length,
-        scale * 1.4426950408889634,
+        n_queries, k.shape[2] - n_queries, n_q_heads, split, tables.sink, bits.shape[0], scale * 1.4426950408889634,
         GROUP=n_q_heads // k.shape[1], HEAD_DIM=head_dim, BLOCK_M=shape.block_m, BLOCK_N=shape.block_n,
         HAS_SINK=tables.sink > 0, WRITE_LSE=lse is not None, num_warps=shape.num_warps, num_stages=shape.num_stages,
     )
