@@ -17,6 +17,7 @@ from ppa_eval.kernels import KernelInputError, ppa_attention, ppa_attention_page
 from ppa_eval.kernels import decode, prefill  # noqa: E402
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
 from ppa_eval.kernels.tables import offset_tables  # noqa: E402
+from ppa_eval.kernels.tiles import masked_tiles  # noqa: E402
 from ppa_eval.patterns import PowerAttention, PowerPattern  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -121,6 +122,27 @@ def test_prefill_matches_reference_at_every_split(power, window, n_queries, kv_l
         out = prefill.prefill(q, k, v, poisoned_like(q), offset_tables(pattern, kv_len, DEVICE), HEAD_DIM**-0.5,
                               kv_start=kv_start, split=split, tiles=tiles, gather=prefill.Gather(block_c=16))
         assert_close(out, ref)
+
+
+@pytest.mark.parametrize("pattern", [PowerPattern(1, 0), PowerPattern(1, 8, 3), PowerPattern("1/2", 70)])
+def test_full_attention_prefill_takes_the_dense_kernel(pattern, monkeypatch):
+    # p = 1, and a window as long as the sequence, attend every causal pair: torch's SDPA computes
+    # them, the masked tiles are never launched.
+    q, k, v = random_qkv(2, 70, 70, seed=70)
+    monkeypatch.setattr(prefill, "masked_tiles", lambda *args, **kwargs: pytest.fail("the masked tiles ran"))
+    assert_close(ppa_attention(q, k, v, pattern, out=poisoned_like(q)), reference(q, k, v, pattern))
+
+
+@pytest.mark.parametrize("kv_start, n_queries", [([3, 0], 70), (None, 50)])  # left padding; chunked prefill
+def test_full_attention_with_padding_or_a_cache_stays_on_the_tiles(kv_start, n_queries, monkeypatch):
+    # is_causal SDPA aligns the diagonal top-left and knows no padding: these stay on the tiles.
+    q, k, v = random_qkv(2, n_queries, 70, seed=71)
+    kv_start = None if kv_start is None else torch.tensor(kv_start, dtype=torch.int32, device=DEVICE)
+    launched = []
+    monkeypatch.setattr(prefill, "masked_tiles", lambda *args, **kwargs: launched.append(masked_tiles(*args, **kwargs)))
+    ppa_attention(q, k, v, PowerPattern(1, 0), kv_start=kv_start, out=(out := poisoned_like(q)))
+    assert launched
+    assert_close(out, reference(q, k, v, PowerPattern(1, 0), kv_start))
 
 
 @pytest.mark.parametrize("pattern", [PowerPattern("1/2", 4, 6), PowerPattern("7/8", 16, 9), PowerPattern(0, 0, 3)])

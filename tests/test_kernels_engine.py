@@ -59,16 +59,17 @@ def logits_of_prefill_and_decode(model, ids, mask, steps):
     return torch.cat(logits, dim=1)
 
 
-@pytest.mark.parametrize("config, pattern", [
-    (llama_config, PowerPattern("3/4", 4)),
-    (nemotron_h_config, PowerPattern("3/4", 4)),
-    (llama_config, PowerPattern("1/2", 4, 3)),  # sinks: counted from each row's first real token
+@pytest.mark.parametrize("config, pattern, padding", [
+    (llama_config, PowerPattern("3/4", 4), 11),
+    (nemotron_h_config, PowerPattern("3/4", 4), 11),
+    (llama_config, PowerPattern("1/2", 4, 3), 11),  # sinks: counted from each row's first real token
+    (llama_config, PowerPattern(1, 0), 0),  # unpadded full attention: the prompt takes dense SDPA
 ])
-def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch(config, pattern):
+def test_kernel_attention_matches_exact_sdpa_in_a_left_padded_batch(config, pattern, padding):
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 128, (2, 37), generator=gen).to(DEVICE)
     mask = torch.ones_like(ids)
-    mask[1, :11] = 0  # row 1 is left-padded by 11 tokens
+    mask[1, :padding] = 0  # row 1 is left-padded
     kernel = logits_of_prefill_and_decode(tiny_model("ppa_kernel", DTYPE, config(), pattern), ids, mask, steps=2)
     exact = logits_of_prefill_and_decode(tiny_model("ppa_sdpa", torch.float32, config(), pattern), ids, mask, steps=2)
     real = torch.cat([mask, torch.ones(2, 2, dtype=mask.dtype, device=DEVICE)], dim=1).bool()

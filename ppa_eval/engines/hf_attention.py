@@ -148,10 +148,13 @@ def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, m
         if real.shape[-1] != kv_length:
             raise KernelMaskError(f"the padding mask covers {real.shape[-1]} of {kv_length} cache slots")
         kv_start = real.int().argmax(-1).to(torch.int32)  # first real slot of each row
-        # The check below waits for the GPU, which would stall every decode step; it runs when a
+        # The checks below wait for the GPU, which would stall every decode step; they run when a
         # prompt arrives (q_length > 1), and decode steps only append real tokens to that mask.
-        if q_length > 1 and not torch.equal(real, torch.arange(kv_length, device=real.device) >= kv_start[:, None]):
-            raise KernelMaskError("ppa_kernel supports left padding only; set tokenizer.padding_side = 'left'")
+        if q_length > 1:
+            if not torch.equal(real, torch.arange(kv_length, device=real.device) >= kv_start[:, None]):
+                raise KernelMaskError("ppa_kernel supports left padding only; set tokenizer.padding_side = 'left'")
+            if not kv_start.any():
+                kv_start = None  # nothing padded: full attention may take a dense kernel
     return KernelMask(pattern, kv_start)
 
 

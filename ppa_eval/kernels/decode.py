@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ppa_eval.kernels.launch import ceil_div, group_block
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.sinks import sink_outside_distances
 from ppa_eval.kernels.tables import OffsetTables
@@ -169,9 +170,9 @@ def _multiprocessors(device: torch.device) -> int:
 
 def _splits(n_rows: int, n_blocks: int, programs_per_sm: int, device: torch.device) -> tuple[int, int]:
     """(splits, blocks per split) so that about programs_per_sm programs run on each SM."""
-    wanted = max(1, min(triton.cdiv(programs_per_sm * _multiprocessors(device), n_rows), n_blocks))
-    per_split = triton.cdiv(n_blocks, wanted)
-    return triton.cdiv(n_blocks, per_split), per_split
+    wanted = max(1, min(ceil_div(programs_per_sm * _multiprocessors(device), n_rows), n_blocks))
+    per_split = ceil_div(n_blocks, wanted)
+    return ceil_div(n_blocks, per_split), per_split
 
 
 def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
@@ -195,10 +196,10 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
         k_strides, v_strides = (k.stride(0), k.stride(2), k.stride(1)), (v.stride(0), v.stride(2), v.stride(1))
         stride_tb = block_table.stride(0)
     group = n_q_heads // n_kv_heads
-    block_g = max(triton.next_power_of_2(group), 8)
+    block_g = group_block(group)
 
     n_rows = batch * n_kv_heads * n_queries
-    n_blocks = max(1, triton.cdiv(int(tables.host_counts[max_reach]), tiles.block_n))
+    n_blocks = max(1, ceil_div(int(tables.host_counts[max_reach]), tiles.block_n))
     n_splits, per_split = _splits(n_rows, n_blocks, tiles.programs_per_sm, q.device)
     n_parts = n_rows * n_splits * block_g
     part_o, part_m, part_l = torch.empty(n_parts * (head_dim + 2), device=q.device, dtype=torch.float32).split(

@@ -33,6 +33,7 @@ import triton
 import triton.language as tl
 
 from ppa_eval.kernels.cost_model import choose_split
+from ppa_eval.kernels.launch import ceil_div, group_block
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.tables import OffsetTables
 from ppa_eval.kernels.tiles import TileShape, masked_tiles
@@ -133,13 +134,13 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
         return out
     if gather is None:
         gather = SHORT_WALK if n_far <= SHORT_WALK_DISTANCES else LONG_WALK
-    grid = (triton.cdiv(n_queries, gather.block_q), batch * n_kv_heads)
+    grid = (ceil_div(n_queries, gather.block_q), batch * n_kv_heads)
     _far_gather_kernel[grid](
         q, k, v, out, lse, tables.distances[n_near:], tables.counts, kv_start,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
         n_queries, kv_len - n_queries, n_kv_heads, n_near, scale * 1.4426950408889634,
-        GROUP=n_q_heads // n_kv_heads, BLOCK_G=max(triton.next_power_of_2(n_q_heads // n_kv_heads), 8),
+        GROUP=n_q_heads // n_kv_heads, BLOCK_G=group_block(n_q_heads // n_kv_heads),
         HEAD_DIM=head_dim, BLOCK_Q=gather.block_q, BLOCK_C=gather.block_c,
         num_warps=gather.num_warps, num_stages=gather.num_stages,
     )

@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ppa_eval.kernels.launch import ceil_div
 from ppa_eval.kernels.online_softmax import online_softmax_step
 from ppa_eval.kernels.sinks import sink_outside_distances
 from ppa_eval.kernels.tables import OffsetTables
@@ -138,7 +139,7 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
     each row's log2-sum-exp2 in log2 units of scale * log2(e)."""
     batch, n_q_heads, n_queries, head_dim = q.shape
     bits = row_bits(tables, split, shape.block_n)
-    grid = (triton.cdiv(n_queries, shape.block_m), batch * n_q_heads)
+    grid = (ceil_div(n_queries, shape.block_m), batch * n_q_heads)
     _tiles_kernel[grid](
         q, k, v, out, lse, bits, tables.counts, kv_start,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
