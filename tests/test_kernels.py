@@ -65,17 +65,17 @@ def test_decode_matches_reference(power, window, n_queries, kv_len):
     assert_close(out, reference(q, k, v, PowerPattern(power, window), kv_start))
 
 
-@pytest.mark.parametrize("sink", [0, 20])
-def test_decode_merges_many_splits(sink):
+@pytest.mark.parametrize("sink, unsplit_blocks", [(0, 4), (20, 4), (20, 64)])
+def test_decode_merges_many_splits(sink, unsplit_blocks):
     # Small steps and a high program target cut the distance list into several splits, some
     # empty for the left-padded row; the merge must weight each split by its own maximum
-    # (split 0 also holds the sinks).
+    # (split 0 also holds the sinks). unsplit_blocks = 64 walks the same list in one program per row.
     q, k, v = random_qkv(2, 1, 301, seed=3)
     kv_start = torch.tensor([0, 250], dtype=torch.int32, device=DEVICE)
     pattern = PowerPattern("7/8", 16, sink)
     out = decode.decode(q, k, v, poisoned_like(q), offset_tables(pattern, 301, DEVICE), HEAD_DIM**-0.5,
                         max_reach=300, kv_len=301, kv_start=kv_start,
-                        tiles=decode.Tiles(block_n=16, programs_per_sm=32))
+                        tiles=decode.Tiles(block_n=16, programs_per_sm=32, unsplit_blocks=unsplit_blocks))
     assert_close(out, reference(q, k, v, pattern, kv_start))
 
 

@@ -6,7 +6,8 @@ the rows sit at scattered slots. The kernel gathers them straight from the cache
 query heads of a KV head sharing each row it loads, and runs an online softmax. Long caches give
 too few (sequence, head) pairs to fill the GPU, so the distance list is cut into splits, each
 program writes an unnormalised partial result, and a small second kernel merges the splits
-(flash-decoding). The sink slots that S does not already reach are a short extra walk of split 0.
+(flash-decoding). A walk of a few blocks is not split: its one program per row writes the output,
+and the call is one launch. The sink slots that S does not already reach are a short extra walk of split 0.
 Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's wide side is the
 gathered keys and the narrow side the few heads of the group.
 """
@@ -32,6 +33,10 @@ class Tiles:
     programs_per_sm: int = 4   # enough programs in flight to keep HBM busy with scattered 256-byte reads
     num_warps: int = 4
     num_stages: int = 3
+    # A walk of at most this many blocks is not split: one program per row writes the output itself,
+    # so the call is one launch instead of two. Splitting so short a walk saves the GPU less than
+    # the merge launch costs the host (some 30 us a launch in Triton 3.6), every layer of every step.
+    unsplit_blocks: int = 4
 
 
 @triton.jit
@@ -63,14 +68,15 @@ def _attend_rows(
 # variant of the kernel part-way through a generation.
 @triton.jit(do_not_specialize=["kv_len", "blocks_per_split"])
 def _decode_split_kernel(
-    Q, K, V, PartO, PartM, PartL, Dist, Counts, KvStart, SeqLens, BlockTable,
+    Q, K, V, PartO, PartM, PartL, Out, Dist, Counts, KvStart, SeqLens, BlockTable,
     stride_qb, stride_qh, stride_qt,
     stride_kb, stride_kh, stride_kl,
     stride_vb, stride_vh, stride_vl,
+    stride_ob, stride_oh, stride_ot,
     stride_tb,
     kv_len, n_queries, n_kv_heads, blocks_per_split, sink, qk_scale,
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-    PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr, HAS_SINK: tl.constexpr,
+    PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr, HAS_SINK: tl.constexpr, UNSPLIT: tl.constexpr,
 ):
     # One program: one (sequence b, KV head, query t) and one split of the distance list.
     row = tl.program_id(0)
@@ -121,10 +127,26 @@ def _decode_split_kernel(
                                      stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl, stride_tb,
                                      qk_scale, HEAD_DIM, PAGED, PAGE_SIZE)
 
-    part = row * n_splits + split
-    tl.store(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
-    tl.store(PartM + part * BLOCK_G + g, m)
-    tl.store(PartL + part * BLOCK_G + g, l)
+    if UNSPLIT:  # the whole walk: the output itself
+        _store_output(normalized(acc, l, 0), Out, b, kv_head, t, stride_ob, stride_oh, stride_ot, GROUP, BLOCK_G, HEAD_DIM)
+    else:
+        part = row * n_splits + split
+        tl.store(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
+        tl.store(PartM + part * BLOCK_G + g, m)
+        tl.store(PartL + part * BLOCK_G + g, l)
+
+
+@triton.jit
+def _store_output(out, Out, b, kv_head, t, stride_ob, stride_oh, stride_ot,
+                  GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """Write a row's normalised [HEAD_DIM, BLOCK_G] result to its GROUP heads of Out."""
+    g = tl.arange(0, BLOCK_G)
+    dim = tl.arange(0, HEAD_DIM)
+    head = kv_head * GROUP + g
+    tl.store(
+        Out + b.to(tl.int64) * stride_ob + head[None, :] * stride_oh + t * stride_ot + dim[:, None],
+        out.to(Out.dtype.element_ty), mask=(g < GROUP)[None, :],
+    )
 
 
 @triton.jit
@@ -155,12 +177,7 @@ def _decode_combine_kernel(
         acc = acc * alpha[None, :] + tl.load(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :]) * beta[None, :]
         m = m_new
 
-    out = normalized(acc, l, 0)
-    head = kv_head * GROUP + g
-    tl.store(
-        Out + b.to(tl.int64) * stride_ob + head[None, :] * stride_oh + t * stride_ot + dim[:, None],
-        out.to(Out.dtype.element_ty), mask=(g < GROUP)[None, :],
-    )
+    _store_output(normalized(acc, l, 0), Out, b, kv_head, t, stride_ob, stride_oh, stride_ot, GROUP, BLOCK_G, HEAD_DIM)
 
 
 @cache
@@ -200,19 +217,27 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
 
     n_rows = batch * n_kv_heads * n_queries
     n_blocks = max(1, ceil_div(int(tables.host_counts[max_reach]), tiles.block_n))
-    n_splits, per_split = _splits(n_rows, n_blocks, tiles.programs_per_sm, q.device)
-    n_parts = n_rows * n_splits * block_g
-    part_o, part_m, part_l = torch.empty(n_parts * (head_dim + 2), device=q.device, dtype=torch.float32).split(
-        [n_parts * head_dim, n_parts, n_parts])
+    if n_blocks <= tiles.unsplit_blocks:
+        n_splits, per_split = 1, n_blocks
+    else:
+        n_splits, per_split = _splits(n_rows, n_blocks, tiles.programs_per_sm, q.device)
+    unsplit = n_splits == 1
+    part_o = part_m = part_l = None  # partial results: only a split walk has them
+    if not unsplit:
+        n_parts = n_rows * n_splits * block_g
+        part_o, part_m, part_l = torch.empty(n_parts * (head_dim + 2), device=q.device, dtype=torch.float32).split(
+            [n_parts * head_dim, n_parts, n_parts])
 
     _decode_split_kernel[(n_rows, n_splits)](
-        q, k, v, part_o, part_m, part_l, tables.distances, tables.counts, kv_start, seq_lens, block_table,
-        q.stride(0), q.stride(1), q.stride(2), *k_strides, *v_strides, stride_tb,
-        kv_len, n_queries, n_kv_heads, per_split, tables.sink, scale * 1.4426950408889634,
+        q, k, v, part_o, part_m, part_l, out, tables.distances, tables.counts, kv_start, seq_lens, block_table,
+        q.stride(0), q.stride(1), q.stride(2), *k_strides, *v_strides, out.stride(0), out.stride(1), out.stride(2),
+        stride_tb, kv_len, n_queries, n_kv_heads, per_split, tables.sink, scale * 1.4426950408889634,
         GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, BLOCK_N=tiles.block_n,
-        PAGED=paged is not None, PAGE_SIZE=page_size, HAS_SINK=tables.sink > 0, num_warps=tiles.num_warps,
-        num_stages=tiles.num_stages,
+        PAGED=paged is not None, PAGE_SIZE=page_size, HAS_SINK=tables.sink > 0, UNSPLIT=unsplit,
+        num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
+    if unsplit:
+        return out
     _decode_combine_kernel[(n_rows,)](
         part_o, part_m, part_l, out, out.stride(0), out.stride(1), out.stride(2),
         n_queries, n_kv_heads, n_splits, GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, num_warps=4,
