@@ -7,7 +7,8 @@ query heads of a KV head sharing each row it loads, and runs an online softmax. 
 too few (sequence, head) pairs to fill the GPU, so the distance list is cut into splits, each
 program writes an unnormalised partial result, and a small second kernel merges the splits
 (flash-decoding). A walk of a few blocks is not split: its one program per row writes the output,
-and the call is one launch. The sink slots that S does not already reach are a short extra walk of split 0.
+and the call is one launch. The sink slots that S does not already reach are a short extra walk
+of split 0.
 Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's wide side is the
 gathered keys and the narrow side the few heads of the group.
 """
@@ -128,7 +129,8 @@ def _decode_split_kernel(
                                      qk_scale, HEAD_DIM, PAGED, PAGE_SIZE)
 
     if UNSPLIT:  # the whole walk: the output itself
-        _store_output(normalized(acc, l, 0), Out, b, kv_head, t, stride_ob, stride_oh, stride_ot, GROUP, BLOCK_G, HEAD_DIM)
+        _store_output(normalized(acc, l, 0), Out, b, kv_head, t, stride_ob, stride_oh, stride_ot,
+                      GROUP, BLOCK_G, HEAD_DIM)
     else:
         part = row * n_splits + split
         tl.store(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
@@ -177,7 +179,8 @@ def _decode_combine_kernel(
         acc = acc * alpha[None, :] + tl.load(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :]) * beta[None, :]
         m = m_new
 
-    _store_output(normalized(acc, l, 0), Out, b, kv_head, t, stride_ob, stride_oh, stride_ot, GROUP, BLOCK_G, HEAD_DIM)
+    _store_output(normalized(acc, l, 0), Out, b, kv_head, t, stride_ob, stride_oh, stride_ot,
+                  GROUP, BLOCK_G, HEAD_DIM)
 
 
 @cache
