@@ -77,16 +77,15 @@ def main():
     ns = np.array([r["ms"] * 1e6 for r in rows])
     design = np.array([[r["tile_pairs"] * Q_HEADS, r["gathered_pairs"] * KV_HEADS, float(r["gathered_pairs"] > 0)]
                        for r in rows])
-    tile_ns, gather_ns, launch_ns = nonnegative_least_squares(design / ns[:, None], np.ones(len(rows)))
-    fitted = dict(TILE_NS_PER_PAIR_AND_HEAD=tile_ns, GATHER_NS_PER_PAIR_AND_KV_HEAD=gather_ns, GATHER_LAUNCH_NS=launch_ns)
+    coefficients = nonnegative_least_squares(design / ns[:, None], np.ones(len(rows)))
+    fitted = dict(zip(("TILE_NS_PER_PAIR_AND_HEAD", "GATHER_NS_PER_PAIR_AND_KV_HEAD", "GATHER_LAUNCH_NS"), coefficients))
+    predicted = design @ coefficients  # the fitted model's time for every measured (case, split)
 
     picks = []
     for key in dict.fromkeys((r["L"], r["batch"], r["p"]) for r in rows):
-        case = [r for r in rows if (r["L"], r["batch"], r["p"]) == key]
-        best = min(case, key=lambda r: r["ms"])
-        predicted = [tile_ns * r["tile_pairs"] * Q_HEADS + gather_ns * r["gathered_pairs"] * KV_HEADS
-                     + launch_ns * (r["gathered_pairs"] > 0) for r in case]
-        chosen = case[int(np.argmin(predicted))]
+        case = [i for i, r in enumerate(rows) if (r["L"], r["batch"], r["p"]) == key]
+        best = min((rows[i] for i in case), key=lambda r: r["ms"])
+        chosen = rows[min(case, key=lambda i: predicted[i])]
         picks.append(dict(L=key[0], batch=key[1], p=key[2], best_split=best["split"], best_ms=best["ms"],
                           model_split=chosen["split"], model_ms=chosen["ms"], lost=chosen["ms"] / best["ms"] - 1))
 

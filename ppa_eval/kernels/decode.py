@@ -8,9 +8,8 @@ too few (sequence, head) pairs to fill the GPU, so the distance list is cut into
 program writes an unnormalised partial result, and a small second kernel merges the splits
 (flash-decoding). A walk of a few blocks is not split: its one program per row writes the output,
 and the call is one launch. The sink slots that S does not already reach are a short extra walk
-of split 0.
-Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's wide side is the
-gathered keys and the narrow side the few heads of the group.
+of split 0. Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's wide side
+is the gathered keys and the narrow side the few heads of the group.
 """
 
 from __future__ import annotations
