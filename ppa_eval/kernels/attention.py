@@ -82,6 +82,15 @@ def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, scale: float
     return prefill.prefill(q, k, v, out, tables, scale, kv_start=kv_start)
 
 
+def _check_paged(q, k_cache, v_cache, out, block_table):
+    _check(q, k_cache, v_cache, out, k_cache.shape[2] if k_cache.dim() == 4 else 1)
+    if k_cache.dim() != 4:
+        raise KernelInputError(f"k_cache must be [blocks, page_size, kv_heads, head_dim], got {tuple(k_cache.shape)}")
+    if block_table.dtype != torch.int32 or block_table.dim() != 2 or block_table.shape[0] != q.shape[0]:
+        raise KernelInputError(f"block_table must be int32 [batch, max_pages] with one row per sequence, "
+                               f"got {block_table.dtype} {tuple(block_table.shape)}")
+
+
 def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: PowerPattern, *,
                         max_seq_len: int, scale: float | None = None, out=None):
     """PPA decode of q [B, Hq, Lq <= 4, D] over a paged cache k_cache, v_cache [blocks, page, Hkv, D].
@@ -89,16 +98,29 @@ def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: Pow
     block_table: int32 [B, max_blocks] (logical page -> physical block); seq_lens: int32 [B], slots
     filled per row including the Lq queries; max_seq_len: an upper bound of seq_lens (no sync).
     """
-    _check(q, k_cache, v_cache, out, k_cache.shape[2] if k_cache.dim() == 4 else 1)
-    if k_cache.dim() != 4:
-        raise KernelInputError(f"k_cache must be [blocks, page_size, kv_heads, head_dim], got {tuple(k_cache.shape)}")
+    _check_paged(q, k_cache, v_cache, out, block_table)
     if q.shape[2] > DECODE_MAX_QUERIES:
-        raise KernelInputError(f"the paged kernel decodes up to {DECODE_MAX_QUERIES} queries per row, got {q.shape[2]}")
-    for name, x in (("block_table", block_table), ("seq_lens", seq_lens)):
-        if x.dtype != torch.int32 or x.shape[0] != q.shape[0]:
-            raise KernelInputError(f"{name} must be int32 with one row per sequence, got {x.dtype} {tuple(x.shape)}")
+        raise KernelInputError(f"the paged kernel decodes up to {DECODE_MAX_QUERIES} queries per row, got {q.shape[2]}; "
+                               "use ppa_prefill_paged for a prefill chunk")
+    if seq_lens.dtype != torch.int32 or seq_lens.shape != (q.shape[0],):
+        raise KernelInputError(f"seq_lens must be int32 [batch], got {seq_lens.dtype} {tuple(seq_lens.shape)}")
     out = torch.empty_like(q) if out is None else out
     scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
     tables = _tables(pattern, max_seq_len, q.device)
     return decode.decode(q, k_cache, v_cache, out, tables, scale, max_reach=max_seq_len - 1,
-                         paged=(block_table, seq_lens, k_cache.shape[1]))
+                         block_table=block_table, seq_lens=seq_lens)
+
+
+def ppa_prefill_paged(q, k_cache, v_cache, block_table, seq_len: int, pattern: PowerPattern, *,
+                      scale: float | None = None, out=None):
+    """PPA prefill of a chunk straight from a paged cache k_cache, v_cache [blocks, page, Hkv, D]:
+    q [B, Hq, Lq, D] are the last Lq of seq_len tokens of each of B sequences, whose keys and
+    values (the chunk's own included) are in the pages that block_table int32 [B, max_pages] names.
+    """
+    _check_paged(q, k_cache, v_cache, out, block_table)
+    if q.shape[2] > seq_len:
+        raise KernelInputError(f"{q.shape[2]} queries but only {seq_len} tokens; the queries must be in the cache")
+    out = torch.empty_like(q) if out is None else out
+    scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
+    return prefill.prefill(q, k_cache, v_cache, out, _tables(pattern, seq_len, q.device), scale,
+                           block_table=block_table, kv_len=seq_len)

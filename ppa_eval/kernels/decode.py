@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
 from ppa_eval.kernels.launch import ceil_div, group_block
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.sinks import sink_outside_distances
@@ -47,18 +48,14 @@ def _attend_rows(
 ):
     """Fold the key rows at `key_slot` ([BLOCK_N], those where `ok`) into the group's online softmax."""
     dim = tl.arange(0, HEAD_DIM)
-    if PAGED:
-        block = tl.load(BlockTable + b * stride_tb + key_slot // PAGE_SIZE, mask=ok, other=0)
-        k_row = block.to(tl.int64) * stride_kb + (key_slot % PAGE_SIZE) * stride_kl
-        v_row = block.to(tl.int64) * stride_vb + (key_slot % PAGE_SIZE) * stride_vl
-    else:
-        k_row = b.to(tl.int64) * stride_kb + key_slot.to(tl.int64) * stride_kl
-        v_row = b.to(tl.int64) * stride_vb + key_slot.to(tl.int64) * stride_vl
-    k = tl.load(K + kv_head * stride_kh + k_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
+    outer, row = cache_row(key_slot, ok, BlockTable, b, stride_tb, PAGED, PAGE_SIZE)
+    k = tl.load(K + kv_head * stride_kh + (outer * stride_kb + row * stride_kl)[:, None] + dim[None, :],
+                mask=ok[:, None], other=0.0)
     s = tl.dot(k, q_t) * qk_scale  # [BLOCK_N, BLOCK_G]
     s = tl.where(ok[:, None], s, float("-inf"))
     p, alpha, m, l = online_softmax_step(s, m, l, 0)
-    v = tl.load(V + kv_head * stride_vh + v_row[:, None] + dim[None, :], mask=ok[:, None], other=0.0)
+    v = tl.load(V + kv_head * stride_vh + (outer * stride_vb + row * stride_vl)[:, None] + dim[None, :],
+                mask=ok[:, None], other=0.0)
     acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype))
     return m, l, acc
 
@@ -70,9 +67,9 @@ def _attend_rows(
 def _decode_split_kernel(
     Q, K, V, PartO, PartM, PartL, Out, Dist, Counts, KvStart, SeqLens, BlockTable,
     stride_qb, stride_qh, stride_qt,
-    stride_kb, stride_kh, stride_kl,
-    stride_vb, stride_vh, stride_vl,
     stride_ob, stride_oh, stride_ot,
+    stride_kb, stride_kh, stride_kl,  # then V's and the block table's: CacheLayout.strides()
+    stride_vb, stride_vh, stride_vl,
     stride_tb,
     kv_len, n_queries, n_kv_heads, blocks_per_split, sink, qk_scale,
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -195,25 +192,17 @@ def _splits(n_rows: int, n_blocks: int, programs_per_sm: int, device: torch.devi
 
 
 def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
-           kv_len: int = 0, kv_start=None, paged=None, tiles: Tiles = Tiles()):
+           kv_len: int = 0, kv_start=None, block_table=None, seq_lens=None, tiles: Tiles = Tiles()):
     """Launch the decode kernels. Shapes and layouts are checked by the caller (ppa_eval.kernels).
 
     q [B, Hq, Lq, D] and out [B, Hq, Lq, D] (any strides, last one 1); the query t of sequence b
     sits at slot seq_len(b) - Lq + t. Contiguous cache: k, v [B, Hkv, L, D], seq_len = kv_len for
-    every row. Paged cache: paged = (block_table [B, max_blocks], seq_lens [B], page_size), k, v
-    [num_blocks, page_size, Hkv, D]. max_reach bounds every query's farthest distance.
+    every row. Paged cache: k, v [num_blocks, page_size, Hkv, D], block_table [B, max_blocks] and
+    seq_lens [B] on the device (cache_layout.py). max_reach bounds every query's farthest distance.
     """
     batch, n_q_heads, n_queries, head_dim = q.shape
-    if paged is None:
-        n_kv_heads = k.shape[1]
-        block_table, seq_lens, page_size = None, None, 1
-        k_strides, v_strides = (k.stride(0), k.stride(1), k.stride(2)), (v.stride(0), v.stride(1), v.stride(2))
-        stride_tb = 0
-    else:
-        block_table, seq_lens, page_size = paged
-        n_kv_heads = k.shape[2]
-        k_strides, v_strides = (k.stride(0), k.stride(2), k.stride(1)), (v.stride(0), v.stride(2), v.stride(1))
-        stride_tb = block_table.stride(0)
+    cache = CacheLayout.of(k, v, block_table)
+    n_kv_heads = cache.n_kv_heads
     group = n_q_heads // n_kv_heads
     block_g = group_block(group)
 
@@ -232,10 +221,10 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
 
     _decode_split_kernel[(n_rows, n_splits)](
         q, k, v, part_o, part_m, part_l, out, tables.distances, tables.counts, kv_start, seq_lens, block_table,
-        q.stride(0), q.stride(1), q.stride(2), *k_strides, *v_strides, out.stride(0), out.stride(1), out.stride(2),
-        stride_tb, kv_len, n_queries, n_kv_heads, per_split, tables.sink, scale * 1.4426950408889634,
+        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), *cache.strides(),
+        kv_len, n_queries, n_kv_heads, per_split, tables.sink, scale * 1.4426950408889634,
         GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, BLOCK_N=tiles.block_n,
-        PAGED=paged is not None, PAGE_SIZE=page_size, HAS_SINK=tables.sink > 0, UNSPLIT=unsplit,
+        PAGED=cache.paged, PAGE_SIZE=cache.page_size, HAS_SINK=tables.sink > 0, UNSPLIT=unsplit,
         num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
     if unsplit:

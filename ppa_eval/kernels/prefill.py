@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
 from ppa_eval.kernels.cost_model import choose_split
 from ppa_eval.kernels.launch import ceil_div, group_block
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
@@ -58,15 +59,16 @@ LONG_WALK, SHORT_WALK = Gather(), Gather(block_c=16, num_stages=1)
 SHORT_WALK_DISTANCES = 256  # a walk over at most this many far distances is short
 
 
-@triton.jit
-def _far_gather_kernel(
-    Q, K, V, Out, Lse, FarDist, Counts, KvStart,
+def _far_gather(
+    Q, K, V, Out, Lse, FarDist, Counts, KvStart, BlockTable,
     stride_qb, stride_qh, stride_qt,
-    stride_kb, stride_kh, stride_kl,
-    stride_vb, stride_vh, stride_vl,
     stride_ob, stride_oh, stride_ot,
+    stride_kb, stride_kh, stride_kl,  # then V's and the block table's: CacheLayout.strides()
+    stride_vb, stride_vh, stride_vl,
+    stride_tb,
     n_queries, first_slot, n_kv_heads, n_near, qk_scale,
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
+    PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
 ):
     tile = tl.program_id(0)
     b = tl.program_id(1) // n_kv_heads
@@ -83,8 +85,8 @@ def _far_gather_kernel(
     row_ok = t_ok[:, None] & (g < GROUP)[None, :]  # [BLOCK_Q, BLOCK_G]: the real (query, head) rows
     dim = tl.arange(0, HEAD_DIM)
     q_base = Q + b.to(tl.int64) * stride_qb + kv_head * GROUP * stride_qh
-    k_base = K + b.to(tl.int64) * stride_kb + kv_head * stride_kh
-    v_base = V + b.to(tl.int64) * stride_vb + kv_head * stride_vh
+    k_head = K + kv_head * stride_kh
+    v_head = V + kv_head * stride_vh
 
     # -- start from the tiles' state: normalised output o and log2-sum-exp2 lse give m = lse, l = 1,
     #    acc = o (l = 0 for rows that saw no key: lse = -inf, o = 0) --------------------------------
@@ -104,44 +106,57 @@ def _far_gather_kernel(
         c = c0 + tl.arange(0, BLOCK_C)
         d = tl.load(FarDist + c, mask=c < n_far, other=0)
         ok = (d[None, :] <= reach[:, None]) & (c < n_far)[None, :]       # [BLOCK_Q, BLOCK_C]
-        key_slot = (slot[:, None] - d[None, :]).to(tl.int64)
-        k = tl.load(k_base + key_slot[:, :, None] * stride_kl + dim[None, None, :], mask=ok[:, :, None], other=0.0)
+        outer, row = cache_row(slot[:, None] - d[None, :], ok, BlockTable, b, stride_tb, PAGED, PAGE_SIZE)
+        k = tl.load(k_head + (outer * stride_kb + row * stride_kl)[:, :, None] + dim[None, None, :],
+                    mask=ok[:, :, None], other=0.0)
         s = tl.dot(k, q_t) * qk_scale  # [BLOCK_Q, BLOCK_C, BLOCK_G]
         s = tl.where(ok[:, :, None], s, float("-inf"))
         p, alpha, m, l = online_softmax_step(s, m, l, 1)
-        v = tl.load(v_base + key_slot[:, :, None] * stride_vl + dim[None, None, :], mask=ok[:, :, None], other=0.0)
+        v = tl.load(v_head + (outer * stride_vb + row * stride_vl)[:, :, None] + dim[None, None, :],
+                    mask=ok[:, :, None], other=0.0)
         acc = acc * alpha[:, None, :] + tl.dot(tl.permute(v, [0, 2, 1]), p.to(v.dtype))
 
     tl.store(out_ptr, normalized(acc, l, 1).to(Out.dtype.element_ty), mask=row_ok[:, None, :])
 
 
-def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, split: int | None = None,
-            tiles: TileShape = TileShape(), gather: Gather | None = None):
-    """PPA of q, out [B, Hq, Lq, D] over k, v [B, Hkv, Lk, D]; query t at slot Lk - Lq + t.
+# Specialised on its integers for a contiguous cache, not for vLLM's paged chunks (see tiles.py).
+_far_gather_kernel = triton.jit(_far_gather)
+_far_gather_kernel_paged = triton.jit(do_not_specialize=["n_queries", "first_slot", "n_near"])(_far_gather)
 
+
+def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, block_table=None,
+            kv_len: int | None = None, split: int | None = None, tiles: TileShape = TileShape(),
+            gather: Gather | None = None):
+    """PPA of q, out [B, Hq, Lq, D]; query t at slot kv_len - Lq + t of its sequence.
+
+    Contiguous cache: k, v [B, Hkv, Lk, D], kv_len = Lk. Paged cache: k, v [blocks, page, Hkv, D],
+    block_table [B, max_pages] and kv_len, every sequence's length (cache_layout.py).
     split: distances below it go to masked tiles, the rest are gathered; None lets the cost model
     choose (cost_model.py). gather: the gather's shape; None picks it by the walk's length."""
     batch, n_q_heads, n_queries, head_dim = q.shape
-    n_kv_heads, kv_len = k.shape[1], k.shape[2]
+    cache = CacheLayout.of(k, v, block_table)
+    n_kv_heads = cache.n_kv_heads
+    kv_len = k.shape[2] if kv_len is None else kv_len
     if split is None:
         split = choose_split(tables, n_queries, kv_len, (tiles.block_m, tiles.block_n), batch, n_q_heads, n_kv_heads)
     n_near = int(tables.host_counts[min(split, tables.length) - 1])  # distances of S below split
     n_far = int(tables.host_counts[kv_len - 1]) - n_near if split < kv_len else 0
     has_far = n_far > 0
     lse = torch.empty((batch, n_q_heads, n_queries), dtype=torch.float32, device=q.device) if has_far else None
-    masked_tiles(q, k, v, out, lse, tables, split, scale, kv_start=kv_start, shape=tiles)
+    masked_tiles(q, k, v, out, lse, tables, split, scale, kv_len=kv_len, cache=cache, kv_start=kv_start, shape=tiles)
     if not has_far:
         return out
     if gather is None:
         gather = SHORT_WALK if n_far <= SHORT_WALK_DISTANCES else LONG_WALK
     grid = (ceil_div(n_queries, gather.block_q), batch * n_kv_heads)
-    _far_gather_kernel[grid](
-        q, k, v, out, lse, tables.distances[n_near:], tables.counts, kv_start,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
+    kernel = _far_gather_kernel_paged if cache.paged else _far_gather_kernel
+    kernel[grid](
+        q, k, v, out, lse, tables.distances[n_near:], tables.counts, kv_start, cache.block_table,
+        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), *cache.strides(),
         n_queries, kv_len - n_queries, n_kv_heads, n_near, scale * 1.4426950408889634,
         GROUP=n_q_heads // n_kv_heads, BLOCK_G=group_block(n_q_heads // n_kv_heads),
         HEAD_DIM=head_dim, BLOCK_Q=gather.block_q, BLOCK_C=gather.block_c,
+        PAGED=cache.paged, PAGE_SIZE=cache.page_size,
         num_warps=gather.num_warps, num_stages=gather.num_stages,
     )
     return out
