@@ -27,25 +27,12 @@ from pathlib import Path
 
 import torch
 
-from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
-from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
-from ppa_eval.patterns import PowerPattern, format_spec
+from ppa_eval.patterns import PowerPattern
+from vllm_throughput import NANO_9B_V2, WINDOW, random_prompts
+from vllm_throughput import engine as vllm_engine
 
-WINDOW, POWER = 64, "3/4"
+POWER = "3/4"
 AGREEMENT = dict(prompts=16, prompt_tokens=448, new_tokens=32, target=0.99)
-NANO_9B_V2 = dict(  # config.json of nvidia/NVIDIA-Nemotron-Nano-9B-v2 (see ../shared/NOTES.md)
-    vocab_size=131072, hidden_size=4480, intermediate_size=15680, tie_word_embeddings=False,
-    hybrid_override_pattern="M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-",
-    num_attention_heads=40, num_key_value_heads=8, head_dim=128, attention_bias=False,
-    mamba_num_heads=128, mamba_head_dim=80, n_groups=8, ssm_state_size=128, conv_kernel=4,
-    layer_norm_epsilon=1e-5, mlp_hidden_act="relu2", bos_token_id=1, eos_token_id=2, pad_token_id=12,
-    max_position_embeddings=131072,
-)
-
-
-def random_prompts(n: int, length: int, seed: int) -> list[list[int]]:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(100, NANO_9B_V2["vocab_size"], (n, length), generator=generator).tolist()
 
 
 def make_model(directory: Path) -> None:
@@ -71,31 +58,15 @@ def save_placeholder_tokenizer(directory: Path) -> None:
 
 # -- one engine per process ----------------------------------------------------------------------
 
-def vllm_llm(directory: Path, engine: str, eager: bool, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
-             **extra):
-    import vllm
-
-    if engine == "stock":
-        os.environ.pop(ATTENTION_ENV, None)
-        return vllm.LLM(model=str(directory), dtype=dtype, seed=0, skip_tokenizer_init=True,
-                        mamba_ssm_cache_dtype="float32", enforce_eager=eager, **extra)
-    power = "1" if engine == "ppa-full" else POWER
-    pattern = PowerPattern(power, WINDOW)
-    os.environ[ATTENTION_ENV] = format_spec(pattern)
-    arguments = engine_arguments(directory, pattern, "cuda", dtype, 0,
-                                 VLLMOptions(enforce_eager=eager, tensor_parallel_size=tensor_parallel_size))
-    return vllm.LLM(**arguments, skip_tokenizer_init=True, **extra)
-
-
 def vllm_top1(directory: Path, engine: str, dtype: str, tensor_parallel_size: int, sequences_path: Path,
               out: Path) -> None:
     """(vLLM process) Continue the prompts greedily if no sequences exist yet, then score them."""
     from vllm import SamplingParams
 
-    llm = vllm_llm(directory, engine, eager=True, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                   enable_prefix_caching=False, max_model_len=1024)
+    llm = vllm_engine(directory, "ppa", "1" if engine == "ppa-full" else POWER, eager=True, dtype=dtype,
+                      tensor_parallel_size=tensor_parallel_size, max_model_len=1024, enable_prefix_caching=False)
     if not sequences_path.exists():
-        prompts = random_prompts(AGREEMENT["prompts"], AGREEMENT["prompt_tokens"], seed=1)
+        prompts = random_prompts(AGREEMENT["prompts"], AGREEMENT["prompt_tokens"], NANO_9B_V2["vocab_size"], seed=1)
         outputs = llm.generate([{"prompt_token_ids": p} for p in prompts],
                                SamplingParams(temperature=0, max_tokens=AGREEMENT["new_tokens"], ignore_eos=True,
                                               detokenize=False))

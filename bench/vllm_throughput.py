@@ -32,7 +32,7 @@ import torch
 
 from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
 from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.patterns import PowerPattern, format_spec
 
 WINDOW = 64
 
@@ -47,14 +47,13 @@ class Workload:
 
 
 NANO_9B_V2 = dict(  # config.json of nvidia/NVIDIA-Nemotron-Nano-9B-v2 (see ../shared/NOTES.md)
-    model_type="nemotron_h", architectures=["NemotronHForCausalLM"],
     vocab_size=131072, hidden_size=4480, intermediate_size=15680, tie_word_embeddings=False,
     hybrid_override_pattern="M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-",
     num_attention_heads=40, num_key_value_heads=8, head_dim=128, attention_bias=False,
     mamba_num_heads=128, mamba_head_dim=80, n_groups=8, ssm_state_size=128, conv_kernel=4,
     layer_norm_epsilon=1e-5, mlp_hidden_act="relu2", bos_token_id=1, eos_token_id=2, pad_token_id=12,
     max_position_embeddings=131072,
-)
+)  # bench/vllm_nemotron.py builds NemotronHConfig(**NANO_9B_V2) from it
 SMOLLM2_135M = dict(  # the embedded model's config.json, as transformers converts its GGUF
     model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=49152, hidden_size=576,
     intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
@@ -70,31 +69,34 @@ LLAMA_8B = dict(  # meta-llama/Llama-3.1-8B's shape (rope without the long-conte
     tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001,
 )
 WORKLOADS = {
-    "nano-9b-v2": Workload(NANO_9B_V2, prompts=256, prompt_tokens=1500, new_tokens=512),
+    "nano-9b-v2": Workload(dict(NANO_9B_V2, model_type="nemotron_h", architectures=["NemotronHForCausalLM"]),
+                           prompts=256, prompt_tokens=1500, new_tokens=512),
     "smollm2-135m": Workload(SMOLLM2_135M, prompts=64, prompt_tokens=7675, new_tokens=128),
     "llama-8b": Workload(LLAMA_8B, prompts=64, prompt_tokens=16384, new_tokens=256, max_model_len=16640),
 }
 
 
-def random_prompts(workload: Workload, seed: int) -> list[list[int]]:
+def random_prompts(n: int, length: int, vocab_size: int, seed: int) -> list[list[int]]:
     generator = torch.Generator().manual_seed(seed)
-    shape = (workload.prompts, workload.prompt_tokens)
-    return torch.randint(100, workload.config["vocab_size"], shape, generator=generator).tolist()
+    return torch.randint(100, vocab_size, (n, length), generator=generator).tolist()
 
 
-def engine(directory: Path, workload: Workload, name: str, power: str, eager: bool):
-    """vllm.LLM for stock vLLM or the plug-in at p = power, w = WINDOW; random weights, no tokenizer."""
+def engine(directory: Path, name: str, power: str, eager: bool, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
+           max_model_len: int | None = None, **extra):
+    """vllm.LLM without a tokenizer (token-id prompts): stock vLLM, or the plug-in at p = power,
+    w = WINDOW. Both take the engine's arguments (ppa_eval.engines.vllm_engine), stock without the
+    pattern; `extra` goes to vllm.LLM as it is."""
     import vllm
 
-    random_weights = dict(skip_tokenizer_init=True, load_format="dummy")
+    pattern = PowerPattern(power, WINDOW)
+    options = VLLMOptions(enforce_eager=eager, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len)
+    arguments = engine_arguments(directory, pattern, "cuda", dtype, 0, options)
     if name == "stock":
         os.environ.pop(ATTENTION_ENV, None)
-        mamba = {"mamba_ssm_cache_dtype": "float32"} if workload.config["model_type"] == "nemotron_h" else {}
-        return vllm.LLM(model=str(directory), dtype="bfloat16", seed=0, max_model_len=workload.max_model_len,
-                        enforce_eager=eager, **mamba, **random_weights)
-    pattern = PowerPattern(power, WINDOW)
-    options = VLLMOptions(enforce_eager=eager, max_model_len=workload.max_model_len)
-    return vllm.LLM(**engine_arguments(directory, pattern, "cuda", "bfloat16", 0, options), **random_weights)
+        del arguments["hf_overrides"]  # the pattern: without it, vLLM's own attention everywhere
+    else:
+        os.environ[ATTENTION_ENV] = format_spec(pattern)
+    return vllm.LLM(**arguments, skip_tokenizer_init=True, **extra)
 
 
 def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path) -> Path:
@@ -105,9 +107,10 @@ def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path) -
     with tempfile.TemporaryDirectory() as directory:
         AutoConfig.for_model(**workload.config).save_pretrained(directory)
         start = time.perf_counter()
-        llm = engine(Path(directory), workload, name, power, eager)
+        llm = engine(Path(directory), name, power, eager, max_model_len=workload.max_model_len, load_format="dummy")
         started = time.perf_counter() - start
-        prompts = [{"prompt_token_ids": p} for p in random_prompts(workload, seed=2)]
+        token_ids = random_prompts(workload.prompts, workload.prompt_tokens, workload.config["vocab_size"], seed=2)
+        prompts = [{"prompt_token_ids": p} for p in token_ids]
         llm.generate(prompts[:4], vllm.SamplingParams(temperature=0, max_tokens=8, detokenize=False))  # warm-up
         params = vllm.SamplingParams(temperature=0, max_tokens=workload.new_tokens, ignore_eos=True, detokenize=False)
         start = time.perf_counter()
