@@ -1,37 +1,100 @@
-"""The prefill cost model's per-pair costs, measured: time PPA prefill at every split the model
-can choose, fit the three constants of ppa_eval/kernels/cost_model.py, and check its choices.
+"""The prefill cost model's constants, measured: time PPA prefill at every split the model can
+choose, fit the constants of ppa_eval/kernels/cost_model.py, and check its choices.
 
-For each (L, batch, p) of bench/attention.py's prefill grid and each candidate split (distances
-below it as masked tiles, the rest gathered), the prefill is timed and its output compared with
-the all-tiles output. A non-negative least-squares fit of
-
-    time = TILE_NS x tile pairs x query heads + GATHER_NS x gathered pairs x KV heads + LAUNCH_NS
-
-over all of them gives the constants (relative error, so short and long cases weigh alike). Then,
-per case: the fastest split measured, the split the fitted model picks, and the time lost by
+Two grids, every case at every candidate split, each output compared with the all-tiles output:
+  - whole sequences: bench/attention.py's prefill grid (40 query / 8 KV heads, head 128, a
+    contiguous cache), p = 0 to 7/8;
+  - vLLM chunks: the last n of L tokens (n = 16, 256, 2,048; L = 2,048 to 16,384) from a paged
+    cache, at the embedded model's heads (9 / 3, head 64) and Nano-9B-v2's (40 / 8, head 128),
+    p = 1/2 and 3/4.
+Times are scaled to head size 128 (the model's unit). Two non-negative least-squares fits (relative
+error, so short and long cases weigh alike):
+  - throughput, on the cases with at least 1,024 queries: tile pairs, gathered pairs, gathered rows;
+  - latency, on the 16-query chunks (a few programs walking long rows): keys walked by the longest
+    tile program, far distances walked by the longest gather program.
+Then, per case: the fastest split measured, the split the fitted model picks, and the time lost by
 picking it. Writes prefill_costs.json and prefill_costs.md.
 
-    PYTHONPATH=. python bench/prefill_costs.py [--out results/bench]
+    PYTHONPATH=. python bench/prefill_costs.py [--out results/bench]    # measure (GPU) and fit
+    PYTHONPATH=. python bench/prefill_costs.py --refit [--out ...]       # fit the rows already in prefill_costs.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from attention import HEAD_DIM, KV_HEADS, PREFILL_SHAPES, Q_HEADS, WINDOW, randn, timed_ms  # the same grid and timer
 
-from ppa_eval.kernels import cost_model, prefill
-from ppa_eval.kernels.reference import relative_error
-from ppa_eval.kernels.tables import offset_tables
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.kernels import cost_model
 
-POWERS = ["0", "1/2", "3/4", "7/8"]
+WINDOW, PAGE = 64, 16
+WHOLE = dict(heads=(40, 8, 128), shapes=[(2048, 8), (8192, 2), (32768, 1)], powers=["0", "1/2", "3/4", "7/8"])
+CHUNKS = dict(heads=[(9, 3, 64), (40, 8, 128)], queries=[16, 256, 2048], lengths=[2048, 8192, 16384],
+              powers=["1/2", "3/4"])
+THROUGHPUT = ("tile_pairs", "gathered_pairs", "gathered_rows")
+LATENCY = ("tile_walk", "gather_walk")
+CONSTANTS = {"tile_pairs": "TILE_NS_PER_PAIR_AND_HEAD", "gathered_pairs": "GATHER_NS_PER_PAIR_AND_KV_HEAD",
+             "gathered_rows": "GATHER_NS_PER_ROW_AND_HEAD", "tile_walk": "TILE_NS_PER_WALKED_KEY",
+             "gather_walk": "GATHER_NS_PER_WALKED_DISTANCE"}
+
+
+def measure() -> list[dict]:
+    import torch
+    from attention import timed_ms  # the attention benchmark's timer
+
+    from ppa_eval.kernels import prefill
+    from ppa_eval.kernels.reference import relative_error
+    from ppa_eval.kernels.tables import offset_tables
+    from ppa_eval.patterns import PowerPattern
+
+    shape = prefill.TileShape()
+    rows = []
+
+    def randn(*size):
+        return torch.randn(*size, device="cuda", dtype=torch.bfloat16)
+
+    def case(kind, q, k, v, length, power, block_table=None):
+        batch, n_q_heads, n_queries, head_dim = q.shape
+        n_kv_heads = k.shape[1] if block_table is None else k.shape[2]
+        tables = offset_tables(PowerPattern(power, WINDOW), length, "cuda")
+        out = torch.empty_like(q)
+
+        def run(split):
+            return prefill.prefill(q, k, v, out, tables, head_dim**-0.5, block_table=block_table, kv_len=length,
+                                   split=split)
+
+        all_tiles = run(length).double()
+        for split in cost_model.candidate_splits(WINDOW, length):
+            error = relative_error(run(split), all_tiles)
+            w = cost_model.work(split, tables.host_counts, n_queries, length, (shape.block_m, shape.block_n), batch,
+                                n_q_heads, n_kv_heads)
+            row = dict(kind=kind, heads=f"{n_q_heads}/{n_kv_heads} x {head_dim}", head_dim=head_dim, L=length,
+                       queries=n_queries, batch=batch, p=power, split=split, ms=timed_ms(lambda: run(split)),
+                       vs_all_tiles=error, **dataclasses.asdict(w))
+            rows.append(row)
+            print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+
+    heads, kv_heads, head_dim = WHOLE["heads"]
+    for length, batch in WHOLE["shapes"]:
+        q, k, v = randn(batch, heads, length, head_dim), randn(batch, kv_heads, length, head_dim), randn(batch, kv_heads, length, head_dim)
+        for power in WHOLE["powers"]:
+            case("whole", q, k, v, length, power)
+        del q, k, v
+        torch.cuda.empty_cache()
+    for (heads, kv_heads, head_dim), length in itertools.product(CHUNKS["heads"], CHUNKS["lengths"]):
+        pages = -(-length // PAGE)
+        k_cache, v_cache = randn(pages, PAGE, kv_heads, head_dim), randn(pages, PAGE, kv_heads, head_dim)
+        block_table = torch.randperm(pages, device="cuda").to(torch.int32)[None]
+        for n_queries, power in itertools.product(CHUNKS["queries"], CHUNKS["powers"]):
+            if n_queries <= length:
+                case("chunk", randn(1, heads, n_queries, head_dim), k_cache, v_cache, length, power, block_table)
+    return rows
 
 
 def nonnegative_least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -48,63 +111,72 @@ def nonnegative_least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
+def fit(rows: list[dict]) -> dict[str, float]:
+    """The five constants (ns at head 128), each group fitted on the rows where it dominates."""
+    ns = np.array([r["ms"] * 1e6 * 128 / r["head_dim"] for r in rows])
+    fitted = {}
+    for features, chosen in ((THROUGHPUT, [r["queries"] * r["batch"] >= 1024 for r in rows]),
+                             (LATENCY, [r["queries"] == 16 for r in rows])):
+        design = np.array([[float(r[f]) for f in features] for r, c in zip(rows, chosen) if c])
+        coefficients = nonnegative_least_squares(design / ns[chosen][:, None], np.ones(len(design)))
+        fitted.update({CONSTANTS[f]: float(c) for f, c in zip(features, coefficients)})
+    return fitted
+
+
+def picks(rows: list[dict], fitted: dict[str, float]) -> list[dict]:
+    """Per case: the fastest split measured against the one the fitted model picks."""
+    for name, value in fitted.items():
+        setattr(cost_model, name, value)
+    fields = {f.name for f in dataclasses.fields(cost_model.Work)}
+    predicted = [cost_model.estimated_ns(cost_model.Work(**{f: r[f] for f in fields})) for r in rows]
+    result = []
+    for key in dict.fromkeys((r["kind"], r["heads"], r["L"], r["queries"], r["batch"], r["p"]) for r in rows):
+        case = [i for i, r in enumerate(rows) if (r["kind"], r["heads"], r["L"], r["queries"], r["batch"], r["p"]) == key]
+        best = min((rows[i] for i in case), key=lambda r: r["ms"])
+        chosen = rows[min(case, key=lambda i: predicted[i])]
+        result.append(dict(zip(("kind", "heads", "L", "queries", "batch", "p"), key), best_split=best["split"],
+                           best_ms=best["ms"], model_split=chosen["split"], model_ms=chosen["ms"],
+                           lost=chosen["ms"] / best["ms"] - 1))
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument("--refit", action="store_true", help="fit the rows of OUT/prefill_costs.json again (no GPU)")
     args = parser.parse_args()
-    shape = prefill.TileShape()
-    rows = []
-    for length, batch in PREFILL_SHAPES:
-        q = randn(batch, Q_HEADS, length, HEAD_DIM)
-        k, v = randn(batch, KV_HEADS, length, HEAD_DIM), randn(batch, KV_HEADS, length, HEAD_DIM)
-        out = torch.empty_like(q)
-        for power in POWERS:
-            tables = offset_tables(PowerPattern(power, WINDOW), length, "cuda")
-            all_tiles = prefill.prefill(q, k, v, torch.empty_like(q), tables, HEAD_DIM**-0.5, split=length).double()
-            for split in cost_model.candidate_splits(WINDOW, length):
-                run = lambda: prefill.prefill(q, k, v, out, tables, HEAD_DIM**-0.5, split=split)  # noqa: E731
-                error = relative_error(run(), all_tiles)
-                row = dict(L=length, batch=batch, p=power, split=split, ms=timed_ms(run), vs_all_tiles=error,
-                           tile_pairs=batch * cost_model.tile_pairs(split, length, length, shape.block_m, shape.block_n),
-                           gathered_pairs=batch * cost_model.gathered_pairs(tables.host_counts, split, length, length))
-                rows.append(row)
-                print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                      flush=True)
-        del q, k, v, out
-        torch.cuda.empty_cache()
+    if args.refit:
+        meta = json.loads((args.out / "prefill_costs.json").read_text())
+        rows = meta.pop("rows")
+    else:
+        import torch
 
-    # time (ns) = a * tile_pairs * Hq + b * gathered * Hkv + c * [gathered > 0], each row weighted by 1/time
-    ns = np.array([r["ms"] * 1e6 for r in rows])
-    design = np.array([[r["tile_pairs"] * Q_HEADS, r["gathered_pairs"] * KV_HEADS, float(r["gathered_pairs"] > 0)]
-                       for r in rows])
-    coefficients = nonnegative_least_squares(design / ns[:, None], np.ones(len(rows)))
-    fitted = dict(zip(("TILE_NS_PER_PAIR_AND_HEAD", "GATHER_NS_PER_PAIR_AND_KV_HEAD", "GATHER_LAUNCH_NS"), coefficients))
-    predicted = design @ coefficients  # the fitted model's time for every measured (case, split)
-
-    picks = []
-    for key in dict.fromkeys((r["L"], r["batch"], r["p"]) for r in rows):
-        case = [i for i, r in enumerate(rows) if (r["L"], r["batch"], r["p"]) == key]
-        best = min((rows[i] for i in case), key=lambda r: r["ms"])
-        chosen = rows[min(case, key=lambda i: predicted[i])]
-        picks.append(dict(L=key[0], batch=key[1], p=key[2], best_split=best["split"], best_ms=best["ms"],
-                          model_split=chosen["split"], model_ms=chosen["ms"], lost=chosen["ms"] / best["ms"] - 1))
-
-    meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
-            "tile_shape": repr(shape), "gather": f"{prefill.LONG_WALK!r}, {prefill.SHORT_WALK!r} for walks of <= {prefill.SHORT_WALK_DISTANCES} distances", "fitted": fitted}
+        from ppa_eval.kernels import prefill
+        rows = measure()
+        meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                "tile_shape": repr(prefill.TileShape()),
+                "gather": f"{prefill.LONG_WALK!r}, {prefill.SHORT_WALK!r} for walks of <= {prefill.SHORT_WALK_DISTANCES} distances"}
+    meta["fitted"] = fit(rows)
+    meta["picks"] = picks(rows, meta["fitted"])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "prefill_costs.json").write_text(json.dumps({**meta, "picks": picks, "rows": rows}, indent=1))
+    (args.out / "prefill_costs.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    worst = max(meta["picks"], key=lambda r: r["lost"])
     lines = [f"# Prefill cost model ({meta['gpu']}, {meta['date']})", "",
-             f"Tiles {meta['tile_shape']}, gather {meta['gather']}. Fitted: "
-             + ", ".join(f"{k} = {v:.4g}" for k, v in fitted.items()), "",
-             "| L | batch | p | fastest split | ms | model's split | ms | time lost |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['L']} | {r['batch']} | {r['p']} | {r['best_split']} | {r['best_ms']:.3f} | {r['model_split']} "
-              f"| {r['model_ms']:.3f} | {r['lost']:.1%} |" for r in picks]
-    lines += ["", "## every split", "", "| L | batch | p | split | ms | tile pairs | gathered pairs | diff to all tiles |",
+             f"Tiles {meta['tile_shape']}, gather {meta['gather']}. Fitted (ns, head 128): "
+             + ", ".join(f"{k} = {v:.4g}" for k, v in meta["fitted"].items()) + ".", "",
+             f"Worst pick: {worst['lost']:.1%} slower than the fastest split ({worst['kind']}, {worst['heads']}, "
+             f"{worst['queries']} of {worst['L']}, p = {worst['p']}).", "",
+             "| cases | heads | L | queries x batch | p | fastest split | ms | model's split | ms | time lost |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['kind']} | {r['heads']} | {r['L']} | {r['queries']} x {r['batch']} | {r['p']} | {r['best_split']} "
+              f"| {r['best_ms']:.3f} | {r['model_split']} | {r['model_ms']:.3f} | {r['lost']:.1%} |" for r in meta["picks"]]
+    n_picks = len(lines)
+    lines += ["", "## every split", "", "| cases | heads | L | queries x batch | p | split | ms | diff to all tiles |",
               "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['L']} | {r['batch']} | {r['p']} | {r['split']} | {r['ms']:.3f} | {r['tile_pairs']:.3g} "
-              f"| {r['gathered_pairs']:.3g} | {r['vs_all_tiles']:.2e} |" for r in rows]
+    lines += [f"| {r['kind']} | {r['heads']} | {r['L']} | {r['queries']} x {r['batch']} | {r['p']} | {r['split']} "
+              f"| {r['ms']:.3f} | {r['vs_all_tiles']:.2e} |" for r in rows]
     (args.out / "prefill_costs.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:8 + len(picks)]))
+    print("\n".join(lines[:n_picks]))
 
 
 if __name__ == "__main__":

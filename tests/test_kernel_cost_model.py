@@ -42,6 +42,22 @@ def test_pair_counts_match_enumeration(n_queries, kv_len):
         assert cost_model.tile_pairs(split, n_queries, kv_len, block_m, block_n) == tiles * block_m * block_n
 
 
+@pytest.mark.parametrize("n_queries, kv_len", [(37, 37), (45, 61), (130, 200)])
+def test_walks_match_enumeration(n_queries, kv_len):
+    """The serial length of the longest program of each kernel: key tiles walked, far distances walked."""
+    tables = offset_tables(PowerPattern("3/4", 4), kv_len, "cpu")
+    attended = attended_distances("3/4", 4, kv_len)
+    block_m, block_n = 16, 32
+    for split in (1, 4, 16, 50, kv_len):
+        work = cost_model.work(split, tables.host_counts, n_queries, kv_len, (block_m, block_n), 2, 6, 3)
+        walks = [len(range(max(kv_len - n_queries + q0 - split + 1, 0), min(kv_len - n_queries + q0 + block_m, kv_len), block_n))
+                 for q0 in range(0, n_queries, block_m)]
+        assert work.tile_walk == max(walks) * block_n
+        far = sum(1 for d in range(split, kv_len) if attended[d])  # the last query reaches every distance
+        assert (work.gather_walk, work.gathered_rows > 0) == (far, far > 0)
+        assert work.gathered_pairs == 2 * 3 * cost_model.gathered_pairs(tables.host_counts, split, n_queries, kv_len)
+
+
 def test_dense_patterns_take_tiles_and_sparse_ones_gather():
     # Hand-checked ends: at p = 1 every distance is attended, so gathering any costs more than
     # tiling it; with p = 0 there is nothing beyond the window, so the tiles stop there; at
@@ -53,3 +69,13 @@ def test_dense_patterns_take_tiles_and_sparse_ones_gather():
     assert split(0) == 64
     assert split("1/3") < 32768
     assert cost_model.choose_split(offset_tables(PowerPattern("1/2", 64), 256, "cpu"), 256, 256, (64, 64), 1, 40, 8) == 256
+
+
+def test_a_short_chunk_of_a_long_sequence_gathers():
+    # vLLM's last chunk of a prompt, or the uncached tail after a prefix-cache hit: 16 queries at the
+    # end of 8,192 tokens, 9/3 heads of 64, p = 1/2. Measured on the H200 (prefill_costs.md): splits
+    # 128-1,024 take 0.04-0.05 ms, 2,048 0.07, 4,096 0.12 and all tiles 0.22 (9 programs each walk
+    # all 8,192 keys); priced by pairs alone, the model chose 4,096 (without its walk terms) or all
+    # tiles (the model before them).
+    tables = offset_tables(PowerPattern("1/2", 64), 8192, "cpu")
+    assert cost_model.choose_split(tables, 16, 8192, (64, 64), 1, 9, 3) <= 1024

@@ -6,6 +6,7 @@ in CI); on CUDA the same tests cover the Triton path (PPA, sinks included), the 
 
 from fractions import Fraction
 from functools import cache
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -87,6 +88,11 @@ def _masked_reference(query: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor
     return torch.einsum("thgs,shd->thgd", torch.softmax(scores, dim=-1), v).reshape(len(query), HEADS, HEAD_SIZE)
 
 
+def _layer(device) -> SimpleNamespace:
+    """What the cache update reads from vLLM's attention layer: its KV scales (unused by an unquantised cache)."""
+    return SimpleNamespace(_k_scale=torch.ones((), device=device), _v_scale=torch.ones((), device=device))
+
+
 def _slots(block_table_row: torch.Tensor, positions: range) -> list[int]:
     return [int(block_table_row[p // PAGE]) * PAGE + p % PAGE for p in positions]
 
@@ -106,7 +112,7 @@ def test_backend_matches_dense_reference(monkeypatch, layout, spec):
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     monkeypatch.setenv("PPA_EVAL_ATTENTION", spec)
     torch.manual_seed(0)
-    impl = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS)
+    impl, layer = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS), _layer(device)
 
     block_table, n_blocks = _block_table([done + new for done, new in REQUESTS])
     kv_cache = _cache(layout, n_blocks, dtype, device)
@@ -117,14 +123,14 @@ def test_backend_matches_dense_reference(monkeypatch, layout, spec):
     history = [(r, range(done)) for r, (done, _) in enumerate(REQUESTS) if done]
     slots = torch.tensor(sum((_slots(block_table[r], span) for r, span in history), []), device=device)
     kv = torch.cat([seq[r][: len(span)] for r, span in history])
-    impl.do_kv_cache_update(None, kv[:, 0], kv[:, 1], kv_cache, slots)
+    impl.do_kv_cache_update(layer, kv[:, 0], kv[:, 1], kv_cache, slots)
 
     # this step: new tokens of every request, plus two padded tokens (slot -1) that must be ignored
     step = torch.cat([seq[r][done:] for r, (done, _) in enumerate(REQUESTS)])
     step_slots = sum((_slots(block_table[r], range(done, done + new)) for r, (done, new) in enumerate(REQUESTS)), [])
     pad = torch.randn(2, 2, KV_HEADS, HEAD_SIZE, dtype=dtype, device=device)
     step = torch.cat([step, pad])
-    impl.do_kv_cache_update(None, step[:, 0], step[:, 1], kv_cache, torch.tensor(step_slots + [-1, -1], device=device))
+    impl.do_kv_cache_update(layer, step[:, 0], step[:, 1], kv_cache, torch.tensor(step_slots + [-1, -1], device=device))
 
     n_tokens = sum(new for _, new in REQUESTS)
     starts = np.cumsum([0] + [new for _, new in REQUESTS]).tolist()
@@ -152,7 +158,7 @@ def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
     spec = "ppa:p=1/2,w=4"
     monkeypatch.setenv("PPA_EVAL_ATTENTION", spec)
     dtype, device = torch.bfloat16, "cuda"
-    impl = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS)
+    impl, layer = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS), _layer(device)
     real, max_pages = 3, DECODE_BOUND // PAGE
     n_reqs = real + 1  # the last request pads the batch to the captured size: length 0, its token's slot -1
     kv_cache = _cache("blocks-2-page-heads-dim", real * max_pages + 4, dtype, device)
@@ -172,7 +178,7 @@ def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
         seq_lens.copy_(torch.tensor(lengths + [0]))
         seqs = [torch.randn(n, 2, KV_HEADS, HEAD_SIZE, dtype=dtype, device=device) for n in lengths]
         history = torch.cat([s[:-1] for s in seqs])
-        impl.do_kv_cache_update(None, history[:, 0], history[:, 1], kv_cache,
+        impl.do_kv_cache_update(layer, history[:, 0], history[:, 1], kv_cache,
                                 torch.tensor(sum((_slots(table[r], range(n - 1)) for r, n in enumerate(lengths)), []), device=device))
         new_kv.copy_(torch.cat([torch.stack([s[-1] for s in seqs]), torch.randn_like(new_kv[:1])]))
         slot_mapping.copy_(torch.tensor([_slots(table[r], [n - 1])[0] for r, n in enumerate(lengths)] + [-1]))
@@ -181,7 +187,7 @@ def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
         return seqs
 
     def step():
-        impl.do_kv_cache_update(None, new_kv[:, 0], new_kv[:, 1], kv_cache, slot_mapping)
+        impl.do_kv_cache_update(layer, new_kv[:, 0], new_kv[:, 1], kv_cache, slot_mapping)
         meta = PPAMetadata(num_actual_tokens=n_reqs, num_decodes=n_reqs, decode_bound=DECODE_BOUND,
                            query_starts=list(range(n_reqs + 1)), seq_lens_host=[], seq_lens=seq_lens,
                            block_table=block_table)

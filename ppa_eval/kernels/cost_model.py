@@ -3,31 +3,58 @@
 A masked tile costs the same for every pair in it, attended or not; a gathered pair costs about
 ten times more but only attended pairs are paid for. The attended density of S falls with the
 distance (about p * d^(p-1)), so the cheapest plan is tiles for the distances below some `split`
-and gathering above it. For each candidate split the model counts the pairs each kernel would
-handle for this call (exactly, on the host, from the pattern's tables) and prices them with the
-per-pair costs measured on the GPU by bench/prefill_costs.py.
+and gathering above it. For each candidate split the model counts, exactly and on the host from
+the pattern's tables, the work each kernel would do in this call (`Work`) and prices it with the
+costs measured on the GPU by bench/prefill_costs.py.
+
+Each kernel costs the larger of two times:
+  - throughput: its pairs (and, for the gather, the query rows it re-reads from the tiles' output
+    and writes back), when enough programs run to fill the GPU;
+  - latency: the serial walk of its longest program, which is all that is left when few programs
+    run, e.g. a short vLLM chunk at the end of a long sequence (11 queries of 7,675 keys as
+    all tiles: 9 programs of 120 key tiles each, 0.2 ms, against some 7 us of pair throughput).
+The costs are at head size 128; every term scales with the head size (each pair, row or step
+moves head_dim numbers), which leaves the choice of split unchanged.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-# Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-01 (bf16, head 128, the default tile
-# and gather shapes of prefill.py; 96 timed (case, split) pairs); ns per pair:
-TILE_NS_PER_PAIR_AND_HEAD = 0.001621      # one (query, key) pair of a masked tile, one query head
-GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07372  # one (query, far distance) pair, one KV head with its group
-GATHER_LAUNCH_NS = 323_000.0              # what a gather costs beyond its pairs (fitted, not a launch alone)
+# Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-01 (bf16, the default tile and gather
+# shapes of prefill.py; 96 whole-sequence and 276 vLLM-chunk timings), in ns at head size 128:
+TILE_NS_PER_PAIR_AND_HEAD = 0.001773    # one (query, key) pair of a masked tile, one query head
+GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.08615  # one (query, far distance) pair, one KV head with its group
+GATHER_NS_PER_ROW_AND_HEAD = 0.6830     # one query row's second pass (the tiles' output and lse in, result out)
+TILE_NS_PER_WALKED_KEY = 49.16          # one key of the longest tile program's walk
+GATHER_NS_PER_WALKED_DISTANCE = 149.2   # one far distance of the longest gather program's walk
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one prefill call does at one split, per kernel."""
+    tile_pairs: int      # (query, key) pairs in the tiles, times query heads and batch
+    tile_walk: int       # keys the longest tile program walks
+    gathered_pairs: int  # (query, far distance) pairs, times KV heads and batch; 0: no gather launch
+    gathered_rows: int   # query rows the gather passes over, times query heads and batch
+    gather_walk: int     # far distances the farthest-reaching gather program walks
 
 
 def tile_pairs(split: int, n_queries: int, kv_len: int, block_m: int, block_n: int) -> int:
     """(query, key) pairs in the tiles that cover distances below `split` for every query."""
+    return int(_tile_walks(split, n_queries, kv_len, block_m, block_n).sum()) * block_m
+
+
+def _tile_walks(split: int, n_queries: int, kv_len: int, block_m: int, block_n: int) -> np.ndarray:
+    """Keys each tile program walks (whole key tiles), program by program."""
     first_slot = kv_len - n_queries
     q_lo = first_slot + np.arange(0, n_queries, block_m)
     q_hi = np.minimum(q_lo + block_m, kv_len) - 1
     k_lo = np.maximum(q_lo - split + 1, 0)
-    return int((-(-(q_hi - k_lo + 1) // block_n)).sum()) * block_m * block_n
+    return -(-(q_hi - k_lo + 1) // block_n) * block_n
 
 
 def gathered_pairs(counts: np.ndarray, split: int, n_queries: int, kv_len: int) -> int:
@@ -36,11 +63,23 @@ def gathered_pairs(counts: np.ndarray, split: int, n_queries: int, kv_len: int) 
     return int(np.maximum(reach - counts[split - 1], 0).sum())
 
 
-def estimated_ns(split, counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads) -> float:
-    """The model's time for one prefill call (ns): its tile pairs and gathered pairs, priced."""
-    far = gathered_pairs(counts, split, n_queries, kv_len) * batch * n_kv_heads
-    tiles = tile_pairs(split, n_queries, kv_len, *shape) * batch * n_q_heads
-    return tiles * TILE_NS_PER_PAIR_AND_HEAD + (far * GATHER_NS_PER_PAIR_AND_KV_HEAD + GATHER_LAUNCH_NS if far else 0.0)
+def work(split, counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads) -> Work:
+    far = gathered_pairs(counts, split, n_queries, kv_len)
+    return Work(
+        tile_pairs=tile_pairs(split, n_queries, kv_len, *shape) * batch * n_q_heads,
+        tile_walk=int(_tile_walks(split, n_queries, kv_len, *shape).max()),
+        gathered_pairs=far * batch * n_kv_heads,
+        gathered_rows=n_queries * batch * n_q_heads if far else 0,
+        gather_walk=max(int(counts[kv_len - 1]) - int(counts[split - 1]), 0) if far else 0,
+    )
+
+
+def estimated_ns(w: Work) -> float:
+    """The model's time for one prefill call (ns, at head size 128)."""
+    tiles = max(w.tile_pairs * TILE_NS_PER_PAIR_AND_HEAD, w.tile_walk * TILE_NS_PER_WALKED_KEY)
+    gather = max(w.gathered_pairs * GATHER_NS_PER_PAIR_AND_KV_HEAD + w.gathered_rows * GATHER_NS_PER_ROW_AND_HEAD,
+                 w.gather_walk * GATHER_NS_PER_WALKED_DISTANCE) if w.gathered_pairs else 0.0
+    return tiles + gather
 
 
 def candidate_splits(window: int, kv_len: int) -> list[int]:
@@ -55,5 +94,5 @@ def choose_split(tables, n_queries: int, kv_len: int, shape: tuple[int, int], ba
                  n_kv_heads: int) -> int:
     """The candidate split (distances below it as tiles of shape (block_m, block_n), the rest
     gathered) with the least estimated time."""
-    return min(candidate_splits(tables.window, kv_len), key=lambda split: estimated_ns(split, tables.host_counts, n_queries, kv_len, shape,
-                                                          batch, n_q_heads, n_kv_heads))
+    return min(candidate_splits(tables.window, kv_len), key=lambda split: estimated_ns(
+        work(split, tables.host_counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads)))

@@ -11,9 +11,10 @@
    share a key row at a given distance).
 
 Tiles multiply every pair of their band, attended or not; the gather loads only attended pairs but
-pays for each one. cost_model.py picks `split` from the two measured per-pair costs: on the H200
-all tiles at p >= 7/8 and at p = 3/4 up to 16k, tiles below 2,048 at p = 3/4 and 32k, and only the
-window as tiles at p <= 1/2.
+pays for each one. cost_model.py picks `split` from costs measured per pair, per query row and per
+step of the longest program's walk: for whole sequences on the H200, all tiles at p >= 7/8 and at
+p = 3/4 up to 16k, tiles below 2,048 at p = 3/4 and 32k, and only the window as tiles at p <= 1/2;
+for a short chunk at the end of a long sequence (vLLM), mostly gathered rows.
 
 What limits the gather (H100, L = 32,768): each (query, far distance) pair brings its K and V rows
 (512 bytes per KV head) from L2 to the SM. Two pairs of a program share a row only where two
