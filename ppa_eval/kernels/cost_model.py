@@ -26,11 +26,11 @@ import numpy as np
 
 # Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-01 (bf16, the default tile and gather
 # shapes of prefill.py; 96 whole-sequence and 276 vLLM-chunk timings), in ns at head size 128:
-TILE_NS_PER_PAIR_AND_HEAD = 0.001773    # one (query, key) pair of a masked tile, one query head
+TILE_NS_PER_PAIR_AND_HEAD = 0.001773      # one (query, key) pair of a masked tile, one query head
 GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.08615  # one (query, far distance) pair, one KV head with its group
-GATHER_NS_PER_ROW_AND_HEAD = 0.6830     # one query row's second pass (the tiles' output and lse in, result out)
-TILE_NS_PER_WALKED_KEY = 49.16          # one key of the longest tile program's walk
-GATHER_NS_PER_WALKED_DISTANCE = 149.2   # one far distance of the longest gather program's walk
+GATHER_NS_PER_ROW_AND_HEAD = 0.6830       # one query row's second pass (tiles' output and lse in, result out)
+TILE_NS_PER_WALKED_KEY = 49.16            # one key of the longest tile program's walk
+GATHER_NS_PER_WALKED_DISTANCE = 149.2     # one far distance of the longest gather program's walk
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ def gathered_pairs(counts: np.ndarray, split: int, n_queries: int, kv_len: int) 
 
 
 def work(split, counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads) -> Work:
+    """The work of prefilling the last n_queries of kv_len slots with the distances below `split` as
+    tiles of shape (block_m, block_n) and the rest gathered; counts: the pattern's host counts."""
     far = gathered_pairs(counts, split, n_queries, kv_len)
     return Work(
         tile_pairs=tile_pairs(split, n_queries, kv_len, *shape) * batch * n_q_heads,
