@@ -111,7 +111,10 @@ def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path) -
         started = time.perf_counter() - start
         token_ids = random_prompts(workload.prompts, workload.prompt_tokens, workload.config["vocab_size"], seed=2)
         prompts = [{"prompt_token_ids": p} for p in token_ids]
-        llm.generate(prompts[:4], vllm.SamplingParams(temperature=0, max_tokens=8, detokenize=False))  # warm-up
+        # Warm up on other prompts: vLLM's prefix cache would otherwise skip the prefill of those it saw.
+        warm_up = random_prompts(4, workload.prompt_tokens, workload.config["vocab_size"], seed=3)
+        llm.generate([{"prompt_token_ids": p} for p in warm_up],
+                     vllm.SamplingParams(temperature=0, max_tokens=8, detokenize=False))
         params = vllm.SamplingParams(temperature=0, max_tokens=workload.new_tokens, ignore_eos=True, detokenize=False)
         start = time.perf_counter()
         outputs = llm.generate(prompts, params)
