@@ -102,10 +102,13 @@ def _far_gather(
     q_t = tl.load(q_base + g[None, None, :] * stride_qh + t[:, None, None] * stride_qt + dim[None, :, None],
                   mask=row_ok[:, None, :], other=0.0)  # [BLOCK_Q, HEAD_DIM, BLOCK_G]
     max_reach = tl.max(reach, 0)
-    n_far = tl.maximum(tl.load(Counts + tl.maximum(max_reach, 0)) - n_near, 0)  # FarDist = S's distances >= split
+    # S's distances >= split are FarDist[n_near:]. The kernel takes the whole list and an offset:
+    # a slice's pointer is 16-byte aligned for some splits only, and Triton compiles a variant per
+    # alignment.
+    n_far = tl.maximum(tl.load(Counts + tl.maximum(max_reach, 0)) - n_near, 0)
     for c0 in range(0, n_far, BLOCK_C):
         c = c0 + tl.arange(0, BLOCK_C)
-        d = tl.load(FarDist + c, mask=c < n_far, other=0)
+        d = tl.load(FarDist + n_near + c, mask=c < n_far, other=0)
         ok = (d[None, :] <= reach[:, None]) & (c < n_far)[None, :]       # [BLOCK_Q, BLOCK_C]
         outer, row = cache_row(slot[:, None] - d[None, :], ok, BlockTable, b, stride_tb, PAGED, PAGE_SIZE)
         k = tl.load(k_head + (outer * stride_kb + row * stride_kl)[:, :, None] + dim[None, None, :],
@@ -143,7 +146,7 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
     n_near = int(tables.host_counts[min(split, tables.length) - 1])  # distances of S below split
     n_far = int(tables.host_counts[kv_len - 1]) - n_near if split < kv_len else 0
     has_far = n_far > 0
-    lse = torch.empty((batch, n_q_heads, n_queries), dtype=torch.float32, device=q.device) if has_far else None
+    lse = torch.empty((batch, n_q_heads, n_queries), dtype=torch.float32, device=q.device)
     masked_tiles(q, k, v, out, lse, tables, split, scale, kv_len=kv_len, cache=cache, kv_start=kv_start, shape=tiles)
     if not has_far:
         return out
@@ -152,7 +155,7 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
     grid = (ceil_div(n_queries, gather.block_q), batch * n_kv_heads)
     kernel = _far_gather_kernel_paged if cache.paged else _far_gather_kernel
     kernel[grid](
-        q, k, v, out, lse, tables.distances[n_near:], tables.counts, kv_start, cache.block_table,
+        q, k, v, out, lse, tables.distances, tables.counts, kv_start, cache.block_table,
         q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), *cache.strides(),
         n_queries, kv_len - n_queries, n_kv_heads, n_near, scale * 1.4426950408889634,
         GROUP=n_q_heads // n_kv_heads, BLOCK_G=group_block(n_q_heads // n_kv_heads),

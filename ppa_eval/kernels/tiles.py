@@ -66,7 +66,7 @@ def _tiles(
     stride_tb,
     n_queries, first_slot, n_q_heads, split, sink, n_row_bits, qk_scale,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_SINK: tl.constexpr, WRITE_LSE: tl.constexpr, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
+    HAS_SINK: tl.constexpr, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
 ):
     b = tl.program_id(1) // n_q_heads
     head = tl.program_id(1) % n_q_heads
@@ -117,9 +117,11 @@ def _tiles(
     acc = acc / tl.where(l == 0.0, 1.0, l)[:, None]  # rows with no key yet come out 0
     tl.store(Out + b.to(tl.int64) * stride_ob + head * stride_oh + t[:, None] * stride_ot + dim[None, :],
              acc.to(Out.dtype.element_ty), mask=t_ok[:, None])
-    if WRITE_LSE:  # log2-sum-exp2 of the scores seen, -inf for rows that saw none
-        lse = tl.where(l == 0.0, float("-inf"), m + tl.log2(tl.where(l == 0.0, 1.0, l)))
-        tl.store(Lse + (b * n_q_heads + head).to(tl.int64) * n_queries + t, lse, mask=t_ok)
+    # log2-sum-exp2 of the scores seen, -inf for rows that saw none: the gather continues from it.
+    # Written also when no gather follows, so that a paged chunk with and one without a far part
+    # run one compiled variant (a new variant part-way through serving stalls the step to compile).
+    lse = tl.where(l == 0.0, float("-inf"), m + tl.log2(tl.where(l == 0.0, 1.0, l)))
+    tl.store(Lse + (b * n_q_heads + head).to(tl.int64) * n_queries + t, lse, mask=t_ok)
 
 
 # Triton specialises integer arguments by default (values divisible by 16, and 1), which keeps the
@@ -149,8 +151,8 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
                  cache: CacheLayout, kv_start=None, shape: TileShape = TileShape()):
     """Attention of q [B, Hq, Lq, D], the last Lq of kv_len slots, over the keys at distances below
     `split` (and the sinks) of the cache k, v (laid out as `cache` says); writes the normalised
-    result to out and, if lse is given (fp32 [B, Hq, Lq]), each row's log2-sum-exp2 in log2 units
-    of scale * log2(e)."""
+    result to out and to lse (fp32 [B, Hq, Lq]) each row's log2-sum-exp2 in log2 units of
+    scale * log2(e)."""
     batch, n_q_heads, n_queries, head_dim = q.shape
     bits = row_bits(tables, split, shape.block_n)
     grid = (ceil_div(n_queries, shape.block_m), batch * n_q_heads)
@@ -160,7 +162,7 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
         q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), *cache.strides(),
         n_queries, kv_len - n_queries, n_q_heads, split, tables.sink, bits.shape[0], scale * 1.4426950408889634,
         GROUP=n_q_heads // cache.n_kv_heads, HEAD_DIM=head_dim, BLOCK_M=shape.block_m, BLOCK_N=shape.block_n,
-        HAS_SINK=tables.sink > 0, WRITE_LSE=lse is not None, PAGED=cache.paged, PAGE_SIZE=cache.page_size,
+        HAS_SINK=tables.sink > 0, PAGED=cache.paged, PAGE_SIZE=cache.page_size,
         num_warps=shape.num_warps, num_stages=shape.num_stages,
     )
     return out
