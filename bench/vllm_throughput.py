@@ -1,6 +1,6 @@
 """vLLM throughput, the PPA plug-in against stock vLLM, on models of real shapes with random weights.
 
-    python bench/vllm_throughput.py WORKLOAD --engine stock|ppa [--power 1/2] [--eager] [--out D]
+    python bench/vllm_throughput.py WORKLOAD --engine stock|ppa [--power 1/2] [--eager] [--repeats N] [--out D]
     python bench/vllm_throughput.py table [--out D]
 
 Workloads (token-id prompts, a fixed number of new tokens each, EOS ignored):
@@ -13,6 +13,8 @@ generates a fixed number of tokens, and need no checkpoint: the model directory 
 alone. Each run is one engine in one process (each takes most of the GPU) and writes
 OUT/vllm_throughput_{workload}_{gpu}_{engine}[_p{power}][_eager].json; `table` collects them into
 OUT/vllm_throughput.md, each PPA row against stock in the same workload, mode and GPU.
+--repeats N times N generates, each on its own prompts (vLLM's prefix cache would skip a prompt it
+has seen), and reports the median: a SmolLM2 run lasts 1-5 s and moves by a third from run to run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -99,7 +102,7 @@ def engine(directory: Path, name: str, power: str, eager: bool, dtype: str = "bf
     return vllm.LLM(**arguments, skip_tokenizer_init=True, **extra)
 
 
-def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path) -> Path:
+def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path, repeats: int = 1) -> Path:
     import vllm
     from transformers import AutoConfig
 
@@ -109,17 +112,19 @@ def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path) -
         start = time.perf_counter()
         llm = engine(Path(directory), name, power, eager, max_model_len=workload.max_model_len, load_format="dummy")
         started = time.perf_counter() - start
-        token_ids = random_prompts(workload.prompts, workload.prompt_tokens, workload.config["vocab_size"], seed=2)
-        prompts = [{"prompt_token_ids": p} for p in token_ids]
         # Warm up on other prompts: vLLM's prefix cache would otherwise skip the prefill of those it saw.
-        warm_up = random_prompts(4, workload.prompt_tokens, workload.config["vocab_size"], seed=3)
+        warm_up = random_prompts(4, workload.prompt_tokens, workload.config["vocab_size"], seed=1)
         llm.generate([{"prompt_token_ids": p} for p in warm_up],
                      vllm.SamplingParams(temperature=0, max_tokens=8, detokenize=False))
         params = vllm.SamplingParams(temperature=0, max_tokens=workload.new_tokens, ignore_eos=True, detokenize=False)
-        start = time.perf_counter()
-        outputs = llm.generate(prompts, params)
-        seconds = time.perf_counter() - start
+        runs = []
+        for seed in range(2, 2 + repeats):  # seed 2 first: the prompts of a single run as before
+            token_ids = random_prompts(workload.prompts, workload.prompt_tokens, workload.config["vocab_size"], seed)
+            start = time.perf_counter()
+            outputs = llm.generate([{"prompt_token_ids": p} for p in token_ids], params)
+            runs.append(time.perf_counter() - start)
     generated = sum(len(o.outputs[0].token_ids) for o in outputs)
+    seconds = statistics.median(runs)
 
     result = {
         "workload": workload_name, "engine": name, "power": power if name == "ppa" else None, "window": WINDOW,
@@ -127,6 +132,7 @@ def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path) -
         "new_tokens": workload.new_tokens, "date": str(datetime.date.today()),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "vllm": vllm.__version__, "engine_start_s": round(started, 1), "seconds": round(seconds, 2),
+        "runs_s": [round(r, 2) for r in runs],
         "generated_tokens": generated, "generated_tokens_per_s": round(generated / seconds, 1),
         "total_tokens_per_s": round((generated + workload.prompts * workload.prompt_tokens) / seconds, 1),
     }
@@ -154,9 +160,11 @@ def table(out_dir: Path) -> str:
         base = stock.get((r["workload"], r["eager"], r["gpu"]))
         ratio = f"{r['generated_tokens_per_s'] / base['generated_tokens_per_s']:.2f}x" if base else ""
         name = f"PPA p = {r['power']}" if r["engine"] == "ppa" else "stock"
+        runs = r.get("runs_s", [])
+        seconds = f"{r['seconds']} (median of {len(runs)}: {min(runs)}-{max(runs)})" if len(runs) > 1 else r["seconds"]
         lines.append(f"| {r['workload']} | {r['prompts']} x ({r['prompt_tokens']:,} + {r['new_tokens']}) | "
                      f"{r['gpu']}, {r['date']} | {'eager' if r['eager'] else 'compiled + CUDA graphs'} | {name} | "
-                     f"{r['engine_start_s']} | {r['seconds']} | {r['generated_tokens_per_s']:,} | {ratio} |")
+                     f"{r['engine_start_s']} | {seconds} | {r['generated_tokens_per_s']:,} | {ratio} |")
     lines += ["", "Compiled: decode-only steps run as full CUDA graphs in both backends; steps with prefills run "
               "piecewise, attention outside the graphs. A start time includes Triton's first compilation when "
               "the engine was the first of its model on a fresh machine."]
@@ -171,13 +179,16 @@ def main() -> None:
     parser.add_argument("--engine", choices=["ppa", "stock"], default="ppa")
     parser.add_argument("--power", default="1/2", help="the PPA exponent (default 1/2)")
     parser.add_argument("--eager", action="store_true", help="no torch.compile or CUDA graphs (faster start)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed generates, each on its own prompts (median)")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.workload == "table":
         print(table(args.out))
         return
-    run(args.workload, args.engine, args.power, args.eager, args.out)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    run(args.workload, args.engine, args.power, args.eager, args.out, args.repeats)
     sys.stdout.flush()
     os._exit(0)  # the result is written; vLLM 0.24's engine teardown can abort the process
 
