@@ -151,8 +151,8 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
                  cache: CacheLayout, kv_start=None, shape: TileShape = TileShape()):
     """Attention of q [B, Hq, Lq, D], the last Lq of kv_len slots, over the keys at distances below
     `split` (and the sinks) of the cache k, v (laid out as `cache` says); writes the normalised
-    result to out and to lse (fp32 [B, Hq, Lq]) each row's log2-sum-exp2 in log2 units of
-    scale * log2(e)."""
+    result to out, and each row's log2-sum-exp2 (in log2 units of scale * log2(e)) to lse, fp32
+    [B, Hq, Lq]."""
     batch, n_q_heads, n_queries, head_dim = q.shape
     bits = row_bits(tables, split, shape.block_n)
     grid = (ceil_div(n_queries, shape.block_m), batch * n_q_heads)
