@@ -24,13 +24,13 @@ from functools import lru_cache
 
 import numpy as np
 
-# Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-01 (bf16, the default tile and gather
+# Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-02 (bf16, the default tile and gather
 # shapes of prefill.py; 96 whole-sequence and 276 vLLM-chunk timings), in ns at head size 128:
-TILE_NS_PER_PAIR_AND_HEAD = 0.001773      # one (query, key) pair of a masked tile, one query head
-GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.08615  # one (query, far distance) pair, one KV head with its group
-GATHER_NS_PER_ROW_AND_HEAD = 0.6830       # one query row's second pass (tiles' output and lse in, result out)
-TILE_NS_PER_WALKED_KEY = 49.16            # one key of the longest tile program's walk
-GATHER_NS_PER_WALKED_DISTANCE = 149.2     # one far distance of the longest gather program's walk
+TILE_NS_PER_PAIR_AND_HEAD = 0.001680     # one (query, key) pair of a masked tile, one query head
+GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.08815  # one (query, far distance) pair, one KV head with its group
+GATHER_NS_PER_ROW_AND_HEAD = 0.6473       # one query row's second pass (tiles' output and lse in, result out)
+TILE_NS_PER_WALKED_KEY = 39.71            # one key of the longest tile program's walk
+GATHER_NS_PER_WALKED_DISTANCE = 163.8     # one far distance of the longest gather program's walk
 
 
 @dataclass(frozen=True)
