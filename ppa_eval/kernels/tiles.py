@@ -49,9 +49,10 @@ def _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_head, v_head, BlockT
     its last key to that key, and `allowed` is false there); key_ok says which slots were not
     clamped, for the block table's read. k_head, v_head: the cache at the KV head.
 
-    No load here takes a mask: predicated K/V loads, and and-ing the row and key bounds into
-    `allowed`, made the walk 15-20% slower on the H200 (2k-32k tokens, 2026-12-01), all for the one
-    tile per program that runs past the last key."""
+    No load here takes a mask: predicated K/V loads, and the row and key bounds and-ed into
+    `allowed`, made the reduced walk of bench/tile_limits.py 15-20% slower on the H200 (2k-32k
+    tokens, 2026-12-01), and this kernel 3-6% slower, all for the one tile per program that runs
+    past the last key."""
     dim = tl.arange(0, HEAD_DIM)
     outer, row = cache_row(key_slot, key_ok, BlockTable, b, stride_tb, PAGED, PAGE_SIZE)
     k = tl.load(k_head + (outer * stride_kb + row * stride_kl)[:, None] + dim[None, :])
@@ -83,7 +84,7 @@ def _tiles(
     slot = first_slot + t
     dim = tl.arange(0, HEAD_DIM)
     # Rows past n_queries load the last query again rather than a masked load (their results are
-    # never stored): a masked q made every tile of the walk some 4% slower on the H200.
+    # never stored): a masked q made the reduced walk of bench/tile_limits.py 5-8% slower.
     q = tl.load(Q + b.to(tl.int64) * stride_qb + head * stride_qh + tl.minimum(t, n_queries - 1)[:, None] * stride_qt
                 + dim[None, :])
     k_head = K + (head // GROUP) * stride_kh
