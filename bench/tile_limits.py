@@ -24,8 +24,9 @@ writes OUT/tile_limits_<mode>.txt):
     in bench/attention.py; the rest of the gap is its generality: a masked q load, runtime cache
     strides and loop start, 3-7% each in --addressing, within run-to-run noise of a few %);
   - the causal-only walk with TMA loads, unmasked, best tile shape per length (64 x 64 x 4 warps
-    at 2k, 128 x 64 x 8 warps at 8k and 32k): 1.30x / 1.26x / 1.27x, Triton's ceiling for this work; with the PPA bits TMA gains nothing (1.6x and worse); Triton's warp
-    specialization (`tl.range(..., warp_specialize=True)`) fails to compile on Hopper;
+    at 2k, 128 x 64 x 8 warps at 8k and 32k): 1.30x / 1.26x / 1.27x, Triton's ceiling for this
+    work; with the PPA bits TMA gains nothing (1.6x and worse); Triton's warp specialization
+    (`tl.range(..., warp_specialize=True)`) fails to compile on Hopper;
   - cuDNN with the PPA bias and its causal mask: 1.75-1.87x dense; without the causal mask 3.1-3.6x.
 
     PYTHONPATH=. python bench/tile_limits.py --triton [LxB ...] [--out results/bench]
@@ -52,9 +53,8 @@ from ppa_eval.patterns import PowerPattern
 LINES: list[str] = []
 
 
-def emit(*parts, **kwargs):
+def emit(*parts):
     """print, and keep the line for the results file."""
-    kwargs.pop("flush", None)
     line = " ".join(str(p) for p in parts)
     LINES.append(line)
     print(line)
@@ -212,14 +212,16 @@ def triton_walks(cases, quick):
                 if power == "7/8":
                     variants.append((bm, bn, warps, stages, 1, 1, 1, 1, 1, 0))
                     variants.append((bm, bn, warps, stages, 1, 1, 1, 1, 0, 0))  # the walk's ceiling
-            for (bm, bn, warps, stages, tma, mask, rev, sm, lm, bt), (qm, rs, rl) in itertools.product(variants, flag_sets):
+            for variant, flags in itertools.product(variants, flag_sets):
+                (bm, bn, warps, stages, tma, mask, rev, sm, lm, bt), (qm, rs, rl) = variant, flags
                 dk = TensorDescriptor.from_tensor(k2, [bn, d])
                 dv = TensorDescriptor.from_tensor(v2, [bn, d])
                 db = TensorDescriptor.from_tensor(bits_shifted, [bm])
                 o = torch.empty_like(q)
                 grid = (L // bm, B * hq)
                 name = (f"{bm}x{bn} w{warps} s{stages} tma={tma} mask={'bits' if mask == 0 else 'causal'} "
-                        f"rev={rev} softmax={'finite' if sm else 'prod'} loadmask={lm} bits_tma={bt} qmask={qm} rstride={rs} rlo={rl}")
+                        f"rev={rev} softmax={'finite' if sm else 'prod'} loadmask={lm} bits_tma={bt} "
+                        f"qmask={qm} rstride={rs} rlo={rl}")
 
                 def run():
                     _tiles_x[grid](q, o, k2, v2, dk, dv, bits, db, L, hq, hkv, scale * 1.4426950408889634,
@@ -291,7 +293,7 @@ def cudnn_bias(cases):
     scale = d ** -0.5
     handle = cudnn.create_handle()
     emit(torch.cuda.get_device_name(), torch.__version__, "cudnn backend", cudnn.backend_version(),
-          "frontend", getattr(cudnn, "__version__", "?"), time.strftime("%Y-%m-%d"))
+         "frontend", getattr(cudnn, "__version__", "?"), time.strftime("%Y-%m-%d"))
     for L, B in cases:
         q = torch.randn(B, hq, L, d, device="cuda", dtype=torch.bfloat16)
         k = torch.randn(B, hkv, L, d, device="cuda", dtype=torch.bfloat16)
@@ -323,10 +325,10 @@ def cudnn_bias(cases):
                         ms = bench(run)
                         err = (out.float() - ref.float()).abs().max().item()
                         emit(f"    frontend bias neg={neg:g} causal={causal}: {ms:.3f} ms ({ms / dense:.2f}x) "
-                              f"maxdiff vs kernel {err:.1e} nan={bool(out.isnan().any())}")
+                             f"maxdiff vs kernel {err:.1e} nan={bool(out.isnan().any())}")
                     except Exception as exc:
                         emit(f"    frontend bias neg={neg:g} causal={causal}: FAILED {type(exc).__name__}: "
-                              f"{str(exc)[:300]}")
+                             f"{str(exc)[:300]}")
             try:
                 mask = ppa_bias(pattern, L, float("-inf"))
                 with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
