@@ -1,6 +1,8 @@
 """PPA attention on one GPU at Nano-9B-v2's attention shape: the Triton kernels against flex
 attention with the PPA mask (the transformers engine's "ppa_flex" path), dense SDPA and a sliding
-window alone, for decode and prefill; then generation end to end through transformers.
+window alone, for decode and prefill; then generation end to end through transformers. Where
+flash-attn-4 is installed, whole-sequence prefill may run on FlashAttention-4 (the row says so) and
+its plain causal kernel gets a row of its own.
 
 Every timed PPA output is first checked against a float64 dense masked reference built from the
 pattern's definition (fresh random bf16 inputs, output NaN-poisoned before the run). Floors: decode
@@ -30,6 +32,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from markdown_tables import section_tables
 from ppa_eval.engines import hf_attention
 from ppa_eval.kernels import ppa_attention, ppa_attention_paged
+from ppa_eval.kernels.attention import flash4_lists
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
 from ppa_eval.patterns import PowerPattern, keys_per_query, sliding_window
 
@@ -162,6 +165,18 @@ def flash_sdpa_row(table, base, fn_of, dense_ms, floor, graph):
         table.errors.append(f"{base}: FlashAttention backend: {str(exc).splitlines()[0]}")
 
 
+def flash4_causal_row(table, base, q, k, v, dense_ms, floor):
+    """FlashAttention-4's causal kernel with no mask_mod, where it is installed: what flash4.py's
+    masked prefill would cost without its mask."""
+    try:
+        from flash_attn.cute.interface import flash_attn_func
+    except ImportError:
+        return
+    ms = timed_ms(lambda: flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=True))
+    table.add(**base, p="1", impl="dense FlashAttention-4 (causal)", ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
+              vs_floor=ms / floor, error=None)
+
+
 def reference(q, k, v, pattern, length):
     attended = attended_distances(pattern.power, pattern.window, length)
     return masked_attention(q, k, v, attended, sink=pattern.sink, scale=HEAD_DIM**-0.5)
@@ -247,6 +262,7 @@ def prefill_section(table: Table, flex: bool):
         table.add(**base, p="1", impl="dense SDPA (causal)", ms=dense_ms, vs_sdpa=1.0, floor_ms=floor,
                   vs_floor=dense_ms / floor, error=None)
         flash_sdpa_row(table, base, lambda backend: dense_sdpa(q, k, v, True, backend), dense_ms, floor, graph=False)
+        flash4_causal_row(table, base, q, k, v, dense_ms, floor)
         if flex:
             window = sliding_window(WINDOW)
             ms = timed_ms(engine_attention("ppa_flex", window, q, k, v))
@@ -261,7 +277,8 @@ def prefill_section(table: Table, flex: bool):
             fn = lambda: ppa_attention(q, k, v, pattern, out=out)  # noqa: E731
             error = checked(f"ppa kernel prefill L={length} p={power}", fn(), ref)
             ms = timed_ms(fn)
-            table.add(**base, p=power, impl="ppa kernel", ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
+            impl = "ppa kernel" if flash4_lists(q, k, pattern) is None else "ppa kernel (FlashAttention-4)"
+            table.add(**base, p=power, impl=impl, ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
                       vs_floor=ms / floor, error=error)
             if flex and power != "0":
                 fn = engine_attention("ppa_flex", pattern, q, k, v)

@@ -9,11 +9,17 @@ Two grids, every case at every candidate split, each output compared with the al
     p = 1/2 and 3/4.
 Times are scaled to head size 128 (the model's unit). Two non-negative least-squares fits (relative
 error, so short and long cases weigh alike):
-  - throughput, on the cases with at least 1,024 queries: tile pairs, gathered pairs, gathered rows;
+  - throughput, on the whole sequences: tile pairs, gathered pairs, gathered rows. (Fitted with
+    the 2,048-query chunks as well, the constants came out some 20% above the whole sequences'
+    times, since head-64 chunks run slower than the head scaling says; that made FlashAttention-4
+    look cheaper than it is beside the Triton plan.);
   - latency, on the 16-query chunks (a few programs walking long rows): keys walked by the longest
     tile program, far distances walked by the longest gather program.
-Then, per case: the fastest split measured, the split the fitted model picks, and the time lost by
-picking it. Writes prefill_costs.json and prefill_costs.md.
+Where FlashAttention-4 runs (flash4.py), each whole sequence is also timed on its masked kernel,
+and its two constants (per tile visited and per query tile, each per query head) are fitted on
+those rows alone.
+Then, per case: the fastest plan measured (a split, or flash4), the one the fitted model picks,
+and the time lost by picking it. Writes prefill_costs.json and prefill_costs.md.
 
     PYTHONPATH=. python bench/prefill_costs.py [--out results/bench]    # measure (GPU) and fit
     PYTHONPATH=. python bench/prefill_costs.py --refit [--out ...]       # fit the rows already in prefill_costs.json
@@ -40,14 +46,16 @@ THROUGHPUT = ("tile_pairs", "gathered_pairs", "gathered_rows")
 LATENCY = ("tile_walk", "gather_walk")
 CONSTANTS = {"tile_pairs": "TILE_NS_PER_PAIR_AND_HEAD", "gathered_pairs": "GATHER_NS_PER_PAIR_AND_KV_HEAD",
              "gathered_rows": "GATHER_NS_PER_ROW_AND_HEAD", "tile_walk": "TILE_NS_PER_WALKED_KEY",
-             "gather_walk": "GATHER_NS_PER_WALKED_DISTANCE"}
+             "gather_walk": "GATHER_NS_PER_WALKED_DISTANCE", "flash4_tiles": "FLASH4_NS_PER_TILE_AND_HEAD",
+             "flash4_query_tiles": "FLASH4_NS_PER_QUERY_TILE_AND_HEAD"}
+FLASH4 = "flash4"  # the split column of FlashAttention-4's rows
 
 
 def measure() -> list[dict]:
     import torch
     from attention import timed_ms  # the attention benchmark's timer
 
-    from ppa_eval.kernels import prefill
+    from ppa_eval.kernels import flash4, prefill
     from ppa_eval.kernels.reference import relative_error
     from ppa_eval.kernels.tables import offset_tables
     from ppa_eval.patterns import PowerPattern
@@ -68,17 +76,23 @@ def measure() -> list[dict]:
             return prefill.prefill(q, k, v, out, tables, head_dim**-0.5, block_table=block_table, kv_len=length,
                                    split=split)
 
-        all_tiles = run(length).double()
-        for split in cost_model.candidate_splits(WINDOW, length):
-            error = relative_error(run(split), all_tiles)
-            w = cost_model.work(split, tables.host_counts, n_queries, length, (shape.block_m, shape.block_n), batch,
-                                n_q_heads, n_kv_heads)
+        def add(split, fn, work, flash4_tiles=0, flash4_query_tiles=0):
             row = dict(kind=kind, heads=f"{n_q_heads}/{n_kv_heads} x {head_dim}", head_dim=head_dim, L=length,
-                       queries=n_queries, batch=batch, p=power, split=split, ms=timed_ms(lambda: run(split)),
-                       vs_all_tiles=error, **dataclasses.asdict(w))
+                       queries=n_queries, batch=batch, p=power, split=split,
+                       vs_all_tiles=relative_error(fn(), all_tiles), ms=timed_ms(fn), **dataclasses.asdict(work),
+                       flash4_tiles=flash4_tiles, flash4_query_tiles=flash4_query_tiles)
             rows.append(row)
             print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                   flush=True)
+
+        all_tiles = run(length).double()
+        for split in cost_model.candidate_splits(WINDOW, length):
+            add(split, lambda: run(split), cost_model.work(split, tables.host_counts, n_queries, length,
+                                                          (shape.block_m, shape.block_n), batch, n_q_heads, n_kv_heads))
+        if kind == "whole" and flash4.runs(q, tables):
+            lists = flash4.tile_lists(tables, length)
+            add(FLASH4, lambda: flash4.prefill(q, k, v, out, lists, head_dim**-0.5), cost_model.Work(0, 0, 0, 0, 0),
+                lists.visited * batch * n_q_heads, len(lists.masked_counts) * batch * n_q_heads)
 
     heads, kv_heads, head_dim = WHOLE["heads"]
     for length, batch in WHOLE["shapes"]:
@@ -112,11 +126,15 @@ def nonnegative_least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def fit(rows: list[dict]) -> dict[str, float]:
-    """The five constants (ns at head 128), each group fitted on the rows where it dominates."""
+    """The constants (ns at head 128), each group fitted on the rows where it dominates."""
     ns = np.array([r["ms"] * 1e6 * 128 / r["head_dim"] for r in rows])
     fitted = {}
-    for features, chosen in ((THROUGHPUT, [r["queries"] * r["batch"] >= 1024 for r in rows]),
-                             (LATENCY, [r["queries"] == 16 for r in rows])):
+    triton = [r["split"] != FLASH4 for r in rows]
+    for features, chosen in ((THROUGHPUT, [t and r["kind"] == "whole" for t, r in zip(triton, rows)]),
+                             (LATENCY, [t and r["queries"] == 16 for t, r in zip(triton, rows)]),
+                             (("flash4_tiles", "flash4_query_tiles"), [not t for t in triton])):
+        if not any(chosen):  # no FlashAttention-4 rows: the model keeps its constant
+            continue
         design = np.array([[float(r[f]) for f in features] for r, c in zip(rows, chosen) if c])
         coefficients = nonnegative_least_squares(design / ns[chosen][:, None], np.ones(len(design)))
         fitted.update({CONSTANTS[f]: float(c) for f, c in zip(features, coefficients)})
@@ -128,7 +146,8 @@ def picks(rows: list[dict], fitted: dict[str, float]) -> list[dict]:
     for name, value in fitted.items():
         setattr(cost_model, name, value)
     fields = {f.name for f in dataclasses.fields(cost_model.Work)}
-    predicted = [cost_model.estimated_ns(cost_model.Work(**{f: r[f] for f in fields})) for r in rows]
+    predicted = [cost_model.estimated_ns(cost_model.Work(**{f: r[f] for f in fields}))
+                 + cost_model.flash4_ns(r["flash4_tiles"], r["flash4_query_tiles"]) for r in rows]
     result = []
     for key in dict.fromkeys((r["kind"], r["heads"], r["L"], r["queries"], r["batch"], r["p"]) for r in rows):
         case = [i for i, r in enumerate(rows) if (r["kind"], r["heads"], r["L"], r["queries"], r["batch"], r["p"]) == key]

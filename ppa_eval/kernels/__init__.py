@@ -4,7 +4,9 @@ The attended distances form one fixed set S for every query (window plus power p
 gathers the key rows at those distances. Prefill multiplies the near distances, where S is dense,
 as masked tiles on tensor cores and gathers the far ones, where S is sparse; a cost model measured
 on the GPU picks where one stops and the other starts (cost_model.py), so the gathered part costs
-O(L^(1+p)) instead of O(L^2). bf16 or fp16 in, fp32 accumulation, forward only.
+O(L^(1+p)) instead of O(L^2). Where FlashAttention-4 is installed (SM90), the cost model may give a
+whole sequence to its CuTe-DSL kernel with the PPA mask instead (flash4.py): faster where every
+tile is needed (p >= 3/4). bf16 or fp16 in, fp32 accumulation, forward only.
 
     ppa_attention(q, k, v, pattern, kv_start=None)        contiguous cache, decode or prefill
     ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern, max_seq_len)  paged, decode

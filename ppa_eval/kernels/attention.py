@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ppa_eval.kernels import decode, prefill
+from ppa_eval.kernels import cost_model, decode, flash4, prefill
 from ppa_eval.kernels.tables import offset_tables
 from ppa_eval.patterns import PowerPattern, format_spec
 
@@ -79,7 +79,26 @@ def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, scale: float
         gqa = q.shape[1] != k.shape[1]
         out.copy_(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa))
         return out
+    lists = flash4_lists(q, k, pattern, kv_start)
+    if lists is not None:
+        return flash4.prefill(q, k, v, out, lists, scale)
     return prefill.prefill(q, k, v, out, tables, scale, kv_start=kv_start)
+
+
+def flash4_lists(q, k, pattern: PowerPattern, kv_start=None):
+    """FlashAttention-4's tile lists where ppa_attention gives this call to it (flash4.py): a whole
+    sequence without padding, FA4 runs here, and the cost model finds it cheaper; else None."""
+    kv_len = k.shape[2]
+    if q.shape[2] != kv_len or kv_start is not None:
+        return None
+    tables = offset_tables(pattern, kv_len, q.device)
+    if not flash4.runs(q, tables):
+        return None
+    lists = flash4.tile_lists(tables, kv_len)
+    shape = prefill.TileShape()
+    cheaper = cost_model.flash4_is_cheaper(tables, lists.visited, len(lists.masked_counts), kv_len,
+                                           (shape.block_m, shape.block_n), *q.shape[:2], k.shape[1])
+    return lists if cheaper else None
 
 
 def _check_paged(q, k_cache, v_cache, out, block_table):

@@ -15,6 +15,10 @@ Each kernel costs the larger of two times:
     all tiles: 9 programs of 120 key tiles each, 0.2 ms, against some 7 us of pair throughput).
 The costs are at head size 128; every term scales with the head size (each pair, row or step
 moves head_dim numbers), which leaves the choice of split unchanged.
+
+Where FlashAttention-4 runs (flash4.py), a whole sequence can also go to its masked kernel, which
+costs the same for every 128 x 128 tile it visits, plus the start and the output of each query
+tile; the model takes it when that is cheaper than the best split.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ from functools import lru_cache
 import numpy as np
 
 # Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-02 (bf16, the default tile and gather
-# shapes of prefill.py; 96 whole-sequence and 276 vLLM-chunk timings), in ns at head size 128:
-TILE_NS_PER_PAIR_AND_HEAD = 0.001680     # one (query, key) pair of a masked tile, one query head
-GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.08815  # one (query, far distance) pair, one KV head with its group
-GATHER_NS_PER_ROW_AND_HEAD = 0.6473       # one query row's second pass (tiles' output and lse in, result out)
-TILE_NS_PER_WALKED_KEY = 39.71            # one key of the longest tile program's walk
-GATHER_NS_PER_WALKED_DISTANCE = 163.8     # one far distance of the longest gather program's walk
+# shapes of prefill.py; 96 whole-sequence, 276 vLLM-chunk and 12 FlashAttention-4 timings), in ns at
+# head size 128:
+TILE_NS_PER_PAIR_AND_HEAD = 0.001557        # one (query, key) pair of a masked tile, one query head
+GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07555    # one (query, far distance) pair, one KV head with its group
+GATHER_NS_PER_ROW_AND_HEAD = 0.4649         # one query row's second pass (tiles' output and lse in, result out)
+TILE_NS_PER_WALKED_KEY = 39.28              # one key of the longest tile program's walk
+GATHER_NS_PER_WALKED_DISTANCE = 161.2       # one far distance of the longest gather program's walk
+FLASH4_NS_PER_TILE_AND_HEAD = 14.44         # one 128 x 128 tile of FlashAttention-4's masked kernel, one query head
+FLASH4_NS_PER_QUERY_TILE_AND_HEAD = 36.19   # one query tile of it (its start and its output), one query head
 
 
 @dataclass(frozen=True)
@@ -98,3 +105,19 @@ def choose_split(tables, n_queries: int, kv_len: int, shape: tuple[int, int], ba
     gathered) with the least estimated time."""
     return min(candidate_splits(tables.window, kv_len), key=lambda split: estimated_ns(
         work(split, tables.host_counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads)))
+
+
+def flash4_ns(tiles: int, query_tiles: int) -> float:
+    """The model's time for FlashAttention-4's masked kernel (ns, at head size 128): `tiles` visited
+    and `query_tiles`, both counted per query head and row of the batch."""
+    return tiles * FLASH4_NS_PER_TILE_AND_HEAD + query_tiles * FLASH4_NS_PER_QUERY_TILE_AND_HEAD
+
+
+def flash4_is_cheaper(tables, tiles_visited: int, query_tiles: int, kv_len: int, shape: tuple[int, int], batch: int,
+                      n_q_heads: int, n_kv_heads: int) -> bool:
+    """For a whole sequence: is FlashAttention-4's masked kernel (the tiles it visits and its query
+    tiles per row and head, flash4.tile_lists) cheaper than the best split of tiles of `shape` and gather?"""
+    split = choose_split(tables, kv_len, kv_len, shape, batch, n_q_heads, n_kv_heads)
+    best_split_ns = estimated_ns(work(split, tables.host_counts, kv_len, kv_len, shape, batch, n_q_heads, n_kv_heads))
+    per_row_and_head = batch * n_q_heads
+    return flash4_ns(tiles_visited * per_row_and_head, query_tiles * per_row_and_head) < best_split_ns

@@ -1,0 +1,120 @@
+"""Whole-sequence PPA prefill on FlashAttention-4's CuTe-DSL kernel, where it is installed.
+
+Why: from p = 3/4 on, every 128 x 128 tile of a 2k-32k sequence holds attended pairs (the gaps
+between attended distances stay below 20 slots), so any tile kernel does dense attention's whole
+work plus the mask, and what decides is how fast its dense walk is. Triton 3.6's own causal walk
+runs at 1.26-1.30x cuDNN on the H200 (bench/tile_limits.py), our masked tiles at 1.4-1.8x. FA4's
+SM90 kernel runs causal attention at 0.90-0.95x cuDNN at 8k-32k, and with the PPA mask at
+1.03-1.06x (bench/attention.py, H200, 2026-12-02).
+
+How: FA4 applies a `mask_mod` to every score of the tiles it visits and takes the tiles to visit
+as block-sparse lists. The mask reads one entry of a distance table per score; the lists name, for
+each query tile, the key tiles at or below the diagonal that hold an attended pair (tile_lists).
+The cost model weighs this kernel against the Triton plan per call (cost_model.py); sinks, left
+padding and chunks (fewer queries than keys) stay with the Triton kernels.
+
+FA4 is optional: `pip install flash-attn-4==4.0.0b36` (wheels only; add
+'nvidia-cutlass-dsl[cu13]' for a CUDA 13 torch). Its kernel compiles at first use (some 8 s per
+process). This module calls FA4's private forward, so it runs only the release it was tested with.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+
+import numpy as np
+import torch
+
+from ppa_eval.kernels.tables import OffsetTables
+
+RELEASE = "4.0.0b36"
+# FA4's tile on SM90 for head sizes up to 128, passed explicitly so that the lists match it. A
+# visited tile is at or below the diagonal, so its distances d = q - k are >= -(TILE - 1): the
+# mask reads the table at d + TILE.
+TILE = 128
+
+
+@dataclass(frozen=True, eq=False)
+class TileLists:
+    """The tiles of TILE queries x TILE keys that one sequence's prefill visits, and its mask table.
+    A visited tile is full (every pair attended: no mask to apply) or masked."""
+    attended: torch.Tensor       # int32 [n * tile + tile]: entry d + tile is 1 iff distance d is attended
+    masked_counts: torch.Tensor  # int32 [n]: how many masked key tiles query tile i visits
+    masked: torch.Tensor         # int32 [n, n]: their indices, ascending, in the first masked_counts[i] entries
+    full_counts: torch.Tensor    # the same for the full tiles
+    full: torch.Tensor
+    visited: int                 # tiles visited in all (the cost model's unit)
+
+
+@lru_cache(maxsize=32)  # OffsetTables hash by identity and are cached themselves
+def tile_lists(tables: OffsetTables, kv_len: int, tile: int = TILE) -> TileLists:
+    """Tile (i, j) is visited iff some query q < kv_len of tile i attends some key k <= q of tile j,
+    and full iff every key of tile j precedes every query of tile i and all their distances are attended."""
+    n = -(-kv_len // tile)
+    counts = tables.host_counts[:kv_len].astype(np.int64)
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    lo = np.maximum(i * tile - (j * tile + tile - 1), 0)          # the tile's nearest distance
+    hi = np.minimum(i * tile + tile - 1, kv_len - 1) - j * tile    # and its farthest
+    in_range = hi >= lo
+    lo, hi = np.clip(lo, 0, kv_len - 1), np.clip(hi, 0, kv_len - 1)
+    hits = counts[hi] - np.where(lo > 0, counts[lo - 1], 0)
+    visited = in_range & (hits > 0)
+    full = visited & (j < i) & (hits == hi - lo + 1)
+    attended = np.zeros(n * tile + tile, dtype=np.int32)
+    attended[tile:tile + kv_len] = np.diff(counts, prepend=0) > 0
+    device = tables.counts.device
+
+    def listed(chosen):
+        return (torch.as_tensor(chosen.sum(1).astype(np.int32), device=device),
+                torch.as_tensor(np.argsort(~chosen, axis=1, kind="stable").astype(np.int32), device=device))
+    return TileLists(torch.as_tensor(attended, device=device), *listed(visited & ~full), *listed(full),
+                     visited=int(visited.sum()))
+
+
+@lru_cache(maxsize=1)
+def _fa4():
+    """FA4's forward, its block-sparse lists type and the PPA mask_mod; None without FA4 at RELEASE."""
+    try:
+        installed = metadata.version("flash-attn-4")
+    except metadata.PackageNotFoundError:
+        return None
+    if installed != RELEASE:
+        warnings.warn(f"flash-attn-4 {installed} is installed, but ppa-eval calls FlashAttention-4's private "
+                      f"forward and runs it only at {RELEASE}; prefill uses the Triton kernels "
+                      f"(pip install flash-attn-4=={RELEASE} to use it)", stacklevel=3)
+        return None
+    import cutlass
+    import cutlass.cute as cute
+    from flash_attn.cute import utils
+    from flash_attn.cute.block_sparsity import BlockSparseTensorsTorch
+    from flash_attn.cute.interface import _flash_attn_fwd
+
+    @cute.jit
+    def attended_mask(batch, head, q_idx, kv_idx, seqlen_info, aux_tensors):
+        hit = utils.scalar_to_ssa(aux_tensors[0][q_idx[0] - kv_idx[0] + TILE], cutlass.Int32)
+        return hit > utils.scalar_to_ssa(0, cutlass.Int32)
+
+    return _flash_attn_fwd, BlockSparseTensorsTorch, attended_mask
+
+
+def runs(q, tables: OffsetTables) -> bool:
+    """Can FA4 prefill this sequence here: FA4 at RELEASE, an SM90 GPU, head size <= TILE, no sinks."""
+    return (q.is_cuda and tables.sink == 0 and q.shape[3] <= TILE
+            and torch.cuda.get_device_capability(q.device)[0] == 9 and _fa4() is not None)
+
+
+def prefill(q, k, v, out, lists: TileLists, scale: float):
+    """PPA of q, out [B, Hq, L, D] over k, v [B, Hkv, L, D]: one whole sequence per row, no padding."""
+    forward, BlockSparseTensors, attended_mask = _fa4()
+    batch, n_q_heads, _, _ = q.shape
+    per_head = [x.expand(batch, n_q_heads, *x.shape) for x in (lists.masked_counts, lists.masked, lists.full_counts,
+                                                             lists.full)]
+    sparse = BlockSparseTensors(*per_head, block_size=(TILE, TILE))
+    # FA4 takes [B, L, H, D]: the transposed views, whose strides it reads as they are.
+    forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale, tile_mn=(TILE, TILE),
+            mask_mod=attended_mask, block_sparse_tensors=sparse, aux_tensors=[lists.attended],
+            out=out.transpose(1, 2))
+    return out
