@@ -7,12 +7,12 @@ Two grids, every case at every candidate split, each output compared with the al
   - vLLM chunks: the last n of L tokens (n = 16, 256, 2,048; L = 2,048 to 16,384) from a paged
     cache, at the embedded model's heads (9 / 3, head 64) and Nano-9B-v2's (40 / 8, head 128),
     p = 1/2 and 3/4.
-Times are scaled to head size 128 (the model's unit). Two non-negative least-squares fits (relative
+Times are scaled to head size 128 (the model's unit). Non-negative least-squares fits (relative
 error, so short and long cases weigh alike):
-  - throughput, on the whole sequences: tile pairs, gathered pairs, gathered rows. (Fitted with
+  - throughput, on the whole sequences: tile pairs, gathered pairs, gathered rows. Fitted with
     the 2,048-query chunks as well, the constants came out some 20% above the whole sequences'
-    times, since head-64 chunks run slower than the head scaling says; that made FlashAttention-4
-    look cheaper than it is beside the Triton plan.);
+    times (head-64 chunks run slower than the head scaling says), which made FlashAttention-4
+    look cheaper than it is beside the Triton plan;
   - latency, on the 16-query chunks (a few programs walking long rows): keys walked by the longest
     tile program, far distances walked by the longest gather program.
 Where FlashAttention-4 runs (flash4.py), each whole sequence is also timed on its masked kernel,
