@@ -64,7 +64,7 @@ def tile_lists(tables: OffsetTables, kv_len: int, tile: int = TILE) -> TileLists
     visited = in_range & (hits > 0)
     full = visited & (j < i) & (hits == hi - lo + 1)
     attended = np.zeros(n * tile + tile, dtype=np.int32)
-    attended[tile:tile + kv_len] = np.diff(counts, prepend=0) > 0
+    attended[tile:tile + kv_len] = tables.host_attended[:kv_len]
     device = tables.counts.device
 
     def listed(chosen):

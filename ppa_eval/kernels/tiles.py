@@ -149,7 +149,7 @@ def row_bits(tables: OffsetTables, split: int, block_n: int) -> torch.Tensor:
     d = e - (block_n - 1) - j is attended and 0 <= d < split."""
     if block_n not in (32, 64):
         raise ValueError(f"block_n must be 32 or 64 (one machine word of mask bits per row), got {block_n}")
-    allowed = np.diff(tables.host_counts, prepend=0) > 0  # from the host copy: no device sync
+    allowed = tables.host_attended.copy()  # from the host copy: no device sync
     allowed[split:] = False
     padded = np.concatenate([np.zeros(2 * (block_n - 1), dtype=bool), allowed])  # allowed(i - 2 (block_n - 1))
     # reversed, window e holds padded[e + block_n - 1 - j] at j: distance e - (block_n - 1) - j
