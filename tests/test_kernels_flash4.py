@@ -1,4 +1,4 @@
-"""FlashAttention-4's masked prefill (flash4.py): its tile lists and mask table against brute force
+"""FlashAttention-4's masked prefill (flash4.py): its tile lists and mask words against brute force
 (anywhere), and its output against the float64 reference (on an SM90 GPU with flash-attn-4)."""
 
 import pytest
@@ -37,15 +37,21 @@ def test_tile_lists_name_every_tile_with_an_attended_pair(power, window, kv_len,
         assert full, "a window of two tiles makes the tile below the diagonal full"
 
 
-def test_mask_table_holds_the_attended_distances_at_an_offset_of_one_tile():
+def test_row_words_hold_each_threads_scores_of_a_row():
+    """Entry d + tile of the table, bit i: is the key ROW_COLUMNS[i] columns after the thread's first
+    one attended by a query d keys after that first one? Against the distance list, pair by pair."""
     kv_len, tile = 203, 16
     lists = flash4.tile_lists(offset_tables(PowerPattern("1/2", 4), kv_len, "cpu"), kv_len, tile)
-    table = lists.attended.numpy()
+    words = lists.row_words.numpy().view("uint32")
+    attended = attended_distances("1/2", 4, kv_len)
     n = -(-kv_len // tile)
-    assert len(table) == n * tile + tile  # the farthest distance a padded query row reaches, + tile
-    assert not table[:tile].any()  # negative distances (above the diagonal of a diagonal tile)
-    assert (table[tile:tile + kv_len] == attended_distances("1/2", 4, kv_len)).all()
-    assert not table[tile + kv_len:].any()
+    assert len(words) == n * tile + tile  # the farthest distance a padded query row reaches, + tile
+    assert list(flash4.ROW_COLUMNS[:6]) == [0, 1, 8, 9, 16, 17] and flash4.ROW_COLUMNS[-1] < flash4.WORD_SPAN
+    for d in range(-tile, n * tile):
+        for bit, column in enumerate(flash4.ROW_COLUMNS):
+            distance = d - column
+            expected = 0 <= distance < kv_len and attended[distance]
+            assert (words[d + tile] >> bit) & 1 == expected, (d, bit)
 
 
 @pytest.mark.parametrize("power, length, batch, expected", [("7/8", 8192, 2, True), ("3/4", 32768, 1, True),

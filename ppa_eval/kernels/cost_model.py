@@ -31,13 +31,13 @@ import numpy as np
 # Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-02 (bf16, the default tile and gather
 # shapes of prefill.py; 96 whole-sequence, 276 vLLM-chunk and 12 FlashAttention-4 timings), in ns at
 # head size 128:
-TILE_NS_PER_PAIR_AND_HEAD = 0.001557        # one (query, key) pair of a masked tile, one query head
-GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07555    # one (query, far distance) pair, one KV head with its group
-GATHER_NS_PER_ROW_AND_HEAD = 0.4649         # one query row's second pass (tiles' output and lse in, result out)
-TILE_NS_PER_WALKED_KEY = 39.28              # one key of the longest tile program's walk
-GATHER_NS_PER_WALKED_DISTANCE = 161.2       # one far distance of the longest gather program's walk
-FLASH4_NS_PER_TILE_AND_HEAD = 14.44         # one 128 x 128 tile of FlashAttention-4's masked kernel, one query head
-FLASH4_NS_PER_QUERY_TILE_AND_HEAD = 36.19   # one query tile of it (its start and its output), one query head
+TILE_NS_PER_PAIR_AND_HEAD = 0.001553        # one (query, key) pair of a masked tile, one query head
+GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07544    # one (query, far distance) pair, one KV head with its group
+GATHER_NS_PER_ROW_AND_HEAD = 0.4662         # one query row's second pass (tiles' output and lse in, result out)
+TILE_NS_PER_WALKED_KEY = 40.57              # one key of the longest tile program's walk
+GATHER_NS_PER_WALKED_DISTANCE = 155.1       # one far distance of the longest gather program's walk
+FLASH4_NS_PER_TILE_AND_HEAD = 13.47         # one 128 x 128 tile of FlashAttention-4's masked kernel, one query head
+FLASH4_NS_PER_QUERY_TILE_AND_HEAD = 24.82   # one query tile of it (its start and its output), one query head
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,15 @@ runs at 1.26-1.30x cuDNN on the H200 (bench/tile_limits.py), our masked tiles at
 SM90 kernel runs causal attention at 0.90-0.95x cuDNN at 8k-32k, and with the PPA mask at
 1.03-1.06x (bench/attention.py, H200, 2026-12-02).
 
-How: FA4 applies a `mask_mod` to every score of the tiles it visits and takes the tiles to visit
-as block-sparse lists. The mask reads one entry of a distance table per score; the lists name, for
-each query tile, the key tiles at or below the diagonal that hold an attended pair (tile_lists).
-The cost model weighs this kernel against the Triton plan per call (cost_model.py); sinks, left
-padding and chunks (fewer queries than keys) stay with the Triton kernels.
+How: FA4 takes the tiles to visit as block-sparse lists: for each query tile, the key tiles at or
+below the diagonal that hold an attended pair (tile_lists). It takes a mask as a `mask_mod` that it
+calls on every score of a visited tile, and one table load per score cost 10-19% over its causal
+kernel. So FA4's mask step is replaced for our mask_mod only (_fa4): SM90's MMA hands each thread
+32 scores per row and tile, at fixed column offsets (ROW_COLUMNS), so the mask of one row is one
+32-bit word of a table indexed by the distance to the thread's first column (row_words), applied
+with FA4's own register-predicate step, as its causal mask is. The cost model weighs this kernel
+against the Triton plan per call (cost_model.py); sinks, left padding and chunks (fewer queries
+than keys) stay with the Triton kernels.
 
 FA4 is optional: `pip install flash-attn-4==4.0.0b36` (wheels only; add
 'nvidia-cutlass-dsl[cu13]' for a CUDA 13 torch). Its kernel compiles at first use (some 8 s per
@@ -35,13 +39,17 @@ RELEASE = "4.0.0b36"
 # visited tile is at or below the diagonal, so its distances d = q - k are >= -(TILE - 1): the
 # mask reads the table at d + TILE.
 TILE = 128
+# The columns of a row's 32 scores that one thread holds after SM90's MMA, from its first one:
+# pairs 8 apart (the accumulator layout of wgmma; FA4's sm90_col_to_r2p_idx assumes the same).
+ROW_COLUMNS = np.array([(i // 2) * 8 + i % 2 for i in range(32)])
+WORD_SPAN = 128  # the columns that one word's 32 scores span: the next 32 of a row start this far on
 
 
 @dataclass(frozen=True, eq=False)
 class TileLists:
     """The tiles of TILE queries x TILE keys that one sequence's prefill visits, and its mask table.
     A visited tile is full (every pair attended: no mask to apply) or masked."""
-    attended: torch.Tensor       # int32 [n * tile + tile]: entry d + tile is 1 iff distance d is attended
+    row_words: torch.Tensor      # int32 [n * tile + tile]: bit i of entry d + tile: is d - ROW_COLUMNS[i] attended
     masked_counts: torch.Tensor  # int32 [n]: how many masked key tiles query tile i visits
     masked: torch.Tensor         # int32 [n, n]: their indices, ascending, in the first masked_counts[i] entries
     full_counts: torch.Tensor    # the same for the full tiles
@@ -63,20 +71,32 @@ def tile_lists(tables: OffsetTables, kv_len: int, tile: int = TILE) -> TileLists
     hits = counts[hi] - np.where(lo > 0, counts[lo - 1], 0)
     visited = in_range & (hits > 0)
     full = visited & (j < i) & (hits == hi - lo + 1)
-    attended = np.zeros(n * tile + tile, dtype=np.int32)
-    attended[tile:tile + kv_len] = tables.host_attended[:kv_len]
     device = tables.counts.device
 
     def listed(chosen):
         return (torch.as_tensor(chosen.sum(1).astype(np.int32), device=device),
                 torch.as_tensor(np.argsort(~chosen, axis=1, kind="stable").astype(np.int32), device=device))
-    return TileLists(torch.as_tensor(attended, device=device), *listed(visited & ~full), *listed(full),
-                     visited=int(visited.sum()))
+    return TileLists(torch.as_tensor(row_words(tables.host_attended[:kv_len], n * tile + tile, tile), device=device),
+                     *listed(visited & ~full), *listed(full), visited=int(visited.sum()))
+
+
+def row_words(attended: np.ndarray, size: int, offset: int) -> np.ndarray:
+    """int32 [size]: bit i of entry d + offset says whether distance d - ROW_COLUMNS[i] is attended
+    (negative distances and those past `attended` are not). One thread's scores of one row, whose
+    first column is d keys before the query, are masked by the entry at d + offset; bit 0 alone is
+    the plain distance table."""
+    shifted = np.zeros(size, dtype=np.uint32)
+    shifted[offset:offset + len(attended)] = attended
+    words = np.zeros(size, dtype=np.uint32)
+    for bit, column in enumerate(ROW_COLUMNS):
+        words[column:] |= shifted[:size - column] << np.uint32(bit)
+    return words.view(np.int32)
 
 
 @lru_cache(maxsize=1)
 def _fa4():
-    """FA4's forward, its block-sparse lists type and the PPA mask_mod; None without FA4 at RELEASE."""
+    """FA4's forward, its block-sparse lists type and the PPA mask_mod; None without FA4 at RELEASE.
+    Installs the row-word mask step in FA4's AttentionMask for that mask_mod (the module docstring)."""
     try:
         installed = metadata.version("flash-attn-4")
     except metadata.PackageNotFoundError:
@@ -88,15 +108,42 @@ def _fa4():
         return None
     import cutlass
     import cutlass.cute as cute
+    from cutlass import Uint32, const_expr
     from flash_attn.cute import utils
     from flash_attn.cute.block_sparsity import BlockSparseTensorsTorch
     from flash_attn.cute.interface import _flash_attn_fwd
+    from flash_attn.cute.mask import AttentionMask, mask_r2p_lambda
+    from quack import layout_utils
 
     @cute.jit
     def attended_mask(batch, head, q_idx, kv_idx, seqlen_info, aux_tensors):
-        hit = utils.scalar_to_ssa(aux_tensors[0][q_idx[0] - kv_idx[0] + TILE], cutlass.Int32)
-        return hit > utils.scalar_to_ssa(0, cutlass.Int32)
+        """FA4's per-score form of the mask (bit 0 of the row words), for layouts the row words do not fit."""
+        word = utils.scalar_to_ssa(aux_tensors[0][q_idx[0] - kv_idx[0] + TILE], cutlass.Int32)
+        return (word & utils.scalar_to_ssa(1, cutlass.Int32)) != utils.scalar_to_ssa(0, cutlass.Int32)
 
+    stock_apply_mask = AttentionMask.apply_mask
+
+    @cute.jit
+    def apply_mask(self, acc_S: cute.Tensor, batch_idx: cutlass.Int32, head_idx: cutlass.Int32, m_block: cutlass.Int32,
+                   n_block: cutlass.Int32, thr_mma: cute.TiledMma, mask_seqlen: cutlass.Constexpr[bool],
+                   mask_causal: cutlass.Constexpr[bool], mask_local: cutlass.Constexpr[bool] = False,
+                   mask_mod: cutlass.Constexpr = None, aux_data=None, fastdiv_mods=(None, None)):
+        if const_expr(mask_mod is not attended_mask or self.swap_AB or self.qhead_per_kvhead_packgqa != 1):
+            stock_apply_mask(self, acc_S, batch_idx, head_idx, m_block, n_block, thr_mma, mask_seqlen, mask_causal,
+                             mask_local, mask_mod, aux_data, fastdiv_mods)
+        else:
+            # No seqlen step: a key past the sequence is after every real query (a negative distance),
+            # and the rows past it are never written.
+            acc_S_mn = layout_utils.reshape_acc_to_mn(acc_S)
+            coords = layout_utils.reshape_acc_to_mn(thr_mma.partition_C(cute.make_identity_tensor((self.tile_m, self.tile_n))))
+            first_column = n_block * self.tile_n + coords[0][1] - TILE  # TILE: the table's offset
+            words = aux_data.tensors[0]
+            for r in cutlass.range_constexpr(cute.size(coords.shape[0])):
+                query = coords[r, 0][0] + m_block * self.tile_m
+                mask_r2p_lambda(acc_S_mn[r, None], lambda s: Uint32(words[query - first_column - WORD_SPAN * s]),
+                                rank1=True)
+
+    AttentionMask.apply_mask = apply_mask
     return _flash_attn_fwd, BlockSparseTensorsTorch, attended_mask
 
 
@@ -115,6 +162,6 @@ def prefill(q, k, v, out, lists: TileLists, scale: float):
     sparse = BlockSparseTensors(*per_head, block_size=(TILE, TILE))
     # FA4 takes [B, L, H, D]: the transposed views, whose strides it reads as they are.
     forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale, tile_mn=(TILE, TILE),
-            mask_mod=attended_mask, block_sparse_tensors=sparse, aux_tensors=[lists.attended],
+            mask_mod=attended_mask, block_sparse_tensors=sparse, aux_tensors=[lists.row_words],
             out=out.transpose(1, 2))
     return out
