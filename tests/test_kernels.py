@@ -70,7 +70,8 @@ def test_decode_matches_reference(power, window, n_queries, kv_len):
 def test_decode_merges_many_splits(sink, unsplit_blocks):
     # Small steps and a high program target cut the distance list into several splits, some
     # empty for the left-padded row; the merge must weight each split by its own maximum
-    # (split 0 also holds the sinks). unsplit_blocks = 64 walks the same list in one program per row.
+    # (split 0 also holds the sinks), and merges in whichever program of a row finishes last.
+    # unsplit_blocks = 64 walks the same list in one program per row.
     q, k, v = random_qkv(2, 1, 301, seed=3)
     kv_start = torch.tensor([0, 250], dtype=torch.int32, device=DEVICE)
     pattern = PowerPattern("7/8", 16, sink)
@@ -78,6 +79,8 @@ def test_decode_merges_many_splits(sink, unsplit_blocks):
                         max_reach=300, kv_len=301, kv_start=kv_start,
                         tiles=decode.Tiles(block_n=16, programs_per_sm=32, unsplit_blocks=unsplit_blocks))
     assert_close(out, reference(q, k, v, pattern, kv_start))
+    # The last split of each row zeroed its arrival counter: the next launch finds them all zero.
+    assert all(not buffer.any() for buffers in decode._arrivals.values() for buffer in buffers)
 
 
 def paged_cache(k, v, lengths, page=16):

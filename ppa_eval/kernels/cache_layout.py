@@ -29,8 +29,7 @@ class CacheLayout:
     @classmethod
     def of(cls, k: torch.Tensor, v: torch.Tensor, block_table: torch.Tensor | None = None) -> CacheLayout:
         if block_table is None:
-            return cls(k.shape[1], (k.stride(0), k.stride(1), k.stride(2)), (v.stride(0), v.stride(1), v.stride(2)),
-                       None, 1)
+            return cls(k.shape[1], k.stride()[:3], v.stride()[:3], None, 1)
         return cls(k.shape[2], (k.stride(0), k.stride(2), k.stride(1)), (v.stride(0), v.stride(2), v.stride(1)),
                    block_table, k.shape[1])
 

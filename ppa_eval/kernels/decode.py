@@ -5,9 +5,10 @@ the rows sit at scattered slots. The kernel gathers them straight from the cache
 [B, Hkv, L, D] or paged [blocks, page, Hkv, D]) in blocks of BLOCK_N distances, with all GROUP
 query heads of a KV head sharing each row it loads, and runs an online softmax. Long caches give
 too few (sequence, head) pairs to fill the GPU, so the distance list is cut into splits, each
-program writes an unnormalised partial result, and a small second kernel merges the splits
-(flash-decoding). A walk of a few blocks is not split: its one program per row writes the output,
-and the call is one launch. The sink slots that S does not already reach are a short extra walk
+program writes an unnormalised partial result, and the last split of a row to finish merges them
+(flash-decoding without its second launch: a launch costs the host some 30 us in Triton 3.6, every
+layer of every decode step, and decode steps are host-bound). A walk of a few blocks is not split:
+its one program per row writes the output. The sink slots that S does not already reach are a short extra walk
 of split 0. Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's wide side
 is the gathered keys and the narrow side the few heads of the group.
 """
@@ -35,8 +36,8 @@ class Tiles:
     num_warps: int = 4
     num_stages: int = 3
     # A walk of at most this many blocks is not split: one program per row writes the output itself,
-    # so the call is one launch instead of two. Splitting so short a walk saves the GPU less than
-    # the merge launch costs the host (some 30 us a launch in Triton 3.6), every layer of every step.
+    # with no partial results to allocate and no arrival counters to zero. Splitting so short a walk
+    # saves the GPU less than those cost the host, every layer of every step.
     unsplit_blocks: int = 4
 
 
@@ -65,7 +66,7 @@ def _attend_rows(
 # variant of the kernel part-way through a generation.
 @triton.jit(do_not_specialize=["kv_len", "blocks_per_split"])
 def _decode_split_kernel(
-    Q, K, V, PartO, PartM, PartL, Out, Dist, Counts, KvStart, SeqLens, BlockTable,
+    Q, K, V, Part, Arrivals, Out, Dist, Counts, KvStart, SeqLens, BlockTable,
     stride_qb, stride_qh, stride_qt,
     stride_ob, stride_oh, stride_ot,
     stride_kb, stride_kh, stride_kl,  # then V's and the block table's: CacheLayout.strides()
@@ -129,9 +130,26 @@ def _decode_split_kernel(
                       GROUP, BLOCK_G, HEAD_DIM)
     else:
         part = row * n_splits + split
-        tl.store(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
-        tl.store(PartM + part * BLOCK_G + g, m)
-        tl.store(PartL + part * BLOCK_G + g, l)
+        part_o, part_m, part_l = _partials(Part, tl.num_programs(0) * n_splits, HEAD_DIM, BLOCK_G)
+        tl.store(part_o + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], acc)
+        tl.store(part_m + part * BLOCK_G + g, m)
+        tl.store(part_l + part * BLOCK_G + g, l)
+        # Every thread's stores first, then one release-acquire count per row: the program that
+        # counts last sees all the partial results, merges them and zeroes the count for the next launch.
+        tl.debug_barrier()
+        if tl.atomic_add(Arrivals + row, 1, sem="acq_rel", scope="gpu") == n_splits - 1:
+            _merge_splits(part_o, part_m, part_l, Out, row, b, kv_head, t, n_splits, stride_ob, stride_oh, stride_ot,
+                          GROUP, BLOCK_G, HEAD_DIM)
+            tl.store(Arrivals + row, 0)
+
+
+@triton.jit
+def _partials(Part, n_parts, HEAD_DIM: tl.constexpr, BLOCK_G: tl.constexpr):
+    """Where the partial accumulators, maxima and sums of n_parts (row, split) pairs start in Part."""
+    part_o = Part
+    part_m = part_o + n_parts * HEAD_DIM * BLOCK_G
+    part_l = part_m + n_parts * BLOCK_G
+    return part_o, part_m, part_l
 
 
 @triton.jit
@@ -148,35 +166,43 @@ def _store_output(out, Out, b, kv_head, t, stride_ob, stride_oh, stride_ot,
 
 
 @triton.jit
-def _decode_combine_kernel(
-    PartO, PartM, PartL, Out,
-    stride_ob, stride_oh, stride_ot,
-    n_queries, n_kv_heads, n_splits,
-    GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
-):
-    # Merge the splits of one (b, KV head, t): rescale each partial to the common maximum.
-    row = tl.program_id(0)
-    t = row % n_queries
-    kv_head = (row // n_queries) % n_kv_heads
-    b = row // (n_queries * n_kv_heads)
+def _merge_splits(part_o, part_m, part_l, Out, row, b, kv_head, t, n_splits, stride_ob, stride_oh, stride_ot,
+                  GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """Merge the splits of one (b, KV head, t): rescale each partial to the common maximum. The loads
+    skip L1 (.cg): the partials were written by other SMs during this launch."""
     g = tl.arange(0, BLOCK_G)
     dim = tl.arange(0, HEAD_DIM)
-
     m = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([HEAD_DIM, BLOCK_G], tl.float32)
     for split in range(n_splits):
         part = row * n_splits + split
-        m_s = tl.load(PartM + part * BLOCK_G + g)
+        m_s = tl.load(part_m + part * BLOCK_G + g, cache_modifier=".cg")
         m_new = tl.maximum(m, m_s)
         shift = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha, beta = tl.exp2(m - shift), tl.exp2(m_s - shift)
-        l = l * alpha + tl.load(PartL + part * BLOCK_G + g) * beta
-        acc = acc * alpha[None, :] + tl.load(PartO + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :]) * beta[None, :]
+        l = l * alpha + tl.load(part_l + part * BLOCK_G + g, cache_modifier=".cg") * beta
+        o_s = tl.load(part_o + (part * HEAD_DIM + dim[:, None]) * BLOCK_G + g[None, :], cache_modifier=".cg")
+        acc = acc * alpha[None, :] + o_s * beta[None, :]
         m = m_new
 
     _store_output(normalized(acc, l, 0), Out, b, kv_head, t, stride_ob, stride_oh, stride_ot,
                   GROUP, BLOCK_G, HEAD_DIM)
+
+
+# The split walks' arrival counters, one buffer per (device, stream), all zero between launches: the
+# program that counts a row last zeroes it. A fresh zeroed buffer per call would cost the host 11 us
+# (one more launch) per layer and step on the H200. Launches on one stream never overlap, those on
+# two streams get two buffers; a grown buffer keeps its predecessor, which a captured CUDA graph may use.
+_arrivals: dict[tuple, list[torch.Tensor]] = {}
+
+
+def _arrival_counters(n_rows: int, device: torch.device) -> torch.Tensor:
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    buffers = _arrivals.setdefault((device, stream), [])
+    if not buffers or len(buffers[-1]) < n_rows:
+        buffers.append(torch.zeros(max(n_rows, 4096), device=device, dtype=torch.int32))
+    return buffers[-1]
 
 
 @cache
@@ -193,7 +219,7 @@ def _splits(n_rows: int, n_blocks: int, programs_per_sm: int, device: torch.devi
 
 def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
            kv_len: int = 0, kv_start=None, block_table=None, seq_lens=None, tiles: Tiles = Tiles()):
-    """Launch the decode kernels. Shapes and layouts are checked by the caller (ppa_eval.kernels).
+    """Launch the decode kernel. Shapes and layouts are checked by the caller (ppa_eval.kernels).
 
     q [B, Hq, Lq, D] and out [B, Hq, Lq, D] (any strides, last one 1); the query t of sequence b
     sits at slot seq_len(b) - Lq + t. Contiguous cache: k, v [B, Hkv, L, D], seq_len = kv_len for
@@ -213,24 +239,17 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
     else:
         n_splits, per_split = _splits(n_rows, n_blocks, tiles.programs_per_sm, q.device)
     unsplit = n_splits == 1
-    part_o = part_m = part_l = None  # partial results: only a split walk has them
+    partials = arrivals = None  # only a split walk has them (_partials lays them out)
     if not unsplit:
-        n_parts = n_rows * n_splits * block_g
-        part_o, part_m, part_l = torch.empty(n_parts * (head_dim + 2), device=q.device, dtype=torch.float32).split(
-            [n_parts * head_dim, n_parts, n_parts])
+        partials = torch.empty(n_rows * n_splits * block_g * (head_dim + 2), device=q.device, dtype=torch.float32)
+        arrivals = _arrival_counters(n_rows, q.device)
 
     _decode_split_kernel[(n_rows, n_splits)](
-        q, k, v, part_o, part_m, part_l, out, tables.distances, tables.counts, kv_start, seq_lens, block_table,
-        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), *cache.strides(),
+        q, k, v, partials, arrivals, out, tables.distances, tables.counts, kv_start, seq_lens, block_table,
+        *q.stride()[:3], *out.stride()[:3], *cache.strides(),
         kv_len, n_queries, n_kv_heads, per_split, tables.sink, scale * 1.4426950408889634,
         GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, BLOCK_N=tiles.block_n,
         PAGED=cache.paged, PAGE_SIZE=cache.page_size, HAS_SINK=tables.sink > 0, UNSPLIT=unsplit,
         num_warps=tiles.num_warps, num_stages=tiles.num_stages,
-    )
-    if unsplit:
-        return out
-    _decode_combine_kernel[(n_rows,)](
-        part_o, part_m, part_l, out, out.stride(0), out.stride(1), out.stride(2),
-        n_queries, n_kv_heads, n_splits, GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, num_warps=4,
     )
     return out
