@@ -306,7 +306,7 @@ def engine_section(table: Table):
     length = ENGINE_LENGTHS[0]
     q, k, v = randn(DECODE_BATCH, Q_HEADS, 1, HEAD_DIM), randn(DECODE_BATCH, KV_HEADS, length, HEAD_DIM), randn(DECODE_BATCH, KV_HEADS, length, HEAD_DIM)
     for implementation, pattern in (("sdpa", PowerPattern(1, 0)), ("ppa_kernel", PowerPattern("1/2", WINDOW)),
-                                    ("ppa_kernel", PowerPattern("3/4", WINDOW))):  # 2 and 6 blocks: one and two launches
+                                    ("ppa_kernel", PowerPattern("3/4", WINDOW))):  # 2 and 6 blocks: one program per row, and splits
         table.add(section="engine host time", L=length, batch=DECODE_BATCH, p=str(pattern.power), impl=implementation,
                   host_us=host_us(engine_attention(implementation, pattern, q, k, v)))
 
