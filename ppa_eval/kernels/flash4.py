@@ -4,8 +4,8 @@ Why: from p = 3/4 on, every 128 x 128 tile of a 2k-32k sequence holds attended p
 between attended distances stay below 20 slots), so any tile kernel does dense attention's whole
 work plus the mask, and what decides is how fast its dense walk is. Triton 3.6's own causal walk
 runs at 1.26-1.30x cuDNN on the H200 (bench/tile_limits.py), our masked tiles at 1.4-1.8x. FA4's
-SM90 kernel runs causal attention at 0.90-0.95x cuDNN at 8k-32k, and with the PPA mask at
-1.03-1.06x (bench/attention.py, H200, 2026-12-02).
+SM90 kernel runs causal attention at 0.89-0.93x cuDNN at 8k-32k, and with the PPA mask (below)
+at 0.95-0.99x, 1.02-1.03x at 8 x 2k (bench/attention.py, H200, 2026-12-02).
 
 How: FA4 takes the tiles to visit as block-sparse lists: for each query tile, the key tiles at or
 below the diagonal that hold an attended pair (tile_lists). It takes a mask as a `mask_mod` that it
