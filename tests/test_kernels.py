@@ -83,6 +83,33 @@ def test_decode_merges_many_splits(sink, unsplit_blocks):
     assert all(not buffer.any() for buffers in decode._arrivals.values() for buffer in buffers)
 
 
+@pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a GPU")
+def test_split_decode_replays_in_a_cuda_graph():
+    """A split walk captured in a CUDA graph, its arrival counters allocated during the capture (on the
+    capture's stream), then replayed on new inputs: every replay merges every row and leaves the counters zero."""
+    q, k, v = random_qkv(2, 1, 301, seed=5)
+    pattern = PowerPattern("7/8", 16)
+    tables = offset_tables(pattern, 301, DEVICE)
+    out = poisoned_like(q)
+
+    def step():
+        decode.decode(q, k, v, out, tables, HEAD_DIM**-0.5, max_reach=300, kv_len=301,
+                      tiles=decode.Tiles(block_n=16, programs_per_sm=32))
+    step()  # compile outside the capture
+    decode._arrivals.clear()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    for seed in (6, 7):
+        for x, fresh in zip((q, k, v), random_qkv(2, 1, 301, seed=seed)):
+            x.copy_(fresh)
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert_close(out, reference(q, k, v, pattern))
+        assert all(not buffer.any() for buffers in decode._arrivals.values() for buffer in buffers)
+
+
 def paged_cache(k, v, lengths, page=16):
     """vLLM's layout of k, v [B, Hkv, L, D]: row b's first lengths[b] slots scattered over shuffled
     physical blocks of `page` slots, every slot no row owns NaN. Returns (k_cache, v_cache, block_table)."""
