@@ -113,6 +113,7 @@ def flash4_ns(tiles: int, query_tiles: int) -> float:
     return tiles * FLASH4_NS_PER_TILE_AND_HEAD + query_tiles * FLASH4_NS_PER_QUERY_TILE_AND_HEAD
 
 
+@lru_cache(maxsize=256)  # asked once per layer of every prefill with the same arguments (36-61 us a call on the host)
 def flash4_is_cheaper(tables, tiles_visited: int, query_tiles: int, kv_len: int, shape: tuple[int, int], batch: int,
                       n_q_heads: int, n_kv_heads: int) -> bool:
     """For a whole sequence: is FlashAttention-4's masked kernel (the tiles it visits and its query
