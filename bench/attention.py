@@ -1,6 +1,7 @@
 """PPA attention on one GPU at Nano-9B-v2's attention shape: the Triton kernels against flex
 attention with the PPA mask (the transformers engine's "ppa_flex" path), dense SDPA and a sliding
-window alone, for decode and prefill; then generation end to end through transformers. Where
+window alone, for decode and prefill; then generation end to end through transformers' generate()
+and through the engine's own CUDA-graph decoding (ppa_eval/engines/hf_graph.py). Where
 flash-attn-4 is installed, whole-sequence prefill may run on FlashAttention-4 (the row says so) and
 its plain causal kernel gets a row of its own.
 
@@ -30,7 +31,7 @@ import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from markdown_tables import section_tables
-from ppa_eval.engines import hf_attention
+from ppa_eval.engines import hf_attention, hf_graph
 from ppa_eval.kernels import ppa_attention, ppa_attention_paged
 from ppa_eval.kernels.attention import flash4_lists
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
@@ -73,15 +74,7 @@ def host_us(fn, calls=500) -> float:
 
 def graph_ms(fn) -> float:
     """GPU time alone: `fn` captured in a CUDA graph and replayed, so Python launch costs drop out."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return timed_ms(graph.replay)
+    return timed_ms(hf_graph.run_then_capture(fn).replay)
 
 
 def device_ceilings() -> dict:
@@ -324,33 +317,41 @@ def e2e_section(table: Table):
         model = LlamaForCausalLM(config).to(DTYPE).eval()
     ids = torch.randint(0, config.vocab_size, (batch, prompt), device=DEVICE)
 
-    def generate(implementation, pattern, backends, tokens, n):
+    def generate(implementation, pattern, backends, graph, tokens, n):
         model.config._attn_implementation = implementation
         hf_attention.set_pattern(model.config, pattern)
         torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.inference_mode(), sdpa_kernel(backends):
-            out = model.generate(tokens, attention_mask=torch.ones_like(tokens), max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=False, eos_token_id=None, pad_token_id=0)
+            if graph:  # the engine's own decoding: static cache, each step replayed from a CUDA graph
+                rows = hf_graph.greedy_generate(model, tokens, torch.ones_like(tokens), n, done=lambda rows: False)
+                assert all(len(row) == n for row in rows)
+            else:
+                out = model.generate(tokens, attention_mask=torch.ones_like(tokens), max_new_tokens=n,
+                                     min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+                assert out.shape[1] == tokens.shape[1] + n
         torch.cuda.synchronize()
-        assert out.shape[1] == tokens.shape[1] + n
         return time.perf_counter() - start
 
     # torch's default SDPA dispatch on the H100 is cuDNN, which builds a new plan on the host for
-    # every new key length, i.e. at every decode step; the FlashAttention backend does not.
-    runs = [("sdpa", PowerPattern(1, 0), SDPA_BACKENDS, "dense SDPA (default dispatch)"),
-            ("sdpa", PowerPattern(1, 0), [SDPBackend.FLASH_ATTENTION], "dense SDPA (FlashAttention backend)")] + [
-        ("ppa_kernel", PowerPattern(p, WINDOW), SDPA_BACKENDS, "ppa kernel") for p in ("1/2", "3/4", "1")]
-    times = {(name, pattern): {"prefill": [], "total": []} for _, pattern, _, name in runs}
-    for implementation, pattern, backends, name in runs:  # warm-up at full length: compile every kernel shape
-        generate(implementation, pattern, backends, ids, 4)
+    # every new key length, i.e. at every decode step; the FlashAttention backend does not. Stock
+    # SDPA cannot be captured in a graph (its mask builder reads the padding mask on the host), so
+    # the graph's dense reference is the PPA kernels at p = 1.
+    runs = [("sdpa", PowerPattern(1, 0), SDPA_BACKENDS, False, "dense SDPA (default dispatch)"),
+            ("sdpa", PowerPattern(1, 0), [SDPBackend.FLASH_ATTENTION], False, "dense SDPA (FlashAttention backend)")] + [
+        ("ppa_kernel", PowerPattern(p, WINDOW), SDPA_BACKENDS, graph, name)
+        for graph, name in ((False, "ppa kernel, generate()"), (True, "ppa kernel, engine (CUDA-graph decode)"))
+        for p in ("1/2", "3/4", "1")]
+    times = {(name, pattern): {"prefill": [], "total": []} for _, pattern, _, _, name in runs}
+    for implementation, pattern, backends, graph, name in runs:  # warm-up at full length: compile every kernel shape
+        generate(implementation, pattern, backends, graph, ids, 4)
     # A generation is host-bound and the host is shared: runs move by tens of percent between
     # repeats, so the runs take turns, E2E_ROUNDS times, and each reports its median.
     for _ in range(E2E_ROUNDS):
-        for implementation, pattern, backends, name in runs:
-            times[name, pattern]["prefill"].append(generate(implementation, pattern, backends, ids, 1))
-            times[name, pattern]["total"].append(generate(implementation, pattern, backends, ids, new_tokens))
-    for implementation, pattern, backends, name in runs:
+        for implementation, pattern, backends, graph, name in runs:
+            times[name, pattern]["prefill"].append(generate(implementation, pattern, backends, graph, ids, 1))
+            times[name, pattern]["total"].append(generate(implementation, pattern, backends, graph, ids, new_tokens))
+    for implementation, pattern, backends, graph, name in runs:
         run = times[name, pattern]
         prefill_s, total_s = statistics.median(run["prefill"]), statistics.median(run["total"])
         table.add(section="e2e generate", L=prompt, batch=batch, p=str(pattern.power), impl=name,

@@ -81,6 +81,23 @@ def test_left_padded_batch_equals_rows_alone(embedded_checkpoint):
     assert batch == alone
 
 
+def test_static_cache_decode_ends_rows_where_generate_does(embedded_checkpoint):
+    """The engine's own greedy loop (hf_graph: a static cache, on a GPU each step replayed from a
+    CUDA graph, here eager) against generate(): rows that end at EOS, at a stop string and at the
+    token limit come back with the same text, finish reason and token count."""
+    engine = HFEngine(embedded_checkpoint, PowerPattern("1/2", 8))
+    prompts = ["<|im_start|>user\nWhat is 2+3? Answer briefly.<|im_end|>\n<|im_start|>assistant\n",
+               "Question: Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+               "How many clips did Natalia sell altogether in April and May?\nAnswer:",
+               "The capital of France is"]
+    stop = ("Question:", " is a")
+    stock = engine.generate_batch(prompts, max_new_tokens=24, stop=stop)
+    # a stop string after 8 tokens, an immediate EOS (1 token, the EOS), the token limit
+    assert [(g.finish_reason, g.completion_tokens) for g in stock] == [("stop", 8), ("stop", 1), ("length", 24)]
+    engine.graph_decode = True
+    assert engine.generate_batch(prompts, max_new_tokens=24, stop=stop) == stock
+
+
 def test_nemotron_mask_reaches_only_attention_layers(tiny_nemotron):
     ppa, _ = load_model(tiny_nemotron, PowerPattern("1/2", 4))
     full = stock(tiny_nemotron)
@@ -130,3 +147,11 @@ def test_attention_implementations_are_registered():
     for name in hf_attention.ATTENTION_IMPLEMENTATIONS.values():
         assert name in AttentionInterface._global_mapping
         assert name in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping
+
+
+def test_tokens_to_stop_finds_the_first_token_that_completes_a_stop_string():
+    from ppa_eval.engines.hf import _tokens_to_stop
+
+    text = ["Th", "e ", "ans", "wer", " is", ".", "\n\n", "Q"]
+    holds = lambda head: "answer is." in "".join(head)  # noqa: E731
+    assert _tokens_to_stop(list(range(len(text))), lambda rows: holds([text[i] for i in rows])) == 6

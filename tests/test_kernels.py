@@ -83,6 +83,23 @@ def test_decode_merges_many_splits(sink, unsplit_blocks):
     assert all(not buffer.any() for buffers in decode._arrivals.values() for buffer in buffers)
 
 
+@pytest.mark.parametrize("pattern, unsplit_blocks", [(PowerPattern("3/4", 8), 64), (PowerPattern("7/8", 16, 20), 4)])
+def test_decode_reads_row_lengths_from_the_device(pattern, unsplit_blocks):
+    # A static cache: rows hold 77 and 240 of 301 slots, left padding in row 0; the slots past a
+    # row's length hold NaN, which no output may touch. The walk is sized (and split) for 301 slots.
+    lengths, kv_start = [77, 240], torch.tensor([5, 0], dtype=torch.int32, device=DEVICE)
+    q, k, v = random_qkv(2, 2, 301, seed=13)
+    for b, length in enumerate(lengths):
+        k[b, :, length:], v[b, :, length:] = float("nan"), float("nan")
+    seq_lens = torch.tensor(lengths, dtype=torch.int32, device=DEVICE)
+    out = decode.decode(q, k, v, poisoned_like(q), offset_tables(pattern, 301, DEVICE), HEAD_DIM**-0.5,
+                        max_reach=300, kv_len=301, kv_start=kv_start, seq_lens=seq_lens,
+                        tiles=decode.Tiles(block_n=16, programs_per_sm=32, unsplit_blocks=unsplit_blocks))
+    for b, length in enumerate(lengths):
+        ref = reference(q[b:b + 1], k[b:b + 1, :, :length], v[b:b + 1, :, :length], pattern, kv_start[b:b + 1])
+        assert_close(out[b:b + 1], ref)
+
+
 @pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a GPU")
 def test_split_decode_replays_in_a_cuda_graph():
     """A split walk captured in a CUDA graph, its arrival counters allocated during the capture (on the
@@ -281,6 +298,12 @@ def test_refuses_inputs_it_cannot_take(change, message):
     q, k, v = change(*random_qkv(1, 5, 20, seed=0))
     with pytest.raises(KernelInputError, match=message):
         ppa_attention(q, k, v, PowerPattern("3/4", 4))
+
+
+def test_refuses_device_lengths_for_a_prompt():
+    q, k, v = random_qkv(1, 5, 20, seed=0)
+    with pytest.raises(KernelInputError, match="seq_lens is for decode"):
+        ppa_attention(q, k, v, PowerPattern("3/4", 4), seq_lens=torch.tensor([20], dtype=torch.int32, device=DEVICE))
 
 
 def test_refuses_a_pattern_that_attends_nothing():

@@ -82,3 +82,31 @@ def test_kernel_attention_refuses_right_padding():
     mask[1, -3:] = 0
     with pytest.raises(hf_attention.KernelMaskError, match="left padding"):
         tiny_model("ppa_kernel", DTYPE)(input_ids=ids, attention_mask=mask)
+
+
+def until_eos(row, eos):
+    return row[: row.index(eos) + 1] if eos in row else row
+
+
+@pytest.mark.parametrize("config, pattern", [
+    (llama_config, PowerPattern("3/4", 4)),
+    (llama_config, PowerPattern("1/2", 4, 3)),
+    (nemotron_h_config, PowerPattern("3/4", 4)),
+])
+def test_static_cache_decode_gives_generates_tokens(config, pattern):
+    """hf_graph's greedy decoding (static cache, row lengths read on the device; on a GPU each step
+    replayed from a CUDA graph) against transformers' generate() with a dynamic cache, both on the
+    kernels, in a left-padded batch: the same tokens up to each row's end of sequence."""
+    from ppa_eval.engines import hf_graph
+
+    model = tiny_model("ppa_kernel", DTYPE, config(), pattern)
+    gen = torch.Generator().manual_seed(2)
+    ids = torch.randint(3, 128, (2, 37), generator=gen).to(DEVICE)
+    mask = torch.ones_like(ids)
+    mask[0, :9] = 0
+    with torch.inference_mode():
+        stock = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, pad_token_id=0)
+    graphed = hf_graph.greedy_generate(model, ids, mask, 10, done=lambda rows: False, check_every=4)
+    eos = model.generation_config.eos_token_id
+    assert hf_graph.runs_model(model)
+    assert [until_eos(row, eos) for row in graphed] == [until_eos(row, eos) for row in stock[:, 37:].tolist()]

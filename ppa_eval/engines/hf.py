@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ppa_eval.engines import EngineError, Generation, hf_attention
+from ppa_eval.engines import EngineError, Generation, hf_attention, hf_graph
 from ppa_eval.patterns import BlockPattern
 
 
@@ -85,6 +85,15 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+def _tokens_to_stop(row: list[int], holds_stop) -> int:
+    """The fewest leading tokens of `row` whose text holds a stop string (holds_stop(row) is true)."""
+    low, high = 1, len(row)
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if holds_stop(row[:middle]) else (middle + 1, high)
+    return high
+
+
 class HFEngine:
     def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
                  attn_kernel: str | None = None):
@@ -92,6 +101,9 @@ class HFEngine:
         self.attn_kernel = attn_kernel or default_attn_kernel(device, pattern)
         self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, self.attn_kernel)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
+        # Decode steps from a CUDA graph (hf_graph.py) where the attention can be captured: the
+        # PPA kernels read each row's length on the device; the other kernels take masks built on the host.
+        self.graph_decode = self.attn_kernel == "ppa" and hf_graph.runs_model(self.model)
         if torch.device(device).type == "cpu":
             self.model.register_forward_pre_hook(_one_thread_for_decode(torch.get_num_threads()), with_kwargs=True)
 
@@ -99,16 +111,21 @@ class HFEngine:
     def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
         """Greedy completions of one left-padded batch (prompts are full text, special tokens included)."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        out = self.model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            stop_strings=list(stop) or None,
-            tokenizer=self.tokenizer,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
         eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        if self.graph_decode:
+            new_tokens = hf_graph.greedy_generate(
+                self.model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
+                done=lambda rows: all(eos.intersection(row) or self._holds_stop(row, stop) for row in rows))
+        else:
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                stop_strings=list(stop) or None,
+                tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
         return [self._finish(row, n_prompt, eos, stop)
                 for row, n_prompt in zip(new_tokens, enc["attention_mask"].sum(dim=1).tolist())]
 
@@ -119,18 +136,23 @@ class HFEngine:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def _text(self, row: list[int]) -> str:
+        return self.tokenizer.decode(row, skip_special_tokens=True)
+
+    def _holds_stop(self, row: list[int], stop: tuple[str, ...]) -> bool:
+        return _cut_at_stop(self._text(row), stop)[1]
+
     def _finish(self, row: list[int], prompt_tokens: int, eos: set[int], stop: tuple[str, ...]) -> Generation:
-        # generate() pads rows that finished early; a row ends at its first EOS, or else before
-        # the padding that follows a stop string.
-        ends = [i for i, token in enumerate(row) if token in eos]
-        if ends:
-            row = row[: ends[0]]
-        else:
-            while row and row[-1] == self.tokenizer.pad_token_id:
-                row = row[:-1]
-        text, stopped = _cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)
-        return Generation(text=text, finish_reason="stop" if ends or stopped else "length",
-                          prompt_tokens=prompt_tokens, completion_tokens=len(row) + bool(ends))
+        # A row ends at its first EOS, or at the token that completes a stop string. What follows
+        # is no part of it: generate() pads it, the graph decode (hf_graph) runs on.
+        eos_at = next((i for i, token in enumerate(row) if token in eos), len(row))
+        row, ended = row[:eos_at], eos_at < len(row)
+        text, stopped = _cut_at_stop(self._text(row), stop)
+        if stopped:
+            return Generation(text=text, finish_reason="stop", prompt_tokens=prompt_tokens,
+                              completion_tokens=_tokens_to_stop(row, lambda head: self._holds_stop(head, stop)))
+        return Generation(text=text, finish_reason="stop" if ended else "length",
+                          prompt_tokens=prompt_tokens, completion_tokens=len(row) + ended)
 
 
 def _one_thread_for_decode(threads: int):

@@ -109,11 +109,14 @@ register()
 
 # ---- "ppa_kernel": the Triton PPA kernels of ppa_eval.kernels (GPU) ---------------------------
 # No mask is materialised: the kernels walk the pattern's distance list themselves. The mask
-# builder hands the attention layers what the kernels need instead: the pattern, and the first
-# real slot of each row (left padding; with left padding the distance between two cache slots is
-# the distance between their tokens, and the sinks are the first `sink` slots from there on). It
-# accepts only what the kernels implement: the plain causal mask of a dynamic cache whose last
-# q_length slots are the queries, and left padding.
+# builder hands the attention layers what the kernels need instead: the pattern, the first real
+# slot of each row (left padding; with left padding the distance between two cache slots is the
+# distance between their tokens, and the sinks are the first `sink` slots from there on), and how
+# many slots hold tokens. It accepts only what the kernels implement: the plain causal mask of a
+# cache whose last filled slots are the queries, and left padding. Two caches qualify:
+#   - dynamic: every slot is filled, and lengths are host numbers;
+#   - static (hf_graph.py): filled slots are counted on the device. A decode step reads them
+#     there, with no sync, so a CUDA graph can replay it; a prompt syncs once for its length.
 
 ATTENTION_IMPLEMENTATIONS["ppa"] = "ppa_kernel"
 
@@ -126,6 +129,8 @@ class KernelMaskError(ValueError):
 class KernelMask:
     pattern: PowerPattern
     kv_start: torch.Tensor | None  # int32 [B]: first real slot of each row; None when nothing is padded
+    kv_len: int                    # the cache slots the kernels read: all of them, or a static prompt's
+    seq_lens: torch.Tensor | None  # int32 [B]: filled slots per row, on the device (static-cache decode)
 
 
 def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_function=None,
@@ -133,6 +138,7 @@ def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, m
     from transformers.masking_utils import causal_mask_function
 
     from ppa_eval.kernels import runs_pattern
+    from ppa_eval.kernels.attention import DECODE_MAX_QUERIES
 
     pattern = pattern_of(config)
     if not runs_pattern(pattern):
@@ -140,22 +146,30 @@ def _ppa_kernel_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, m
                               "use --attn-kernel sdpa (any device) or flex")
     if mask_function is not causal_mask_function:
         raise KernelMaskError("ppa_kernel implements plain causal PPA only (no packed sequences or extra masks); use --attn-kernel flex")
-    if int(q_offset) - int(kv_offset) != kv_length - q_length:
-        raise KernelMaskError("ppa_kernel needs the queries to be the last slots of the cache (a dynamic cache); use --attn-kernel flex")
+    # The slots holding tokens, the queries the last of them: all of a dynamic cache, the first ones
+    # of a static cache, counted on the device once it holds any (a tensor offset).
+    filled, seq_lens = q_offset + q_length - kv_offset, None
+    if isinstance(filled, torch.Tensor) and q_length <= DECODE_MAX_QUERIES:  # decode: no sync
+        filled, seq_lens = kv_length, filled.reshape(1).to(torch.int32).repeat(batch_size)
+    filled = int(filled)  # a static cache's prompt syncs once here
+    if filled > kv_length:
+        raise KernelMaskError("ppa_kernel needs the queries to be the last filled slots of the cache (a dynamic "
+                              "or static cache, not a sliding one); use --attn-kernel flex")
     kv_start = None
     if attention_mask is not None:
         real = attention_mask[:, kv_offset:kv_offset + kv_length].bool()
-        if real.shape[-1] != kv_length:
-            raise KernelMaskError(f"the padding mask covers {real.shape[-1]} of {kv_length} cache slots")
         kv_start = real.int().argmax(-1).to(torch.int32)  # first real slot of each row
         # The checks below wait for the GPU, which would stall every decode step; they run when a
         # prompt arrives (q_length > 1), and decode steps only append real tokens to that mask.
-        if q_length > 1:
-            if not torch.equal(real, torch.arange(kv_length, device=real.device) >= kv_start[:, None]):
+        if q_length > 1 and seq_lens is None:
+            real = real[:, :filled]
+            if real.shape[-1] != filled:
+                raise KernelMaskError(f"the padding mask covers {real.shape[-1]} of {filled} cache slots")
+            if not torch.equal(real, torch.arange(filled, device=real.device) >= kv_start[:, None]):
                 raise KernelMaskError("ppa_kernel supports left padding only; set tokenizer.padding_side = 'left'")
             if not kv_start.any():
                 kv_start = None  # nothing padded: full attention may take a dense kernel
-    return KernelMask(pattern, kv_start)
+    return KernelMask(pattern, kv_start, filled, seq_lens)
 
 
 def ppa_kernel_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -168,8 +182,10 @@ def ppa_kernel_attention(module, query, key, value, attention_mask, scaling=None
         raise KernelMaskError("ppa_kernel is forward-only; it takes no attention dropout")
     batch, heads, n_queries, head_dim = query.shape
     out = torch.empty(batch, n_queries, heads, head_dim, dtype=query.dtype, device=query.device)
+    if attention_mask.kv_len < key.shape[2]:  # a static cache's prompt: only its slots are filled
+        key, value = key[:, :, :attention_mask.kv_len], value[:, :, :attention_mask.kv_len]
     ppa_attention(query, key, value, attention_mask.pattern, kv_start=attention_mask.kv_start,
-                  scale=scaling, out=out.transpose(1, 2))
+                  seq_lens=attention_mask.seq_lens, scale=scaling, out=out.transpose(1, 2))
     return out, None
 
 

@@ -53,10 +53,14 @@ def _tables(pattern: PowerPattern, kv_len: int, device):
     return tables
 
 
-def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, scale: float | None = None, out=None):
+def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, seq_lens=None, scale: float | None = None,
+                  out=None):
     """PPA attention of q [B, Hq, Lq, D] over a contiguous cache k, v [B, Hkv, Lk, D] (Lq <= Lk).
 
     kv_start: int32 [B], the first real slot of each row (left padding), or None for 0.
+    seq_lens: int32 [B] on the device, the slots filled in each row, the queries being the last Lq
+    of them (a static cache, whose lengths a CUDA graph cannot pass as numbers); decode only
+    (Lq <= DECODE_MAX_QUERIES). None: all Lk slots are filled.
     Returns out [B, Hq, Lq, D] (any strides: pass a transposed view to write another layout).
     """
     _check(q, k, v, out, k.shape[1] if k.dim() == 4 else 1)
@@ -65,13 +69,18 @@ def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, scale: float
     n_queries, kv_len = q.shape[2], k.shape[2]
     if n_queries > kv_len:
         raise KernelInputError(f"{n_queries} queries but only {kv_len} cache slots; the queries must be in the cache")
-    if kv_start is not None and (kv_start.dtype != torch.int32 or kv_start.shape != (q.shape[0],)):
-        raise KernelInputError(f"kv_start must be int32 [batch], got {kv_start.dtype} {tuple(kv_start.shape)}")
+    for name, lengths in (("kv_start", kv_start), ("seq_lens", seq_lens)):
+        if lengths is not None and (lengths.dtype != torch.int32 or lengths.shape != (q.shape[0],)):
+            raise KernelInputError(f"{name} must be int32 [batch], got {lengths.dtype} {tuple(lengths.shape)}")
+    if seq_lens is not None and n_queries > DECODE_MAX_QUERIES:
+        raise KernelInputError(f"seq_lens is for decode (up to {DECODE_MAX_QUERIES} queries per row), got "
+                               f"{n_queries} queries; pass the filled slots k[:, :, :seq_len] instead")
     out = torch.empty_like(q) if out is None else out
     scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
     tables = _tables(pattern, kv_len, q.device)
     if n_queries <= DECODE_MAX_QUERIES:
-        return decode.decode(q, k, v, out, tables, scale, max_reach=kv_len - 1, kv_len=kv_len, kv_start=kv_start)
+        return decode.decode(q, k, v, out, tables, scale, max_reach=kv_len - 1, kv_len=kv_len, kv_start=kv_start,
+                             seq_lens=seq_lens)
     if n_queries == kv_len and kv_start is None and tables.host_counts[kv_len - 1] == kv_len:
         # Every distance the sequence has is attended (p = 1, or a window as long as the sequence):
         # plain causal attention, which torch's dense kernels (cuDNN, FlashAttention) compute

@@ -84,7 +84,7 @@ def _decode_split_kernel(
     kv_head = (row // n_queries) % n_kv_heads
     b = row // (n_queries * n_kv_heads)
 
-    if PAGED:
+    if SeqLens is not None:  # lengths on the device: a paged cache, or a static one in a CUDA graph
         kv_len = tl.load(SeqLens + b)
     start = 0
     if KvStart is not None:  # left padding: slots below start hold no token
@@ -222,9 +222,10 @@ def decode(q, k, v, out, tables: OffsetTables, scale: float, *, max_reach: int,
     """Launch the decode kernel. Shapes and layouts are checked by the caller (ppa_eval.kernels).
 
     q [B, Hq, Lq, D] and out [B, Hq, Lq, D] (any strides, last one 1); the query t of sequence b
-    sits at slot seq_len(b) - Lq + t. Contiguous cache: k, v [B, Hkv, L, D], seq_len = kv_len for
-    every row. Paged cache: k, v [num_blocks, page_size, Hkv, D], block_table [B, max_blocks] and
-    seq_lens [B] on the device (cache_layout.py). max_reach bounds every query's farthest distance.
+    sits at slot seq_len(b) - Lq + t, where seq_len(b) = seq_lens[b] (int32 [B] on the device) or,
+    without seq_lens, kv_len. Contiguous cache: k, v [B, Hkv, L, D]. Paged cache: k, v [num_blocks,
+    page_size, Hkv, D], block_table [B, max_blocks] and seq_lens (cache_layout.py). max_reach
+    bounds every query's farthest distance.
     """
     batch, n_q_heads, n_queries, head_dim = q.shape
     cache = CacheLayout.of(k, v, block_table)
