@@ -8,7 +8,7 @@ O(L^(1+p)) instead of O(L^2). Where FlashAttention-4 is installed (SM90), the co
 whole sequence to its CuTe-DSL kernel with the PPA mask instead (flash4.py): faster where every
 tile is needed (p >= 3/4). bf16 or fp16 in, fp32 accumulation, forward only.
 
-    ppa_attention(q, k, v, pattern, kv_start=None)        contiguous cache, decode or prefill
+    ppa_attention(q, k, v, pattern, kv_start=None, seq_lens=None)  contiguous cache, decode or prefill
     ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern, max_seq_len)  paged, decode
     ppa_prefill_paged(q, k_cache, v_cache, block_table, seq_len, pattern)  paged, a prefill chunk
 
