@@ -1,5 +1,7 @@
 """The prefill plan: the masked tiles' mask bits and the cost model's pair counts, against brute force."""
 
+from collections import Counter
+
 import pytest
 
 pytest.importorskip("triton")
@@ -58,17 +60,33 @@ def test_walks_match_enumeration(n_queries, kv_len):
         assert work.gathered_pairs == 2 * 3 * cost_model.gathered_pairs(tables.host_counts, split, n_queries, kv_len)
 
 
+def test_a_launch_over_chunks_adds_their_pairs_and_keeps_the_longest_walk():
+    # One vLLM step's chunks in one launch: a whole prompt and two short chunks at the ends of
+    # longer sequences (one of them twice). Pairs and rows are each chunk's sum; the walks are the
+    # longest any chunk's program takes, since the programs run side by side.
+    tables = offset_tables(PowerPattern("3/4", 4), 200, "cpu")
+    chunks = {(37, 37): 1, (5, 200): 2, (20, 150): 1}
+    for split in (1, 16, 50, 200):
+        alone = [cost_model.work(split, tables.host_counts, n, kv_len, (16, 32), 1, 6, 3)
+                 for (n, kv_len), count in chunks.items() for _ in range(count)]
+        launch = cost_model.launch_work(split, tables.host_counts, Counter(chunks), (16, 32), 6, 3)
+        assert launch.tile_pairs == sum(w.tile_pairs for w in alone)
+        assert launch.gathered_pairs == sum(w.gathered_pairs for w in alone)
+        assert launch.gathered_rows == sum(w.gathered_rows for w in alone)
+        assert (launch.tile_walk, launch.gather_walk) == (max(w.tile_walk for w in alone), max(w.gather_walk for w in alone))
+
+
 def test_dense_patterns_take_tiles_and_sparse_ones_gather():
     # Hand-checked ends: at p = 1 every distance is attended, so gathering any costs more than
     # tiling it; with p = 0 there is nothing beyond the window, so the tiles stop there; at
     # p = 1/3 (a few dozen distances at 32k) gathering beats tiling everything.
     def split(power, window=64, length=32768):
-        return cost_model.choose_split(offset_tables(PowerPattern(power, window), length, "cpu"), length, length,
-                                       (64, 64), 1, 40, 8)
+        return cost_model.choose_split(offset_tables(PowerPattern(power, window), length, "cpu"), ((length, length),),
+                                       (64, 64), 40, 8)
     assert split(1) == 32768
     assert split(0) == 64
     assert split("1/3") < 32768
-    assert cost_model.choose_split(offset_tables(PowerPattern("1/2", 64), 256, "cpu"), 256, 256, (64, 64), 1, 40, 8) == 256
+    assert cost_model.choose_split(offset_tables(PowerPattern("1/2", 64), 256, "cpu"), ((256, 256),), (64, 64), 40, 8) == 256
 
 
 def test_a_short_chunk_of_a_long_sequence_gathers():
@@ -78,4 +96,4 @@ def test_a_short_chunk_of_a_long_sequence_gathers():
     # all 8,192 keys); priced by pairs alone, the model chose 4,096 (without its walk terms) or all
     # tiles (the model before them).
     tables = offset_tables(PowerPattern("1/2", 64), 8192, "cpu")
-    assert cost_model.choose_split(tables, 16, 8192, (64, 64), 1, 9, 3) <= 1024
+    assert cost_model.choose_split(tables, ((16, 8192),), (64, 64), 9, 3) <= 1024

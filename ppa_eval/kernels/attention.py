@@ -110,12 +110,12 @@ def flash4_lists(q, k, pattern: PowerPattern, kv_start=None):
     return lists if cheaper else None
 
 
-def _check_paged(q, k_cache, v_cache, out, block_table):
+def _check_paged(q, k_cache, v_cache, out, block_table, sequences: int):
     _check(q, k_cache, v_cache, out, k_cache.shape[2] if k_cache.dim() == 4 else 1)
     if k_cache.dim() != 4:
         raise KernelInputError(f"k_cache must be [blocks, page_size, kv_heads, head_dim], got {tuple(k_cache.shape)}")
-    if block_table.dtype != torch.int32 or block_table.dim() != 2 or block_table.shape[0] != q.shape[0]:
-        raise KernelInputError(f"block_table must be int32 [batch, max_pages] with one row per sequence, "
+    if block_table.dtype != torch.int32 or block_table.dim() != 2 or block_table.shape[0] != sequences:
+        raise KernelInputError(f"block_table must be int32 [{sequences}, max_pages], one row per sequence, "
                                f"got {block_table.dtype} {tuple(block_table.shape)}")
 
 
@@ -126,7 +126,7 @@ def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: Pow
     block_table: int32 [B, max_blocks] (logical page -> physical block); seq_lens: int32 [B], slots
     filled per row including the Lq queries; max_seq_len: an upper bound of seq_lens (no sync).
     """
-    _check_paged(q, k_cache, v_cache, out, block_table)
+    _check_paged(q, k_cache, v_cache, out, block_table, q.shape[0])
     if q.shape[2] > DECODE_MAX_QUERIES:
         raise KernelInputError(f"the paged kernel decodes up to {DECODE_MAX_QUERIES} queries per row, got {q.shape[2]}; "
                                "use ppa_prefill_paged for a prefill chunk")
@@ -139,16 +139,32 @@ def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: Pow
                          block_table=block_table, seq_lens=seq_lens)
 
 
-def ppa_prefill_paged(q, k_cache, v_cache, block_table, seq_len: int, pattern: PowerPattern, *,
-                      scale: float | None = None, out=None):
-    """PPA prefill of a chunk straight from a paged cache k_cache, v_cache [blocks, page, Hkv, D]:
-    q [B, Hq, Lq, D] are the last Lq of seq_len tokens of each of B sequences, whose keys and
-    values (the chunk's own included) are in the pages that block_table int32 [B, max_pages] names.
-    """
-    _check_paged(q, k_cache, v_cache, out, block_table)
-    if q.shape[2] > seq_len:
-        raise KernelInputError(f"{q.shape[2]} queries but only {seq_len} tokens; the queries must be in the cache")
+def plan_prefill_paged(pattern: PowerPattern, query_starts: list[int], seq_lens: list[int], requests: range,
+                       n_q_heads: int, n_kv_heads: int, device) -> prefill.Chunks:
+    """Plan, once per step for every layer, the prefill chunks of `requests` for ppa_prefill_paged:
+    request r's queries are rows query_starts[r] .. query_starts[r + 1] - 1 of the step's query
+    tensor, the last ones of its seq_lens[r] tokens (host lists, as vLLM's metadata has them)."""
+    if any(query_starts[r + 1] - query_starts[r] > seq_lens[r] for r in requests):
+        raise KernelInputError("a chunk has more queries than its sequence has tokens; the queries must be in the cache")
+    longest = max((seq_lens[r] for r in requests), default=0)
+    if longest == 0:
+        raise KernelInputError(f"requests {requests} hold no tokens to prefill")
+    return prefill.plan_chunks(_tables(pattern, longest, device), query_starts, seq_lens, requests, n_q_heads,
+                               n_kv_heads, device)
+
+
+def ppa_prefill_paged(q, k_cache, v_cache, block_table, chunks: prefill.Chunks, *, scale: float | None = None,
+                      out=None):
+    """PPA prefill of a step's chunks straight from a paged cache k_cache, v_cache [blocks, page, Hkv, D],
+    in one launch per kernel: q [tokens, Hq, D] are the step's query rows, chunks says whose they
+    are (plan_prefill_paged), block_table int32 [requests, max_pages] names each request's pages.
+    Writes the planned rows of out (q's shape; other rows are left alone) and returns it."""
+    if q.dim() != 3 or q.shape[0] != chunks.query_starts[-1]:
+        raise KernelInputError(f"q must be the step's {chunks.query_starts[-1]} query rows [tokens, heads, head_dim], "
+                               f"got shape {tuple(q.shape)}")
     out = torch.empty_like(q) if out is None else out
-    scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
-    return prefill.prefill(q, k_cache, v_cache, out, _tables(pattern, seq_len, q.device), scale,
-                           block_table=block_table, kv_len=seq_len)
+    q4, out4 = q.transpose(0, 1)[None], out.transpose(0, 1)[None]  # [1, Hq, tokens, D]: the kernels' layout
+    _check_paged(q4, k_cache, v_cache, out4, block_table, len(chunks.query_starts) - 1)
+    scale = 1.0 / math.sqrt(q.shape[2]) if scale is None else scale
+    prefill.prefill_chunks(q4, k_cache, v_cache, out4, block_table, chunks, scale)
+    return out

@@ -46,10 +46,14 @@ class CacheLayout:
 def cache_row(key_slot, ok, BlockTable, b, stride_tb, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr):
     """(outer, row), int64: slot key_slot (any shape) of sequence b is row `row` of `outer` (the
     sequence itself, or the physical block), at outer * stride_b + row * stride_row in K or V. The
-    block table is read only where ok. Callers form each address just before its load: an offset
-    formed early for V stays live in registers across the K product (5% slower at 32k, p = 3/4)."""
+    block table is read only where ok (None: everywhere). Callers form each address just before its
+    load: an offset formed early for V stays live in registers across the K product (5% slower at
+    32k, p = 3/4)."""
     if PAGED:
-        outer = tl.load(BlockTable + b * stride_tb + key_slot // PAGE_SIZE, mask=ok, other=0).to(tl.int64)
+        if ok is None:  # every slot is real
+            outer = tl.load(BlockTable + b * stride_tb + key_slot // PAGE_SIZE).to(tl.int64)
+        else:
+            outer = tl.load(BlockTable + b * stride_tb + key_slot // PAGE_SIZE, mask=ok, other=0).to(tl.int64)
         row = (key_slot % PAGE_SIZE).to(tl.int64)
     else:
         outer = b.to(tl.int64)

@@ -23,6 +23,7 @@ tile; the model takes it when that is cheaper than the best split.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -98,13 +99,25 @@ def candidate_splits(window: int, kv_len: int) -> list[int]:
     return sorted({max(window, 1), kv_len} | powers_of_two)
 
 
+def launch_work(split, counts, chunks: Counter, shape, n_q_heads, n_kv_heads) -> Work:
+    """The work of one launch over several sequences' chunks, {(n_queries, kv_len): sequences}:
+    pairs and rows add up, and the longest walk of any program bounds the latency."""
+    works = [work(split, counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads)
+             for (n_queries, kv_len), batch in chunks.items()]
+    return Work(tile_pairs=sum(w.tile_pairs for w in works), tile_walk=max(w.tile_walk for w in works),
+                gathered_pairs=sum(w.gathered_pairs for w in works),
+                gathered_rows=sum(w.gathered_rows for w in works), gather_walk=max(w.gather_walk for w in works))
+
+
 @lru_cache(maxsize=256)  # OffsetTables hash by identity and are cached themselves
-def choose_split(tables, n_queries: int, kv_len: int, shape: tuple[int, int], batch: int, n_q_heads: int,
+def choose_split(tables, chunks: tuple[tuple[int, int], ...], shape: tuple[int, int], n_q_heads: int,
                  n_kv_heads: int) -> int:
     """The candidate split (distances below it as tiles of shape (block_m, block_n), the rest
-    gathered) with the least estimated time."""
-    return min(candidate_splits(tables.window, kv_len), key=lambda split: estimated_ns(
-        work(split, tables.host_counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads)))
+    gathered) with the least estimated time for one launch over `chunks`, (n_queries, kv_len) per
+    sequence: the last n_queries of each sequence's kv_len slots."""
+    counted = Counter(chunks)
+    return min(candidate_splits(tables.window, max(kv_len for _, kv_len in counted)), key=lambda split: estimated_ns(
+        launch_work(split, tables.host_counts, counted, shape, n_q_heads, n_kv_heads)))
 
 
 def flash4_ns(tiles: int, query_tiles: int) -> float:
@@ -118,7 +131,7 @@ def flash4_is_cheaper(tables, tiles_visited: int, query_tiles: int, kv_len: int,
                       n_q_heads: int, n_kv_heads: int) -> bool:
     """For a whole sequence: is FlashAttention-4's masked kernel (the tiles it visits and its query
     tiles per row and head, flash4.tile_lists) cheaper than the best split of tiles of `shape` and gather?"""
-    split = choose_split(tables, kv_len, kv_len, shape, batch, n_q_heads, n_kv_heads)
+    split = choose_split(tables, ((kv_len, kv_len),) * batch, shape, n_q_heads, n_kv_heads)
     best_split_ns = estimated_ns(work(split, tables.host_counts, kv_len, kv_len, shape, batch, n_q_heads, n_kv_heads))
     per_row_and_head = batch * n_q_heads
     return flash4_ns(tiles_visited * per_row_and_head, query_tiles * per_row_and_head) < best_split_ns

@@ -34,11 +34,12 @@ import triton
 import triton.language as tl
 
 from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
+from ppa_eval.kernels.chunks import program_queries, program_table
 from ppa_eval.kernels.cost_model import choose_split
 from ppa_eval.kernels.launch import ceil_div, group_block
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.tables import OffsetTables
-from ppa_eval.kernels.tiles import TileShape, masked_tiles
+from ppa_eval.kernels.tiles import PAGED_VARYING, TileShape, masked_tiles
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,10 @@ SHORT_WALK_DISTANCES = 256  # a walk over at most this many far distances is sho
 
 
 def _far_gather(
-    Q, K, V, Out, Lse, FarDist, Counts, KvStart, BlockTable,
+    Q, K, V, Out, Lse, FarDist, Counts, KvStart, BlockTable, Programs,
     stride_qb, stride_qh, stride_qt,
     stride_ob, stride_oh, stride_ot,
+    stride_lb, stride_lh,
     stride_kb, stride_kh, stride_kl,  # then V's and the block table's: CacheLayout.strides()
     stride_vb, stride_vh, stride_vl,
     stride_tb,
@@ -71,35 +73,34 @@ def _far_gather(
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
     PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
 ):
-    tile = tl.program_id(0)
-    b = tl.program_id(1) // n_kv_heads
-    kv_head = tl.program_id(1) % n_kv_heads
+    # Programs: None, or a step's chunks (chunks.py), whose table then gives n_queries and first_slot.
+    b, kv_head, q_batch, first_row, first_query, n_queries, first_slot = program_queries(
+        Programs, n_kv_heads, n_queries, first_slot, BLOCK_Q)
     start = 0
     if KvStart is not None:  # left padding: slots below start hold no token
         start = tl.load(KvStart + b)
 
-    t = tile * BLOCK_Q + tl.arange(0, BLOCK_Q)       # query index
+    t = first_query + tl.arange(0, BLOCK_Q)          # query index
     t_ok = t < n_queries
     slot = first_slot + t                             # its cache slot
     reach = tl.where(t_ok, slot - start, -1)          # farthest distance landing on a real token
     g = tl.arange(0, BLOCK_G)
     row_ok = t_ok[:, None] & (g < GROUP)[None, :]  # [BLOCK_Q, BLOCK_G]: the real (query, head) rows
     dim = tl.arange(0, HEAD_DIM)
-    q_base = Q + b.to(tl.int64) * stride_qb + kv_head * GROUP * stride_qh
+    q_base = Q + q_batch * stride_qb + kv_head * GROUP * stride_qh
     k_head = K + kv_head * stride_kh
     v_head = V + kv_head * stride_vh
 
     # -- start from the tiles' state: normalised output o and log2-sum-exp2 lse give m = lse, l = 1,
     #    acc = o (l = 0 for rows that saw no key: lse = -inf, o = 0) --------------------------------
     heads = kv_head * GROUP + g
-    n_q_heads = n_kv_heads * GROUP
-    m = tl.load(Lse + (b * n_q_heads + heads[None, :]).to(tl.int64) * n_queries + t[:, None],
+    m = tl.load(Lse + q_batch * stride_lb + heads[None, :] * stride_lh + (first_row + t)[:, None],
                 mask=row_ok, other=float("-inf"))  # [BLOCK_Q, BLOCK_G]
     l = tl.where(m == float("-inf"), 0.0, 1.0)
-    out_ptr = (Out + b.to(tl.int64) * stride_ob + heads[None, None, :] * stride_oh + t[:, None, None] * stride_ot
+    out_ptr = (Out + q_batch * stride_ob + heads[None, None, :] * stride_oh + (first_row + t)[:, None, None] * stride_ot
                + dim[None, :, None])
     acc = tl.load(out_ptr, mask=row_ok[:, None, :], other=0.0).to(tl.float32)
-    q_t = tl.load(q_base + g[None, None, :] * stride_qh + t[:, None, None] * stride_qt + dim[None, :, None],
+    q_t = tl.load(q_base + g[None, None, :] * stride_qh + (first_row + t)[:, None, None] * stride_qt + dim[None, :, None],
                   mask=row_ok[:, None, :], other=0.0)  # [BLOCK_Q, HEAD_DIM, BLOCK_G]
     max_reach = tl.max(reach, 0)
     # S's distances >= split are FarDist[n_near:]. The kernel takes the whole list and an offset:
@@ -125,7 +126,7 @@ def _far_gather(
 
 # Specialised on its integers for a contiguous cache, not for vLLM's paged chunks (see tiles.py).
 _far_gather_kernel = triton.jit(_far_gather)
-_far_gather_kernel_paged = triton.jit(do_not_specialize=["n_queries", "first_slot", "n_near"])(_far_gather)
+_far_gather_kernel_paged = triton.jit(do_not_specialize=[*PAGED_VARYING, "n_near"])(_far_gather)
 
 
 def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, block_table=None,
@@ -137,30 +138,92 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
     block_table [B, max_pages] and kv_len, every sequence's length (cache_layout.py).
     split: distances below it go to masked tiles, the rest are gathered; None lets the cost model
     choose (cost_model.py). gather: the gather's shape; None picks it by the walk's length."""
-    batch, n_q_heads, n_queries, head_dim = q.shape
+    batch, n_q_heads, n_queries, _ = q.shape
     cache = CacheLayout.of(k, v, block_table)
-    n_kv_heads = cache.n_kv_heads
     kv_len = k.shape[2] if kv_len is None else kv_len
     if split is None:
-        split = choose_split(tables, n_queries, kv_len, (tiles.block_m, tiles.block_n), batch, n_q_heads, n_kv_heads)
-    n_near = int(tables.host_counts[min(split, tables.length) - 1])  # distances of S below split
-    n_far = int(tables.host_counts[kv_len - 1]) - n_near if split < kv_len else 0
-    has_far = n_far > 0
+        split = choose_split(tables, ((n_queries, kv_len),) * batch, (tiles.block_m, tiles.block_n), n_q_heads,
+                             cache.n_kv_heads)
+    n_near, gather = _far_part(tables, split, kv_len, gather)
     lse = torch.empty((batch, n_q_heads, n_queries), dtype=torch.float32, device=q.device)
     masked_tiles(q, k, v, out, lse, tables, split, scale, kv_len=kv_len, cache=cache, kv_start=kv_start, shape=tiles)
-    if not has_far:
-        return out
-    if gather is None:
-        gather = SHORT_WALK if n_far <= SHORT_WALK_DISTANCES else LONG_WALK
-    grid = (ceil_div(n_queries, gather.block_q), batch * n_kv_heads)
+    if gather is not None:
+        far_gather(q, k, v, out, lse, tables, n_near, scale, kv_len=kv_len, cache=cache, kv_start=kv_start, shape=gather)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Chunks:
+    """A step's prefill chunks over a paged cache (vLLM), planned on the host once for every layer:
+    one split and gather shape for the whole launch, and each kernel's program table (chunks.py)."""
+    tables: OffsetTables
+    split: int
+    n_near: int                 # distances of S below split
+    gather: Gather | None       # None: no chunk reaches a distance >= split
+    tile_programs: torch.Tensor
+    gather_programs: torch.Tensor | None
+    query_starts: list[int]     # the step's, one more than its requests
+    tiles: TileShape
+
+
+def plan_chunks(tables: OffsetTables, query_starts: list[int], seq_lens: list[int], requests: range,
+                n_q_heads: int, n_kv_heads: int, device, *, split: int | None = None, tiles: TileShape = TileShape(),
+                gather: Gather | None = None) -> Chunks:
+    """Plan the chunks of `requests`: request r's queries are rows query_starts[r] .. query_starts[r + 1] - 1
+    of the step's query tensor, the last ones of its seq_lens[r] tokens. split and gather as in prefill()."""
+    sizes = tuple((query_starts[r + 1] - query_starts[r], seq_lens[r]) for r in requests
+                  if query_starts[r + 1] > query_starts[r])
+    if split is None:
+        split = choose_split(tables, sizes, (tiles.block_m, tiles.block_n), n_q_heads, n_kv_heads)
+    n_near, gather = _far_part(tables, split, max(seq_len for _, seq_len in sizes), gather)
+    return Chunks(tables, split, n_near, gather,
+                  program_table(query_starts, seq_lens, requests, tiles.block_m, device),
+                  program_table(query_starts, seq_lens, requests, gather.block_q, device) if gather else None,
+                  query_starts, tiles)
+
+
+def prefill_chunks(q, k_cache, v_cache, out, block_table, chunks: Chunks, scale: float):
+    """PPA of a step's planned chunks: q, out [1, Hq, tokens, D] (the step's query rows), over the
+    paged cache k_cache, v_cache [blocks, page, Hkv, D] whose pages block_table names per request."""
+    cache = CacheLayout.of(k_cache, v_cache, block_table)
+    lse = torch.empty((1, q.shape[1], q.shape[2]), dtype=torch.float32, device=q.device)
+    masked_tiles(q, k_cache, v_cache, out, lse, chunks.tables, chunks.split, scale, kv_len=0, cache=cache,
+                 programs=chunks.tile_programs, shape=chunks.tiles)
+    if chunks.gather is not None:
+        far_gather(q, k_cache, v_cache, out, lse, chunks.tables, chunks.n_near, scale, kv_len=0, cache=cache,
+                   programs=chunks.gather_programs, shape=chunks.gather)
+    return out
+
+
+def _far_part(tables: OffsetTables, split: int, kv_len: int, gather: Gather | None) -> tuple[int, Gather | None]:
+    """(distances of S below split, the gather's shape or None where no query reaches past split):
+    a short walk, over few far distances, takes SHORT_WALK unless `gather` says otherwise."""
+    n_near = int(tables.host_counts[min(split, tables.length) - 1])
+    n_far = int(tables.host_counts[kv_len - 1]) - n_near
+    if n_far <= 0:
+        return n_near, None
+    return n_near, gather or (SHORT_WALK if n_far <= SHORT_WALK_DISTANCES else LONG_WALK)
+
+
+def far_gather(q, k, v, out, lse, tables: OffsetTables, n_near: int, scale: float, *, kv_len: int,
+               cache: CacheLayout, kv_start=None, programs=None, shape: Gather = LONG_WALK):
+    """Add the distances of S past its first n_near to masked_tiles' result (out, lse), same
+    arguments as masked_tiles; programs: chunks.program_table with shape.block_q."""
+    batch, n_q_heads, n_queries, head_dim = q.shape
+    n_kv_heads = cache.n_kv_heads
+    if programs is None:
+        grid = (ceil_div(n_queries, shape.block_q), batch * n_kv_heads)
+    else:
+        grid, n_queries, kv_len = (programs.shape[0], n_kv_heads), 0, 0  # the table gives both per program
     kernel = _far_gather_kernel_paged if cache.paged else _far_gather_kernel
     kernel[grid](
-        q, k, v, out, lse, tables.distances, tables.counts, kv_start, cache.block_table,
-        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), *cache.strides(),
+        q, k, v, out, lse, tables.distances, tables.counts, kv_start, cache.block_table, programs,
+        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+        *cache.strides(),
         n_queries, kv_len - n_queries, n_kv_heads, n_near, scale * 1.4426950408889634,
         GROUP=n_q_heads // n_kv_heads, BLOCK_G=group_block(n_q_heads // n_kv_heads),
-        HEAD_DIM=head_dim, BLOCK_Q=gather.block_q, BLOCK_C=gather.block_c,
+        HEAD_DIM=head_dim, BLOCK_Q=shape.block_q, BLOCK_C=shape.block_c,
         PAGED=cache.paged, PAGE_SIZE=cache.page_size,
-        num_warps=gather.num_warps, num_stages=gather.num_stages,
+        num_warps=shape.num_warps, num_stages=shape.num_stages,
     )
     return out

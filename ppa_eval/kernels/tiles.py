@@ -24,6 +24,7 @@ import triton.language as tl
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
+from ppa_eval.kernels.chunks import program_queries
 from ppa_eval.kernels.launch import ceil_div
 from ppa_eval.kernels.online_softmax import online_softmax_step
 from ppa_eval.kernels.sinks import sink_outside_distances
@@ -41,20 +42,22 @@ class TileShape:
 
 
 @triton.jit
-def _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_head, v_head, BlockTable, b,
+def _masked_tile(q, key_slot, allowed, m, l, acc, k_head, v_head, BlockTable, b,
                  stride_kb, stride_kl, stride_vb, stride_vl, stride_tb, qk_scale,
                  HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr):
     """Fold the keys at key_slot ([BLOCK_N]) into the online softmax of q's rows where `allowed`
     ([BLOCK_M, BLOCK_N]). key_slot must name real rows everywhere (the caller clamps the slots past
-    its last key to that key, and `allowed` is false there); key_ok says which slots were not
-    clamped, for the block table's read. k_head, v_head: the cache at the KV head.
+    its last key to that key, and `allowed` is false there), the block table's entries included: a
+    masked-off read of it would name block 0, whose rows (vLLM's null block, or another request's)
+    may hold NaN, and a NaN value times a zero probability poisons the row. k_head, v_head: the
+    cache at the KV head.
 
     No load here takes a mask: predicated K/V loads, and the row and key bounds and-ed into
     `allowed`, made the reduced walk of bench/tile_limits.py 15-20% slower on the H200 (2k-32k
     tokens, 2026-12-01), and this kernel 3-6% slower, all for the one tile per program that runs
     past the last key."""
     dim = tl.arange(0, HEAD_DIM)
-    outer, row = cache_row(key_slot, key_ok, BlockTable, b, stride_tb, PAGED, PAGE_SIZE)
+    outer, row = cache_row(key_slot, None, BlockTable, b, stride_tb, PAGED, PAGE_SIZE)
     k = tl.load(k_head + (outer * stride_kb + row * stride_kl)[:, None] + dim[None, :])
     s = tl.dot(q, tl.trans(k)) * qk_scale  # [BLOCK_M, BLOCK_N]
     s = tl.where(allowed, s, float("-inf"))
@@ -64,9 +67,10 @@ def _masked_tile(q, key_slot, key_ok, allowed, m, l, acc, k_head, v_head, BlockT
 
 
 def _tiles(
-    Q, K, V, Out, Lse, RowBits, Counts, KvStart, BlockTable,
+    Q, K, V, Out, Lse, RowBits, Counts, KvStart, BlockTable, Programs,
     stride_qb, stride_qh, stride_qt,
     stride_ob, stride_oh, stride_ot,
+    stride_lb, stride_lh,
     stride_kb, stride_kh, stride_kl,  # then V's and the block table's: CacheLayout.strides()
     stride_vb, stride_vh, stride_vl,
     stride_tb,
@@ -74,27 +78,28 @@ def _tiles(
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_SINK: tl.constexpr, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
 ):
-    b = tl.program_id(1) // n_q_heads
-    head = tl.program_id(1) % n_q_heads
+    # Programs: None, or a step's chunks (chunks.py), whose table then gives n_queries and first_slot.
+    b, head, q_batch, first_row, first_query, n_queries, first_slot = program_queries(
+        Programs, n_q_heads, n_queries, first_slot, BLOCK_M)
     start = 0
     if KvStart is not None:  # left padding: slots below start hold no token
         start = tl.load(KvStart + b)
-    t = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    t = first_query + tl.arange(0, BLOCK_M)
     t_ok = t < n_queries
     slot = first_slot + t
     dim = tl.arange(0, HEAD_DIM)
     # Rows past n_queries load the last query again rather than a masked load (their results are
     # never stored): a masked q made the reduced walk of bench/tile_limits.py 5-8% slower.
-    q = tl.load(Q + b.to(tl.int64) * stride_qb + head * stride_qh + tl.minimum(t, n_queries - 1)[:, None] * stride_qt
-                + dim[None, :])
+    q = tl.load(Q + q_batch * stride_qb + head * stride_qh
+                + (first_row + tl.minimum(t, n_queries - 1))[:, None] * stride_qt + dim[None, :])
     k_head = K + (head // GROUP) * stride_kh
     v_head = V + (head // GROUP) * stride_vh
     m = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
-    last_slot = first_slot + tl.minimum(tl.program_id(0) * BLOCK_M + BLOCK_M, n_queries) - 1
-    band_lo = tl.maximum(first_slot + tl.program_id(0) * BLOCK_M - split + 1, start)
+    last_slot = first_slot + tl.minimum(first_query + BLOCK_M, n_queries) - 1
+    band_lo = tl.maximum(first_slot + first_query - split + 1, start)
     # The sinks below the band first: only the sinks that neither walk reaches at a distance in S.
     if HAS_SINK:
         sink_end = tl.minimum(start + sink, band_lo)
@@ -103,7 +108,7 @@ def _tiles(
             key_ok = key_slot < sink_end
             allowed = sink_outside_distances(Counts, key_slot[None, :], slot[:, None], start, sink,
                                              key_ok[None, :] & t_ok[:, None])
-            m, l, acc = _masked_tile(q, tl.minimum(key_slot, sink_end - 1), key_ok, allowed, m, l, acc, k_head,
+            m, l, acc = _masked_tile(q, tl.minimum(key_slot, sink_end - 1), allowed, m, l, acc, k_head,
                                      v_head, BlockTable, b,
                                      stride_kb, stride_kl, stride_vb, stride_vl, stride_tb, qk_scale,
                                      HEAD_DIM, PAGED, PAGE_SIZE)
@@ -120,27 +125,29 @@ def _tiles(
         if HAS_SINK:  # the sinks S does not reach; those it reaches are in the bits or the gather's walk
             allowed = allowed | sink_outside_distances(Counts, key_slot[None, :], slot[:, None], start, sink,
                                                        key_ok[None, :] & t_ok[:, None])
-        m, l, acc = _masked_tile(q, tl.minimum(key_slot, last_slot), key_ok, allowed, m, l, acc, k_head, v_head,
+        m, l, acc = _masked_tile(q, tl.minimum(key_slot, last_slot), allowed, m, l, acc, k_head, v_head,
                                  BlockTable, b,
                                  stride_kb, stride_kl, stride_vb, stride_vl, stride_tb, qk_scale,
                                  HEAD_DIM, PAGED, PAGE_SIZE)
 
     acc = acc / tl.where(l == 0.0, 1.0, l)[:, None]  # rows with no key yet come out 0
-    tl.store(Out + b.to(tl.int64) * stride_ob + head * stride_oh + t[:, None] * stride_ot + dim[None, :],
-             acc.to(Out.dtype.element_ty), mask=t_ok[:, None])
+    tl.store(Out + q_batch * stride_ob + head * stride_oh + (first_row + t)[:, None] * stride_ot
+             + dim[None, :], acc.to(Out.dtype.element_ty), mask=t_ok[:, None])
     # log2-sum-exp2 of the scores seen, -inf for rows that saw none: the gather continues from it.
     # Written also when no gather follows, so that a paged chunk with and one without a far part
     # run one compiled variant (a new variant part-way through serving stalls the step to compile).
     lse = tl.where(l == 0.0, float("-inf"), m + tl.log2(tl.where(l == 0.0, 1.0, l)))
-    tl.store(Lse + (b * n_q_heads + head).to(tl.int64) * n_queries + t, lse, mask=t_ok)
+    tl.store(Lse + q_batch * stride_lb + head * stride_lh + first_row + t, lse, mask=t_ok)
 
 
 # Triton specialises integer arguments by default (values divisible by 16, and 1), which keeps the
-# contiguous prefill 1-5% faster (H200, 2k-32k tokens). vLLM's prefill chunks change their query
-# count, first slot and split from call to call; specialised, every new combination would compile
-# another variant part-way through serving, so the paged launches take a copy that is not.
+# contiguous prefill 1-5% faster (H200, 2k-32k tokens). vLLM's steps change their token count (the
+# log-sum-exp's strides), query counts, first slots and split from call to call; specialised, every
+# new combination would compile another variant part-way through serving, so the paged launches
+# take a copy that is not.
+PAGED_VARYING = ["stride_lb", "stride_lh", "n_queries", "first_slot"]
 _tiles_kernel = triton.jit(_tiles)
-_tiles_kernel_paged = triton.jit(do_not_specialize=["n_queries", "first_slot", "split"])(_tiles)
+_tiles_kernel_paged = triton.jit(do_not_specialize=[*PAGED_VARYING, "split"])(_tiles)
 
 
 @lru_cache(maxsize=64)
@@ -159,18 +166,23 @@ def row_bits(tables: OffsetTables, split: int, block_n: int) -> torch.Tensor:
 
 
 def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: float, *, kv_len: int,
-                 cache: CacheLayout, kv_start=None, shape: TileShape = TileShape()):
+                 cache: CacheLayout, kv_start=None, programs=None, shape: TileShape = TileShape()):
     """Attention of q [B, Hq, Lq, D], the last Lq of kv_len slots, over the keys at distances below
     `split` (and the sinks) of the cache k, v (laid out as `cache` says); writes the normalised
     result to out, and each row's log2-sum-exp2 (in log2 units of scale * log2(e)) to lse, fp32
-    [B, Hq, Lq]."""
+    [B, Hq, Lq]. programs: a step's chunks instead (chunks.program_table with block_m; B = 1, Lq
+    the step's tokens, kv_len unused)."""
     batch, n_q_heads, n_queries, head_dim = q.shape
     bits = row_bits(tables, split, shape.block_n)
-    grid = (ceil_div(n_queries, shape.block_m), batch * n_q_heads)
+    if programs is None:
+        grid = (ceil_div(n_queries, shape.block_m), batch * n_q_heads)
+    else:
+        grid, n_queries, kv_len = (programs.shape[0], n_q_heads), 0, 0  # the table gives both per program
     kernel = _tiles_kernel_paged if cache.paged else _tiles_kernel
     kernel[grid](
-        q, k, v, out, lse, bits, tables.counts, kv_start, cache.block_table,
-        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), *cache.strides(),
+        q, k, v, out, lse, bits, tables.counts, kv_start, cache.block_table, programs,
+        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+        *cache.strides(),
         n_queries, kv_len - n_queries, n_q_heads, split, tables.sink, bits.shape[0], scale * 1.4426950408889634,
         GROUP=n_q_heads // cache.n_kv_heads, HEAD_DIM=head_dim, BLOCK_M=shape.block_m, BLOCK_N=shape.block_n,
         HAS_SINK=tables.sink > 0, PAGED=cache.paged, PAGE_SIZE=cache.page_size,
