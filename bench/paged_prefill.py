@@ -1,12 +1,13 @@
-"""One vLLM prefill chunk's attention, as the plug-in runs it (ppa_prefill_paged over a paged cache),
-against dense causal attention, at the shapes of bench/vllm_throughput.py's long-context workloads.
+"""One vLLM prefill chunk's attention over a paged cache (prefill.prefill, the kernels the plug-in
+launches for a step's chunks, here with one chunk and no program table), against dense causal
+attention, at the shapes of bench/vllm_throughput.py's long-context workloads.
 
     PYTHONPATH=. python bench/paged_prefill.py [--out results/bench]
 
 Per case: GPU time (triton.testing.do_bench) of the call at the cost model's split and at every
 candidate split (the best one shows whether the model, fitted at head 128, picks well at head 64),
-the host time of one call (launches without waiting for the GPU), and dense SDPA (is_causal) on
-the same chunk as a contiguous cache. Writes paged_prefill.{json,md}.
+and dense SDPA (is_causal) on the same chunk as a contiguous cache. The host's share of a vLLM
+step is measured inside vLLM instead (bench/vllm_step_times.py). Writes paged_prefill.{json,md}.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import triton
 
-from ppa_eval.kernels import plan_prefill_paged, ppa_prefill_paged
 from ppa_eval.kernels.cost_model import candidate_splits, choose_split
 from ppa_eval.kernels.prefill import prefill
 from ppa_eval.kernels.tables import offset_tables
@@ -33,24 +32,6 @@ CASES = [  # name, query heads, KV heads, head size, chunk queries, sequence len
     ("llama-8b, half a prompt", 32, 8, 128, 8192, 8192),
     ("llama-8b, whole prompt", 32, 8, 128, 16384, 16384),
 ]  # whole sequences only: torch's dense causal kernels align the diagonal top-left
-
-
-def host_us(call, repeats: int = 50) -> float:
-    torch.cuda.synchronize()
-    total = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        total += time.perf_counter() - start
-        torch.cuda.synchronize()
-    return total / repeats * 1e6
-
-
-def launch(pattern, q, k_cache, v_cache, block_table, seq_len, out):
-    """What the plug-in does for a step whose one prefill chunk is q: plan it, then launch (per layer)."""
-    rows = q[0].transpose(0, 1)  # the step's query rows [tokens, heads, head_dim]
-    chunks = plan_prefill_paged(pattern, [0, rows.shape[0]], [seq_len], range(1), q.shape[1], k_cache.shape[2], "cuda")
-    ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=out[0].transpose(0, 1))
 
 
 def case(name, heads, kv_heads, head_dim, n_queries, seq_len, power):
@@ -81,7 +62,6 @@ def case(name, heads, kv_heads, head_dim, n_queries, seq_len, power):
         "case": name, "power": power, "heads": f"{heads}/{kv_heads} x {head_dim}", "queries": n_queries, "seq_len": seq_len,
         "ppa_ms": round(by_split[chosen], 4), "chosen_split": chosen, "best_split": best, "best_ms": round(by_split[best], 4),
         "dense_ms": round(dense, 4), "vs_dense": round(by_split[chosen] / dense, 3),
-        "host_us": round(host_us(lambda: launch(pattern, q, k_cache, v_cache, block_table, seq_len, out)), 1),
         "by_split_ms": {str(s): round(t, 4) for s, t in by_split.items()},
     }
 
@@ -93,9 +73,9 @@ def main() -> None:
     rows = [case(*c, power) for c in CASES for power in ("1/2", "3/4")]
     header = f"# One vLLM prefill chunk ({torch.cuda.get_device_name()}, {datetime.date.today()}; bf16, w = 64, page {PAGE})"
     lines = [header, "", "| case | p | heads x size | queries / length | PPA ms (split) | best split ms (split) | "
-             "dense ms | vs dense | host us |", "|---|---|---|---|---|---|---|---|---|"]
+             "dense ms | vs dense |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['case']} | {r['power']} | {r['heads']} | {r['queries']} / {r['seq_len']} | {r['ppa_ms']} ({r['chosen_split']}) | "
-              f"{r['best_ms']} ({r['best_split']}) | {r['dense_ms']} | {r['vs_dense']} | {r['host_us']} |" for r in rows]
+              f"{r['best_ms']} ({r['best_split']}) | {r['dense_ms']} | {r['vs_dense']} |" for r in rows]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

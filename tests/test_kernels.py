@@ -132,12 +132,13 @@ def test_split_decode_replays_in_a_cuda_graph():
 
 def paged_cache(k, v, lengths, page=16):
     """vLLM's layout of k, v [B, Hkv, L, D]: row b's first lengths[b] slots scattered over shuffled
-    physical blocks of `page` slots, every slot no row owns NaN. Returns (k_cache, v_cache, block_table)."""
+    physical blocks of `page` slots, every slot no row owns NaN, block 0 included (vLLM's null
+    block, which no request owns). Returns (k_cache, v_cache, block_table)."""
     batch = k.shape[0]
     pages_per_row = -(-max(lengths) // page)
-    physical = torch.randperm(batch * pages_per_row, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    physical = 1 + torch.randperm(batch * pages_per_row, generator=torch.Generator().manual_seed(0)).to(DEVICE)
     block_table = physical.view(batch, pages_per_row).to(torch.int32)
-    k_cache = torch.full((batch * pages_per_row, page, KV_HEADS, HEAD_DIM), float("nan"), dtype=DTYPE, device=DEVICE)
+    k_cache = torch.full((1 + batch * pages_per_row, page, KV_HEADS, HEAD_DIM), float("nan"), dtype=DTYPE, device=DEVICE)
     v_cache = k_cache.clone()
     for b, length in enumerate(lengths):
         for logical in range(-(-length // page)):
@@ -164,11 +165,11 @@ def test_paged_decode_matches_reference(pattern):
 @pytest.mark.parametrize("pattern", [PowerPattern("3/4", 8), PowerPattern("1/2", 4, 6), PowerPattern("7/8", 16)])
 def test_a_steps_prefill_chunks_match_reference_in_one_launch(pattern):
     # A vLLM step: two one-token decodes first (not planned: the decode kernel takes them), then a
-    # whole prompt, a later chunk of a longer one, a request with no queries this step, and a
-    # short last chunk. One launch of each kernel serves every chunk, its keys and values read
+    # whole prompt, a later chunk of a longer one, a request with no queries this step, a short
+    # chunk, and a decode behind them (a batch vLLM did not reorder: a chunk of one query). One launch of each kernel serves every chunk, its keys and values read
     # straight from shuffled pages (the other rows and slots of the cache are NaN), at every split
     # and at the cost model's.
-    lengths, n_queries = [50, 60, 93, 130, 20, 77], [1, 1, 93, 40, 0, 5]
+    lengths, n_queries = [50, 60, 61, 130, 20, 77, 45], [1, 1, 61, 40, 0, 5, 1]
     q, k, v = random_qkv(len(lengths), max(n_queries), max(lengths), seed=3)
     k_cache, v_cache, block_table = paged_cache(k, v, lengths)
     query_starts = [0, *itertools.accumulate(n_queries)]
@@ -183,7 +184,7 @@ def test_a_steps_prefill_chunks_match_reference_in_one_launch(pattern):
             assert_close(chunk, reference(q[r:r + 1, :, :n_queries[r]], k[r:r + 1, :, :lengths[r]],
                                           v[r:r + 1, :, :lengths[r]], pattern))
 
-    for split in (1, 9, 40, max(lengths)):
+    for split in (1, 40, max(lengths)):  # all gathered, both, all tiles
         chunks = prefill.plan_chunks(tables, query_starts, lengths, prefills, HEADS, KV_HEADS, DEVICE, split=split,
                                      tiles=prefill.TileShape(block_m=16, block_n=32), gather=prefill.Gather(block_c=16))
         check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
@@ -323,6 +324,18 @@ def test_refuses_device_lengths_for_a_prompt():
     q, k, v = random_qkv(1, 5, 20, seed=0)
     with pytest.raises(KernelInputError, match="seq_lens is for decode"):
         ppa_attention(q, k, v, PowerPattern("3/4", 4), seq_lens=torch.tensor([20], dtype=torch.int32, device=DEVICE))
+
+
+def test_plans_no_prefill_for_requests_without_queries():
+    # vLLM pads a batch of 62 decodes to its CUDA graph's 64 with empty requests (seen on the
+    # H200): nothing to prefill, not an error.
+    query_starts, seq_lens = list(range(63)) + [62, 62], [7700] * 62 + [0, 0]
+    assert plan_prefill_paged(PowerPattern("1/2", 64), query_starts, seq_lens, range(62, 64), 9, 3, DEVICE) is None
+
+
+def test_refuses_a_chunk_longer_than_its_sequence():
+    with pytest.raises(KernelInputError, match="more queries than its sequence"):
+        plan_prefill_paged(PowerPattern("1/2", 4), [0, 1, 41], [30, 20], range(1, 2), HEADS, KV_HEADS, DEVICE)
 
 
 def test_refuses_a_pattern_that_attends_nothing():

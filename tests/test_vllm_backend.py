@@ -14,14 +14,15 @@ import torch
 
 pytest.importorskip("vllm")
 
-from ppa_eval.engines.vllm_backend import (PatternMissingError, PPAAttentionImpl, PPAMetadata,  # noqa: E402
-                                           _mask, leading_decodes)
+from ppa_eval.engines.vllm_backend import (PatternMissingError, PPAAttentionImpl, _mask,  # noqa: E402
+                                           kernels_apply, leading_decodes, step_metadata)
 from ppa_eval.kernels.reference import floor_power  # noqa: E402
 from ppa_eval.patterns import PatternError, parse_spec  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_SIZE, PAGE = 6, 2, 16, 16
 # (tokens already in the cache, tokens this step), in vLLM's order: decodes first, then a prefill and
-# a chunked prefill; a last decode behind them takes the per-request path (a batch vLLM did not reorder)
+# a chunked prefill; a last decode behind them (a batch vLLM did not reorder) goes with the prefill
+# chunks on the kernels' path, request by request on the reference path
 REQUESTS = [(49, 1), (130, 1), (0, 37), (50, 20), (70, 1)]
 DECODE_BOUND = 256  # the model's maximum length: bounds every sequence
 
@@ -136,10 +137,10 @@ def test_backend_matches_dense_reference(monkeypatch, layout, spec):
     starts = np.cumsum([0] + [new for _, new in REQUESTS]).tolist()
     seq_lens = [done + new for done, new in REQUESTS]
     assert leading_decodes(starts) == 2
-    meta = PPAMetadata(num_actual_tokens=n_tokens, num_decodes=leading_decodes(starts), decode_bound=DECODE_BOUND,
-                       query_starts=starts, seq_lens_host=seq_lens,
-                       seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
-                       block_table=block_table.to(device))
+    pattern = parse_spec(spec)  # as the builder does: the step's prefill chunks planned where the kernels attend
+    kernel_plan = (pattern, HEADS, KV_HEADS) if kernels_apply(device, dtype, HEAD_SIZE, pattern) else None
+    meta = step_metadata(n_tokens, starts, seq_lens, torch.tensor(seq_lens, dtype=torch.int32, device=device),
+                         block_table.to(device), DECODE_BOUND, kernel_plan)
     query = torch.cat(queries + [torch.randn(2, HEADS, HEAD_SIZE, dtype=dtype, device=device)])
     output = torch.full((n_tokens + 2, HEADS * HEAD_SIZE), float("nan"), dtype=dtype, device=device)
     impl.forward(None, query, None, None, kv_cache, meta, output)
@@ -188,9 +189,8 @@ def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
 
     def step():
         impl.do_kv_cache_update(layer, new_kv[:, 0], new_kv[:, 1], kv_cache, slot_mapping)
-        meta = PPAMetadata(num_actual_tokens=n_reqs, num_decodes=n_reqs, decode_bound=DECODE_BOUND,
-                           query_starts=list(range(n_reqs + 1)), seq_lens_host=[], seq_lens=seq_lens,
-                           block_table=block_table)
+        meta = step_metadata(n_reqs, list(range(n_reqs + 1)), [], seq_lens, block_table, DECODE_BOUND,
+                             (parse_spec(spec), HEADS, KV_HEADS))
         impl.forward(None, query, None, None, kv_cache, meta, output)
 
     load_step([5, 9, 3])

@@ -163,10 +163,10 @@ class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)
         model_config = vllm_config.model_config
         self.max_model_len = model_config.max_model_len
-        self.pattern = configured_pattern(model_config.hf_config)
-        self.kernels = kernels_apply(torch.device(device).type, model_config.dtype, kv_cache_spec.head_size,
-                                     self.pattern)
-        self.heads = (model_config.get_num_attention_heads(vllm_config.parallel_config), kv_cache_spec.num_kv_heads)
+        pattern = configured_pattern(model_config.hf_config)
+        heads = (model_config.get_num_attention_heads(vllm_config.parallel_config), kv_cache_spec.num_kv_heads)
+        kernels = kernels_apply(torch.device(device).type, model_config.dtype, kv_cache_spec.head_size, pattern)
+        self.kernel_plan = (pattern, *heads) if kernels else None
 
     @classmethod
     def get_cudagraph_support(cls, vllm_config, kv_cache_spec) -> AttentionCGSupport:
@@ -185,25 +185,26 @@ class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
         seq_lens_host = getattr(m, "seq_lens_cpu_upper_bound", None)
         if seq_lens_host is None:
             seq_lens_host = m.seq_lens.cpu()
-        query_starts = m.query_start_loc_cpu[: m.num_reqs + 1].tolist()
-        seq_lens_host = seq_lens_host[: m.num_reqs].tolist()
-        num_decodes = leading_decodes(query_starts)
-        prefill = None
-        if self.kernels and num_decodes < m.num_reqs:
-            from ppa_eval.kernels import plan_prefill_paged
+        return step_metadata(m.num_actual_tokens, m.query_start_loc_cpu[: m.num_reqs + 1].tolist(),
+                             seq_lens_host[: m.num_reqs].tolist(), m.seq_lens[: m.num_reqs],
+                             m.block_table_tensor[: m.num_reqs], self.max_model_len, self.kernel_plan)
 
-            prefill = plan_prefill_paged(self.pattern, query_starts, seq_lens_host, range(num_decodes, m.num_reqs),
-                                         *self.heads, self.device)
-        return PPAMetadata(
-            num_actual_tokens=m.num_actual_tokens,
-            num_decodes=num_decodes,
-            decode_bound=self.max_model_len,
-            query_starts=query_starts,
-            seq_lens_host=seq_lens_host,
-            seq_lens=m.seq_lens[: m.num_reqs],
-            block_table=m.block_table_tensor[: m.num_reqs],
-            prefill=prefill,
-        )
+
+def step_metadata(num_actual_tokens: int, query_starts: list[int], seq_lens_host: list[int], seq_lens: torch.Tensor,
+                  block_table: torch.Tensor, decode_bound: int, kernel_plan: tuple | None) -> PPAMetadata:
+    """A step's metadata from vLLM's (host query starts and lengths, device lengths and block
+    table). kernel_plan: (pattern, query heads, KV heads) where the kernels attend, to plan the
+    step's prefill chunks for them: every request behind the leading one-token decodes."""
+    num_decodes, num_reqs = leading_decodes(query_starts), len(query_starts) - 1
+    prefill = None
+    if kernel_plan is not None and num_decodes < num_reqs:
+        from ppa_eval.kernels import plan_prefill_paged
+
+        prefill = plan_prefill_paged(kernel_plan[0], query_starts, seq_lens_host, range(num_decodes, num_reqs),
+                                     *kernel_plan[1:], seq_lens.device)
+    return PPAMetadata(num_actual_tokens=num_actual_tokens, num_decodes=num_decodes, decode_bound=decode_bound,
+                       query_starts=query_starts, seq_lens_host=seq_lens_host, seq_lens=seq_lens,
+                       block_table=block_table, prefill=prefill)
 
 
 class PPAAttentionImpl(AttentionImpl):

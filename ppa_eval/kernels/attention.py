@@ -140,17 +140,17 @@ def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: Pow
 
 
 def plan_prefill_paged(pattern: PowerPattern, query_starts: list[int], seq_lens: list[int], requests: range,
-                       n_q_heads: int, n_kv_heads: int, device) -> prefill.Chunks:
+                       n_q_heads: int, n_kv_heads: int, device) -> prefill.Chunks | None:
     """Plan, once per step for every layer, the prefill chunks of `requests` for ppa_prefill_paged:
     request r's queries are rows query_starts[r] .. query_starts[r + 1] - 1 of the step's query
-    tensor, the last ones of its seq_lens[r] tokens (host lists, as vLLM's metadata has them)."""
+    tensor, the last ones of its seq_lens[r] tokens (host lists, as vLLM's metadata has them).
+    None when those requests have no queries."""
+    if query_starts[requests.stop] == query_starts[requests.start]:
+        return None  # no queries (vLLM pads a batch of decodes for its CUDA graph with empty requests)
     if any(query_starts[r + 1] - query_starts[r] > seq_lens[r] for r in requests):
         raise KernelInputError("a chunk has more queries than its sequence has tokens; the queries must be in the cache")
-    longest = max((seq_lens[r] for r in requests), default=0)
-    if longest == 0:
-        raise KernelInputError(f"requests {requests} hold no tokens to prefill")
-    return prefill.plan_chunks(_tables(pattern, longest, device), query_starts, seq_lens, requests, n_q_heads,
-                               n_kv_heads, device)
+    return prefill.plan_chunks(_tables(pattern, max(seq_lens[r] for r in requests), device), query_starts, seq_lens,
+                               requests, n_q_heads, n_kv_heads, device)
 
 
 def ppa_prefill_paged(q, k_cache, v_cache, block_table, chunks: prefill.Chunks, *, scale: float | None = None,
