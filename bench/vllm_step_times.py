@@ -29,7 +29,7 @@ os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # before vllm is imported
 
 import torch  # noqa: E402
 
-from vllm_throughput import WORKLOADS, engine, random_prompts  # noqa: E402
+from vllm_throughput import WORKLOADS, engine, gpu_label, random_prompts, warm_up  # noqa: E402
 
 
 def wrap(owner, method: str, key: str, stats: dict, state: dict) -> None:
@@ -85,9 +85,8 @@ def run(workload_name: str, name: str, power: str, out_dir: Path) -> None:
     with tempfile.TemporaryDirectory() as directory:
         AutoConfig.for_model(**workload.config).save_pretrained(directory)
         llm = engine(Path(directory), name, power, False, max_model_len=workload.max_model_len, load_format="dummy")
+        warm_up(llm, workload)
         vocab = workload.config["vocab_size"]
-        llm.generate([{"prompt_token_ids": p} for p in random_prompts(4, workload.prompt_tokens, vocab, seed=1)],
-                     vllm.SamplingParams(temperature=0, max_tokens=8, detokenize=False), use_tqdm=False)
         params = vllm.SamplingParams(temperature=0, max_tokens=workload.new_tokens, ignore_eos=True, detokenize=False)
         for seed, sync in ((2, False), (3, False), (4, True)):
             stats.clear()
@@ -101,8 +100,7 @@ def run(workload_name: str, name: str, power: str, out_dir: Path) -> None:
     result = {"workload": workload_name, "engine": name, "power": power if name == "ppa" else None,
               "date": str(datetime.date.today()), "gpu": torch.cuda.get_device_name(), "vllm": vllm.__version__,
               "runs": runs}
-    gpu = result["gpu"].split()[-1].lower()
-    (out_dir / f"vllm_step_times_{workload_name}_{gpu}_{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out_dir / f"vllm_step_times_{workload_name}_{gpu_label(result['gpu'])}_{name}.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 def table(out_dir: Path) -> str:

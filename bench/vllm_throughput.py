@@ -103,6 +103,21 @@ def engine(directory: Path, name: str, power: str, eager: bool, dtype: str = "bf
     return vllm.LLM(**arguments, skip_tokenizer_init=True, **extra)
 
 
+def warm_up(llm, workload: Workload) -> None:
+    """A short generate on other prompts (vLLM's prefix cache would otherwise skip the prefill of
+    those it saw), so that the timed ones find the kernels compiled."""
+    import vllm
+
+    prompts = random_prompts(4, workload.prompt_tokens, workload.config["vocab_size"], seed=1)
+    llm.generate([{"prompt_token_ids": p} for p in prompts],
+                 vllm.SamplingParams(temperature=0, max_tokens=8, detokenize=False), use_tqdm=False)
+
+
+def gpu_label(gpu_name: str) -> str:
+    """The short GPU name in result file names: NVIDIA H200 -> h200."""
+    return gpu_name.split()[-1].lower()
+
+
 def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path, repeats: int = 1) -> Path:
     import vllm
     from transformers import AutoConfig
@@ -113,10 +128,7 @@ def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path, r
         start = time.perf_counter()
         llm = engine(Path(directory), name, power, eager, max_model_len=workload.max_model_len, load_format="dummy")
         started = time.perf_counter() - start
-        # Warm up on other prompts: vLLM's prefix cache would otherwise skip the prefill of those it saw.
-        warm_up = random_prompts(4, workload.prompt_tokens, workload.config["vocab_size"], seed=1)
-        llm.generate([{"prompt_token_ids": p} for p in warm_up],
-                     vllm.SamplingParams(temperature=0, max_tokens=8, detokenize=False))
+        warm_up(llm, workload)
         params = vllm.SamplingParams(temperature=0, max_tokens=workload.new_tokens, ignore_eos=True, detokenize=False)
         runs = []
         for seed in range(2, 2 + repeats):  # seed 2 first: the prompts of a single run as before
@@ -145,7 +157,7 @@ def run(workload_name: str, name: str, power: str, eager: bool, out_dir: Path, r
 
 def result_name(result: dict) -> str:
     """vllm_throughput_{workload}_{gpu}_{engine}[_p{power}][_eager].json, e.g. ..._llama-8b_h200_ppa_p1-2_eager.json"""
-    gpu = result["gpu"].split()[-1].lower()
+    gpu = gpu_label(result["gpu"])
     power = f"_p{str(Fraction(result['power'])).replace('/', '-')}" if result["engine"] == "ppa" else ""
     return f"vllm_throughput_{result['workload']}_{gpu}_{result['engine']}{power}{'_eager' if result['eager'] else ''}.json"
 

@@ -20,12 +20,10 @@ import torch
 import triton
 import triton.language as tl
 
-FIELDS = 5  # request, first query, first row, n_queries, first_slot
-
-
 def program_table(query_starts: list[int], seq_lens: list[int], requests: range, block: int,
                   device) -> torch.Tensor:
-    """int32 [programs, FIELDS]: one program per `block` consecutive queries of each request's chunk.
+    """int32 [programs, 5]: one program per `block` consecutive queries of each request's chunk,
+    its columns (request, first query, first row, n_queries, first_slot) as program_queries reads them.
     Request r's queries are rows query_starts[r] .. query_starts[r + 1] - 1, the last ones of its
     seq_lens[r] tokens; requests without queries get no program."""
     r = np.arange(requests.start, requests.stop)
@@ -51,7 +49,7 @@ def program_queries(Programs, n_heads, n_queries, first_slot, BLOCK: tl.constexp
         head, q_batch, first_row = tl.program_id(1) % n_heads, b.to(tl.int64), 0
         first_query = tl.program_id(0) * BLOCK
     else:
-        entry = Programs + tl.program_id(0) * 5
+        entry = Programs + tl.program_id(0) * 5  # program_table's row
         b, head, q_batch = tl.load(entry), tl.program_id(1), tl.full([], 0, tl.int64)
         first_query, first_row = tl.load(entry + 1), tl.load(entry + 2)
         n_queries, first_slot = tl.load(entry + 3), tl.load(entry + 4)
