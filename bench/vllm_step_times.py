@@ -1,6 +1,6 @@
 """Where a vLLM generation spends its time, step by step: PPA plug-in against stock vLLM, in one process.
 
-    python bench/vllm_step_times.py ENGINE [--workload smollm2-135m] [--power 1/2] [--out results/bench]
+    python bench/vllm_step_times.py ENGINE [--workload smollm2-135m] [--power 1/2] [--prefill-graphs] [--out results/bench]
     python bench/vllm_step_times.py table [--out results/bench]
 
 The workloads of bench/vllm_throughput.py (random weights, compiled with CUDA graphs), with the
@@ -9,8 +9,10 @@ host time of each model step (execute_model), split into steps with a prefill ch
 and decode-only steps; inside them the attention backend's forward calls and its metadata
 builder. Three generates on fresh prompts: two as served (the host runs ahead of the GPU where it
 can), one with a CUDA sync after every step (then a step's time is its host and GPU time in
-series). Host time that matches the synced time means the host was the bottleneck. Writes
-vllm_step_times_{workload}_{gpu}_{engine}.json; `table` collects them into vllm_step_times.md.
+series). Host time that matches the synced time means the host was the bottleneck.
+--prefill-graphs: CUDA graphs for steps with prefill chunks too (vllm_throughput.PREFILL_GRAPH_SIZES).
+Writes vllm_step_times_{workload}_{gpu}_{engine}[_prefill-graphs].json; `table` collects them into
+vllm_step_times.md.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def instrument(name: str, stats: dict, state: dict) -> None:
     wrap(builder, "build", "build", stats, state)
 
 
-def run(workload_name: str, name: str, power: str, out_dir: Path) -> None:
+def run(workload_name: str, name: str, power: str, prefill_graphs: bool, out_dir: Path) -> None:
     import vllm
     from transformers import AutoConfig
 
@@ -84,7 +86,8 @@ def run(workload_name: str, name: str, power: str, out_dir: Path) -> None:
     runs = []
     with tempfile.TemporaryDirectory() as directory:
         AutoConfig.for_model(**workload.config).save_pretrained(directory)
-        llm = engine(Path(directory), name, power, False, max_model_len=workload.max_model_len, load_format="dummy")
+        llm = engine(Path(directory), name, power, False, max_model_len=workload.max_model_len,
+                     prefill_graphs=prefill_graphs, load_format="dummy")
         warm_up(llm, workload)
         vocab = workload.config["vocab_size"]
         params = vllm.SamplingParams(temperature=0, max_tokens=workload.new_tokens, ignore_eos=True, detokenize=False)
@@ -98,22 +101,26 @@ def run(workload_name: str, name: str, power: str, out_dir: Path) -> None:
                          **{k: round(v, 4) for k, v in sorted(stats.items())}})
             print(json.dumps(runs[-1]), flush=True)
     result = {"workload": workload_name, "engine": name, "power": power if name == "ppa" else None,
-              "date": str(datetime.date.today()), "gpu": torch.cuda.get_device_name(), "vllm": vllm.__version__,
-              "runs": runs}
-    (out_dir / f"vllm_step_times_{workload_name}_{gpu_label(result['gpu'])}_{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+              "prefill_graphs": prefill_graphs, "date": str(datetime.date.today()), "gpu": torch.cuda.get_device_name(),
+              "vllm": vllm.__version__, "runs": runs}
+    suffix = "_prefill-graphs" if prefill_graphs else ""
+    path = out_dir / f"vllm_step_times_{workload_name}_{gpu_label(result['gpu'])}_{name}{suffix}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def table(out_dir: Path) -> str:
     lines = ["# vLLM step times: host seconds per kind of step (`bench/vllm_step_times.py`; compiled, CUDA graphs, "
              "in-process engine)", "",
-             "| workload | GPU, date | engine | run | wall s | mixed steps: n, s | their attention calls: n, s | "
-             "builds s | decode steps: n, s |", "|---|---|---|---|---|---|---|---|---|"]
+             "| workload | GPU, date | CUDA graphs | engine | run | wall s | mixed steps: n, s | "
+             "their attention calls: n, s | builds s | decode steps: n, s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(out_dir.glob("vllm_step_times_*.json")):
         r = json.loads(path.read_text())
         name = f"PPA p = {r['power']}" if r["engine"] == "ppa" else "stock"
         for i, run_ in enumerate(r["runs"]):
             g = run_.get
-            lines.append(f"| {r['workload']} | {r['gpu']}, {r['date']} | {name} | {'synced' if run_['synced'] else i + 1} | "
+            graphs = "all steps" if r.get("prefill_graphs") else "up to 512 tokens"
+            lines.append(f"| {r['workload']} | {r['gpu']}, {r['date']} | {graphs} | {name} | "
+                         f"{'synced' if run_['synced'] else i + 1} | "
                          f"{run_['wall_s']} | {g('step_mixed_calls', 0):.0f}, {g('step_mixed_s', 0)} | "
                          f"{g('attention_mixed_calls', 0):.0f}, {g('attention_mixed_s', 0)} | "
                          f"{round(g('build_mixed_s', 0) + g('build_decode_s', 0), 4)} | "
@@ -128,13 +135,14 @@ def main() -> None:
     parser.add_argument("engine", choices=["ppa", "stock", "table"])
     parser.add_argument("--workload", choices=list(WORKLOADS), default="smollm2-135m")
     parser.add_argument("--power", default="1/2", help="the PPA exponent (default 1/2)")
+    parser.add_argument("--prefill-graphs", action="store_true", help="CUDA graphs for steps with prefill chunks too")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.engine == "table":
         print(table(args.out))
         return
-    run(args.workload, args.engine, args.power, args.out)
+    run(args.workload, args.engine, args.power, args.prefill_graphs, args.out)
     sys.stdout.flush()
     os._exit(0)  # the result is written; vLLM 0.24's engine teardown can abort the process
 

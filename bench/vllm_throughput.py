@@ -39,6 +39,14 @@ from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
 from ppa_eval.patterns import PowerPattern, format_spec
 
 WINDOW = 64
+# vLLM captures CUDA graphs for steps of up to 512 tokens by default (decode batches, short mixed
+# steps). These sizes add every multiple of 1,024 up to the step's token budget (16,384 here), so
+# that steps with long prefill chunks replay the layers between the attention calls as piecewise
+# graphs too; attention runs outside the graphs in both engines.
+PREFILL_GRAPH_SIZES = [1, 2, 4, *range(8, 256, 8), *range(256, 513, 16), *range(1024, 16385, 1024)]
+# FlashInfer's top-k/top-p sampler compiles with nvcc when an engine first starts on a machine
+# (engines on a fresh H200 were still compiling after 100 s, 2026-12-02); greedy decoding never uses it.
+os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
 
 
 @dataclass(frozen=True)
@@ -86,11 +94,14 @@ def random_prompts(n: int, length: int, vocab_size: int, seed: int) -> list[list
 
 
 def engine(directory: Path, name: str, power: str, eager: bool, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
-           max_model_len: int | None = None, **extra):
+           max_model_len: int | None = None, prefill_graphs: bool = False, **extra):
     """vllm.LLM without a tokenizer (token-id prompts): stock vLLM, or the plug-in at p = power,
     w = WINDOW. Both take the engine's arguments (ppa_eval.engines.vllm_engine), stock without the
-    pattern; `extra` goes to vllm.LLM as it is."""
+    pattern; prefill_graphs: capture PREFILL_GRAPH_SIZES; `extra` goes to vllm.LLM as it is."""
     import vllm
+
+    if prefill_graphs:
+        extra["compilation_config"] = {"cudagraph_capture_sizes": PREFILL_GRAPH_SIZES}
 
     pattern = PowerPattern(power, WINDOW)
     options = VLLMOptions(enforce_eager=eager, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len)

