@@ -207,7 +207,7 @@ def step_metadata(num_actual_tokens: int, query_starts: list[int], seq_lens_host
         from ppa_eval.kernels import plan_prefill_paged
 
         chunks = plan_prefill_paged(kernel_plan[0], query_starts, seq_lens_host, range(num_reqs),
-                                     *kernel_plan[1:], seq_lens.device)
+                                    *kernel_plan[1:], seq_lens.device)
     return PPAMetadata(num_actual_tokens=num_actual_tokens, num_decodes=num_decodes, decode_bound=decode_bound,
                        query_starts=query_starts, seq_lens_host=seq_lens_host, seq_lens=seq_lens,
                        block_table=block_table, chunks=chunks)

@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+
 def program_table(query_starts: list[int], seq_lens: list[int], requests: range, block: int,
                   device) -> torch.Tensor:
     """int32 [programs, 5]: one program per `block` consecutive queries of each request's chunk,
