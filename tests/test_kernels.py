@@ -38,9 +38,9 @@ def random_qkv(batch, n_queries, kv_len, seed):
     return (x.to(DEVICE, DTYPE) for x in (q, k, v))
 
 
-def reference(q, k, v, pattern, kv_start=None):
+def reference(q, k, v, pattern, kv_start=None, scale=HEAD_DIM**-0.5):
     attended = attended_distances(pattern.power, pattern.window, k.shape[2])
-    return masked_attention(q, k, v, attended, kv_start=kv_start, sink=pattern.sink, scale=HEAD_DIM**-0.5)
+    return masked_attention(q, k, v, attended, kv_start=kv_start, sink=pattern.sink, scale=scale)
 
 
 def poisoned_like(q):
@@ -189,6 +189,29 @@ def test_a_steps_prefill_chunks_match_reference_in_one_launch(pattern):
         check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
     chunks = plan_prefill_paged(pattern, query_starts, lengths, requests, HEADS, KV_HEADS, DEVICE)
     check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
+
+
+def test_a_steps_later_layers_replay_the_first_layers_launches():
+    # The layers of a vLLM step share one plan. The first launches through Triton and keeps its
+    # launches in the plan; the next, laid out alike, replays them with its own queries, cache and
+    # output (a replay with the first layer's tensors would leave this output NaN); one with another
+    # scale launches anew. The CPU interpreter compiles nothing to replay: there every layer launches.
+    pattern = PowerPattern("1/2", 4, 2)
+    lengths, n_queries = [50, 130, 77], [1, 40, 77]
+    query_starts = [0, *itertools.accumulate(n_queries)]
+    plan = plan_prefill_paged(pattern, query_starts, lengths, range(len(lengths)), HEADS, KV_HEADS, DEVICE)
+    block_table = None
+    for layer, scale in enumerate([HEAD_DIM**-0.5, HEAD_DIM**-0.5, 0.1]):
+        q, k, v = random_qkv(len(lengths), max(n_queries), max(lengths), seed=20 + layer)
+        k_cache, v_cache, pages = paged_cache(k, v, lengths)
+        block_table = pages if block_table is None else block_table  # one step, one block table (the same pages)
+        rows = torch.cat([q[r, :, :n].transpose(0, 1) for r, n in enumerate(n_queries)])
+        out = ppa_prefill_paged(rows, k_cache, v_cache, block_table, plan, scale=scale, out=poisoned_like(rows))
+        for r, n in enumerate(n_queries):
+            chunk = out[query_starts[r]:query_starts[r + 1]].transpose(0, 1)[None]
+            assert_close(chunk, reference(q[r:r + 1, :, :n], k[r:r + 1, :, :lengths[r]], v[r:r + 1, :, :lengths[r]],
+                                          pattern, scale=scale))
+        assert len(plan.launches) == ([1, 1, 2][layer] if DEVICE == "cuda" else 0)  # layouts launched
 
 
 def test_program_table_gives_each_program_its_chunk():

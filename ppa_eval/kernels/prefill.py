@@ -26,7 +26,7 @@ fp32 accumulators do not fit in registers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,7 +36,7 @@ import triton.language as tl
 from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
 from ppa_eval.kernels.chunks import program_queries, program_table
 from ppa_eval.kernels.cost_model import choose_split
-from ppa_eval.kernels.launch import ceil_div, group_block
+from ppa_eval.kernels.launch import ceil_div, group_block, relaunch
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.tables import OffsetTables
 from ppa_eval.kernels.tiles import PAGED_VARYING, TileShape, masked_tiles
@@ -164,6 +164,9 @@ class Chunks:
     gather_programs: torch.Tensor | None
     query_starts: list[int]     # the step's, one more than its requests
     tiles: TileShape
+    # The launches of the step's first layer, for its other layers to replay (replay_chunks), by
+    # the layer's layout (_layer_layout); prefill_chunks fills it.
+    launches: dict = field(default_factory=dict)
 
 
 def plan_chunks(tables: OffsetTables, query_starts: list[int], seq_lens: list[int], requests: range,
@@ -183,16 +186,39 @@ def plan_chunks(tables: OffsetTables, query_starts: list[int], seq_lens: list[in
 
 
 def prefill_chunks(q, k_cache, v_cache, out, block_table, chunks: Chunks, scale: float):
-    """PPA of a step's planned chunks: q, out [1, Hq, tokens, D] (the step's query rows), over the
-    paged cache k_cache, v_cache [blocks, page, Hkv, D] whose pages block_table names per request."""
+    """PPA of a step's planned chunks: q, out [tokens, Hq, D] (the step's query rows), over the
+    paged cache k_cache, v_cache [blocks, page, Hkv, D] whose pages block_table names per request.
+    Keeps the launches in the plan, for the step's later layers to replay (replay_chunks)."""
     cache = CacheLayout.of(k_cache, v_cache, block_table)
-    lse = torch.empty((1, q.shape[1], q.shape[2]), dtype=torch.float32, device=q.device)
-    masked_tiles(q, k_cache, v_cache, out, lse, chunks.tables, chunks.split, scale, kv_len=0, cache=cache,
-                 programs=chunks.tile_programs, shape=chunks.tiles)
+    q4, out4 = q.transpose(0, 1)[None], out.transpose(0, 1)[None]  # [1, Hq, tokens, D]: the kernels' layout
+    lse = torch.empty((1, q4.shape[1], q4.shape[2]), dtype=torch.float32, device=q.device)
+    launches = []
+    masked_tiles(q4, k_cache, v_cache, out4, lse, chunks.tables, chunks.split, scale, kv_len=0, cache=cache,
+                 programs=chunks.tile_programs, shape=chunks.tiles, launches=launches)
     if chunks.gather is not None:
-        far_gather(q, k_cache, v_cache, out, lse, chunks.tables, chunks.n_near, scale, kv_len=0, cache=cache,
-                   programs=chunks.gather_programs, shape=chunks.gather)
+        far_gather(q4, k_cache, v_cache, out4, lse, chunks.tables, chunks.n_near, scale, kv_len=0, cache=cache,
+                   programs=chunks.gather_programs, shape=chunks.gather, launches=launches)
+    if None not in launches:
+        chunks.launches[_layer_layout(q, k_cache, v_cache, out, block_table, scale)] = launches
     return out
+
+
+def replay_chunks(q, k_cache, v_cache, out, block_table, chunks: Chunks, scale: float) -> bool:
+    """prefill_chunks for a later layer of the step, laid out as one it launched: its launches again
+    with this layer's q, k, v and out, without Triton's binding of their ~40 arguments (launch.py).
+    False, launching nothing, where no launch of the step was laid out alike."""
+    launches = chunks.launches.get(_layer_layout(q, k_cache, v_cache, out, block_table, scale))
+    for launch in launches or ():
+        launch(q, k_cache, v_cache, out)  # a kernel reads q [tokens, Hq, D] at q4's address, with the strides kept
+    return launches is not None
+
+
+def _layer_layout(q, k_cache, v_cache, out, block_table, scale: float) -> tuple:
+    """What a step's launches depend on besides the plan: each tensor's dtype, shape, strides and
+    16-byte alignment (Triton compiles a variant per alignment), the block table and the scale.
+    Each kept launch holds the block table, so no other tensor takes its address while it is a key."""
+    return (scale, block_table.data_ptr(),
+            *[(t.dtype, t.shape, t.stride(), t.data_ptr() % 16) for t in (q, k_cache, v_cache, out)])
 
 
 def _far_part(tables: OffsetTables, split: int, kv_len: int, gather: Gather | None) -> tuple[int, Gather | None]:
@@ -206,7 +232,7 @@ def _far_part(tables: OffsetTables, split: int, kv_len: int, gather: Gather | No
 
 
 def far_gather(q, k, v, out, lse, tables: OffsetTables, n_near: int, scale: float, *, kv_len: int,
-               cache: CacheLayout, kv_start=None, programs=None, shape: Gather = LONG_WALK):
+               cache: CacheLayout, kv_start=None, programs=None, shape: Gather = LONG_WALK, launches: list | None = None):
     """Add the distances of S past its first n_near to masked_tiles' result (out, lse), same
     arguments as masked_tiles; programs: chunks.program_table with shape.block_q."""
     batch, n_q_heads, n_queries, head_dim = q.shape
@@ -216,14 +242,13 @@ def far_gather(q, k, v, out, lse, tables: OffsetTables, n_near: int, scale: floa
     else:
         grid, n_queries, kv_len = (programs.shape[0], n_kv_heads), 0, 0  # the table gives both per program
     kernel = _far_gather_kernel_paged if cache.paged else _far_gather_kernel
-    kernel[grid](
-        q, k, v, out, lse, tables.distances, tables.counts, kv_start, cache.block_table, programs,
-        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
-        *cache.strides(),
-        n_queries, kv_len - n_queries, n_kv_heads, n_near, scale * 1.4426950408889634,
-        GROUP=n_q_heads // n_kv_heads, BLOCK_G=group_block(n_q_heads // n_kv_heads),
-        HEAD_DIM=head_dim, BLOCK_Q=shape.block_q, BLOCK_C=shape.block_c,
-        PAGED=cache.paged, PAGE_SIZE=cache.page_size,
-        num_warps=shape.num_warps, num_stages=shape.num_stages,
-    )
+    args = (q, k, v, out, lse, tables.distances, tables.counts, kv_start, cache.block_table, programs,
+            q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2),
+            lse.stride(0), lse.stride(1), *cache.strides(),
+            n_queries, kv_len - n_queries, n_kv_heads, n_near, scale * 1.4426950408889634)
+    constants = dict(GROUP=n_q_heads // n_kv_heads, BLOCK_G=group_block(n_q_heads // n_kv_heads), HEAD_DIM=head_dim,
+                     BLOCK_Q=shape.block_q, BLOCK_C=shape.block_c, PAGED=cache.paged, PAGE_SIZE=cache.page_size)
+    compiled = kernel[grid](*args, **constants, num_warps=shape.num_warps, num_stages=shape.num_stages)
+    if launches is not None:
+        launches.append(relaunch(kernel, compiled, grid, args, constants))
     return out

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
 from ppa_eval.kernels.chunks import program_queries
-from ppa_eval.kernels.launch import ceil_div
+from ppa_eval.kernels.launch import ceil_div, relaunch
 from ppa_eval.kernels.online_softmax import online_softmax_step
 from ppa_eval.kernels.sinks import sink_outside_distances
 from ppa_eval.kernels.tables import OffsetTables
@@ -166,12 +166,13 @@ def row_bits(tables: OffsetTables, split: int, block_n: int) -> torch.Tensor:
 
 
 def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: float, *, kv_len: int,
-                 cache: CacheLayout, kv_start=None, programs=None, shape: TileShape = TileShape()):
+                 cache: CacheLayout, kv_start=None, programs=None, shape: TileShape = TileShape(),
+                 launches: list | None = None):
     """Attention of q [B, Hq, Lq, D], the last Lq of kv_len slots, over the keys at distances below
     `split` (and the sinks) of the cache k, v (laid out as `cache` says); writes the normalised
     result to out, and each row's log2-sum-exp2 (in log2 units of scale * log2(e)) to lse, fp32
     [B, Hq, Lq]. programs: a step's chunks instead (chunks.program_table with block_m; B = 1, Lq
-    the step's tokens, kv_len unused)."""
+    the step's tokens, kv_len unused). launches: a list to append the launch to (launch.relaunch)."""
     batch, n_q_heads, n_queries, head_dim = q.shape
     bits = row_bits(tables, split, shape.block_n)
     if programs is None:
@@ -179,13 +180,13 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
     else:
         grid, n_queries, kv_len = (programs.shape[0], n_q_heads), 0, 0  # the table gives both per program
     kernel = _tiles_kernel_paged if cache.paged else _tiles_kernel
-    kernel[grid](
-        q, k, v, out, lse, bits, tables.counts, kv_start, cache.block_table, programs,
-        q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
-        *cache.strides(),
-        n_queries, kv_len - n_queries, n_q_heads, split, tables.sink, bits.shape[0], scale * 1.4426950408889634,
-        GROUP=n_q_heads // cache.n_kv_heads, HEAD_DIM=head_dim, BLOCK_M=shape.block_m, BLOCK_N=shape.block_n,
-        HAS_SINK=tables.sink > 0, PAGED=cache.paged, PAGE_SIZE=cache.page_size,
-        num_warps=shape.num_warps, num_stages=shape.num_stages,
-    )
+    args = (q, k, v, out, lse, bits, tables.counts, kv_start, cache.block_table, programs,
+            q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2),
+            lse.stride(0), lse.stride(1), *cache.strides(),
+            n_queries, kv_len - n_queries, n_q_heads, split, tables.sink, bits.shape[0], scale * 1.4426950408889634)
+    constants = dict(GROUP=n_q_heads // cache.n_kv_heads, HEAD_DIM=head_dim, BLOCK_M=shape.block_m,
+                     BLOCK_N=shape.block_n, HAS_SINK=tables.sink > 0, PAGED=cache.paged, PAGE_SIZE=cache.page_size)
+    compiled = kernel[grid](*args, **constants, num_warps=shape.num_warps, num_stages=shape.num_stages)
+    if launches is not None:
+        launches.append(relaunch(kernel, compiled, grid, args, constants))
     return out
