@@ -32,10 +32,14 @@ class Relaunch:
         self.runner(q, k, v, out, *self.rest)
 
 
-def relaunch(kernel, compiled, grid: tuple[int, int], args: tuple, constants: dict) -> Relaunch | None:
-    """The launch kernel[grid](*args, **constants) that returned `compiled`, to repeat; None under
-    Triton's CPU interpreter, which compiles nothing."""
+def launch(kernel, grid: tuple[int, int], args: tuple, constants: dict, shape, launches: list | None = None) -> None:
+    """kernel[grid](*args, **constants) with shape's num_warps and num_stages; launches: a list to
+    append the launch to, to repeat (None under Triton's CPU interpreter, which compiles nothing)."""
+    compiled = kernel[grid](*args, **constants, num_warps=shape.num_warps, num_stages=shape.num_stages)
+    if launches is None:
+        return
     if not isinstance(compiled, CompiledKernel):
-        return None
+        launches.append(None)
+        return
     # The compiled kernel takes every parameter in order, constexprs included (as JITFunction.run passes them).
-    return Relaunch(compiled, grid, (*args[4:], *(constants[p.name] for p in kernel.params if p.is_constexpr)))
+    launches.append(Relaunch(compiled, grid, (*args[4:], *(constants[p.name] for p in kernel.params if p.is_constexpr))))

@@ -36,7 +36,7 @@ import triton.language as tl
 from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
 from ppa_eval.kernels.chunks import program_queries, program_table
 from ppa_eval.kernels.cost_model import choose_split
-from ppa_eval.kernels.launch import ceil_div, group_block, relaunch
+from ppa_eval.kernels.launch import ceil_div, group_block, launch
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.tables import OffsetTables
 from ppa_eval.kernels.tiles import PAGED_VARYING, TileShape, masked_tiles
@@ -208,8 +208,8 @@ def replay_chunks(q, k_cache, v_cache, out, block_table, chunks: Chunks, scale: 
     with this layer's q, k, v and out, without Triton's binding of their ~40 arguments (launch.py).
     False, launching nothing, where no launch of the step was laid out alike."""
     launches = chunks.launches.get(_layer_layout(q, k_cache, v_cache, out, block_table, scale))
-    for launch in launches or ():
-        launch(q, k_cache, v_cache, out)  # a kernel reads q [tokens, Hq, D] at q4's address, with the strides kept
+    for kept in launches or ():
+        kept(q, k_cache, v_cache, out)  # a kernel reads q [tokens, Hq, D] at q4's address, with the strides kept
     return launches is not None
 
 
@@ -248,7 +248,5 @@ def far_gather(q, k, v, out, lse, tables: OffsetTables, n_near: int, scale: floa
             n_queries, kv_len - n_queries, n_kv_heads, n_near, scale * 1.4426950408889634)
     constants = dict(GROUP=n_q_heads // n_kv_heads, BLOCK_G=group_block(n_q_heads // n_kv_heads), HEAD_DIM=head_dim,
                      BLOCK_Q=shape.block_q, BLOCK_C=shape.block_c, PAGED=cache.paged, PAGE_SIZE=cache.page_size)
-    compiled = kernel[grid](*args, **constants, num_warps=shape.num_warps, num_stages=shape.num_stages)
-    if launches is not None:
-        launches.append(relaunch(kernel, compiled, grid, args, constants))
+    launch(kernel, grid, args, constants, shape, launches)
     return out

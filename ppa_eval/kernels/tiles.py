@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
 from ppa_eval.kernels.chunks import program_queries
-from ppa_eval.kernels.launch import ceil_div, relaunch
+from ppa_eval.kernels.launch import ceil_div, launch
 from ppa_eval.kernels.online_softmax import online_softmax_step
 from ppa_eval.kernels.sinks import sink_outside_distances
 from ppa_eval.kernels.tables import OffsetTables
@@ -172,7 +172,7 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
     `split` (and the sinks) of the cache k, v (laid out as `cache` says); writes the normalised
     result to out, and each row's log2-sum-exp2 (in log2 units of scale * log2(e)) to lse, fp32
     [B, Hq, Lq]. programs: a step's chunks instead (chunks.program_table with block_m; B = 1, Lq
-    the step's tokens, kv_len unused). launches: a list to append the launch to (launch.relaunch)."""
+    the step's tokens, kv_len unused). launches: a list to append the launch to (launch.launch)."""
     batch, n_q_heads, n_queries, head_dim = q.shape
     bits = row_bits(tables, split, shape.block_n)
     if programs is None:
@@ -186,7 +186,5 @@ def masked_tiles(q, k, v, out, lse, tables: OffsetTables, split: int, scale: flo
             n_queries, kv_len - n_queries, n_q_heads, split, tables.sink, bits.shape[0], scale * 1.4426950408889634)
     constants = dict(GROUP=n_q_heads // cache.n_kv_heads, HEAD_DIM=head_dim, BLOCK_M=shape.block_m,
                      BLOCK_N=shape.block_n, HAS_SINK=tables.sink > 0, PAGED=cache.paged, PAGE_SIZE=cache.page_size)
-    compiled = kernel[grid](*args, **constants, num_warps=shape.num_warps, num_stages=shape.num_stages)
-    if launches is not None:
-        launches.append(relaunch(kernel, compiled, grid, args, constants))
+    launch(kernel, grid, args, constants, shape, launches)
     return out
