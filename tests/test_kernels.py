@@ -177,18 +177,25 @@ def test_a_steps_prefill_chunks_match_reference_in_one_launch(pattern):
     requests = range(len(lengths))
     tables = offset_tables(pattern, max(lengths), DEVICE)
 
-    def check(out):
-        for r in (r for r in requests if n_queries[r]):
-            chunk = out[query_starts[r]:query_starts[r + 1]].transpose(0, 1)[None]
-            assert_close(chunk, reference(q[r:r + 1, :, :n_queries[r]], k[r:r + 1, :, :lengths[r]],
-                                          v[r:r + 1, :, :lengths[r]], pattern))
-
     for split in (1, 40, max(lengths)):  # all gathered, both, all tiles
         chunks = prefill.plan_chunks(tables, query_starts, lengths, requests, HEADS, KV_HEADS, DEVICE, split=split,
                                      tiles=prefill.TileShape(block_m=16, block_n=32), gather=prefill.Gather(block_c=16))
-        check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
+        out = ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows))
+        assert_chunks_close(out, q, k, v, query_starts, lengths, pattern)
     chunks = plan_prefill_paged(pattern, query_starts, lengths, requests, HEADS, KV_HEADS, DEVICE)
-    check(ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows)))
+    out = ppa_prefill_paged(rows, k_cache, v_cache, block_table, chunks, out=poisoned_like(rows))
+    assert_chunks_close(out, q, k, v, query_starts, lengths, pattern)
+
+
+def assert_chunks_close(out, q, k, v, query_starts, lengths, pattern, scale=HEAD_DIM**-0.5):
+    """Each request's rows of a step's output [tokens, Hq, D] against the reference of its queries
+    (q [B, Hq, n, D], the first n_queries of each row) over its lengths[r] keys."""
+    for r in range(len(lengths)):
+        n = query_starts[r + 1] - query_starts[r]
+        if n:
+            chunk = out[query_starts[r]:query_starts[r + 1]].transpose(0, 1)[None]
+            assert_close(chunk, reference(q[r:r + 1, :, :n], k[r:r + 1, :, :lengths[r]], v[r:r + 1, :, :lengths[r]],
+                                          pattern, scale=scale))
 
 
 def test_a_steps_later_layers_replay_the_first_layers_launches():
@@ -207,10 +214,7 @@ def test_a_steps_later_layers_replay_the_first_layers_launches():
         block_table = pages if block_table is None else block_table  # one step, one block table (the same pages)
         rows = torch.cat([q[r, :, :n].transpose(0, 1) for r, n in enumerate(n_queries)])
         out = ppa_prefill_paged(rows, k_cache, v_cache, block_table, plan, scale=scale, out=poisoned_like(rows))
-        for r, n in enumerate(n_queries):
-            chunk = out[query_starts[r]:query_starts[r + 1]].transpose(0, 1)[None]
-            assert_close(chunk, reference(q[r:r + 1, :, :n], k[r:r + 1, :, :lengths[r]], v[r:r + 1, :, :lengths[r]],
-                                          pattern, scale=scale))
+        assert_chunks_close(out, q, k, v, query_starts, lengths, pattern, scale)
         assert len(plan.launches) == ([1, 1, 2][layer] if DEVICE == "cuda" else 0)  # layouts launched
 
 
