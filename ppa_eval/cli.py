@@ -1,4 +1,4 @@
-"""The `ppa-eval` command line: pattern, evaluate, sweep, reproduce, table, grade.
+"""The `ppa-eval` command line: pattern, evaluate, sweep, finetune, reproduce, table, grade.
 
 Every user mistake ends as one line `error: ...` and exit status 2: the modules raise the
 project's own error type (ppa_eval.errors.PPAEvalError) with a message that names the problem and
@@ -143,6 +143,8 @@ def parse_context_lengths(text: str | None) -> list[int] | None:
     return sorted(set(lengths))
 
 
+# `finetune`'s recipe flags and the smallest value each takes (the learning rate: any positive one)
+RECIPE_FLAGS = {"per_length": 1, "plain": 0, "epochs": 1, "batch_tokens": 1, "lr": 0, "warmup": 0, "save_every": 1}
 DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}  # vLLM batches continuously: the more prompts per call, the faster
 VLLM_FLAGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "kv_cache_gib", "max_num_seqs",
               "max_model_len", "enforce_eager")
@@ -155,11 +157,11 @@ EMBEDDED_DEFAULTS = {"tasks": "passkey", "context_lengths": "1024", "limit": 16}
 
 
 def _embedded(args) -> Path:
-    """The embedded model's checkpoint, with its defaults filled into what the user left unset."""
+    """The embedded model's checkpoint, with its evaluation defaults filled into what the user left unset."""
     from ppa_eval.engines.embedded import embedded_checkpoint
 
     for flag, value in EMBEDDED_DEFAULTS.items():
-        if getattr(args, flag) is None:
+        if hasattr(args, flag) and getattr(args, flag) is None:  # `finetune` has no evaluation flags
             setattr(args, flag, value)
     return embedded_checkpoint()
 
@@ -219,9 +221,7 @@ def _sweep_checkpoints(args) -> list:
     """What a sweep evaluates, in order of pattern: every checkpoint under a directory, each under its
     own pattern; or, with --powers and/or --attention, one checkpoint (default: the embedded model)
     under each of those patterns, without training."""
-    from ppa_eval.checkpoints import Checkpoint, check_readable, checkpoint_name, discover, parse_powers, resolve_pattern
-    from ppa_eval.engines.embedded import EMBEDDED_NAME
-    from ppa_eval.patterns import sort_key
+    from ppa_eval.checkpoints import Checkpoint, discover
 
     if args.powers is None and not args.attention:
         if args.target is None:
@@ -234,16 +234,62 @@ def _sweep_checkpoints(args) -> list:
         if not checkpoints:
             raise UsageError(f"no checkpoint with a PPA power under {args.target}; see the lines above")
         return checkpoints
+    path, name = _one_checkpoint(args)
+    return [Checkpoint(path, pattern, name) for pattern in _patterns(args, path)]
+
+
+def _one_checkpoint(args) -> tuple[Path, str]:
+    """(path, name) of the one checkpoint a command takes as `target`: default, the embedded model."""
+    from ppa_eval.checkpoints import check_readable, checkpoint_name
+    from ppa_eval.engines.embedded import EMBEDDED_NAME
+
     if args.target is None:
-        path, name = _embedded(args), EMBEDDED_NAME
-    else:
-        path = Path(args.target)
-        check_readable(path)
-        name = checkpoint_name(path)
+        return _embedded(args), EMBEDDED_NAME
+    path = Path(args.target)
+    check_readable(path)
+    return path, checkpoint_name(path)
+
+
+def _patterns(args, path: Path) -> list:
+    """The patterns of --powers and --attention, in order, each over what `path`'s config says."""
+    from ppa_eval.checkpoints import parse_powers, resolve_pattern
+    from ppa_eval.patterns import sort_key
+
     powers = parse_powers(args.powers) if args.powers is not None else []
     patterns = [resolve_pattern(path, str(power), args.window, force=True) for power in powers]
     patterns += [resolve_pattern(path, force=True, attention=spec) for spec in args.attention or []]
-    return [Checkpoint(path, pattern, name) for pattern in sorted(set(patterns), key=sort_key)]
+    return sorted(set(patterns), key=sort_key)
+
+
+def _finetune(args) -> None:
+    from ppa_eval.finetune import Recipe, finetune
+    from ppa_eval.patterns import format_spec
+    from ppa_eval.runs import check_writable
+    from ppa_eval.training_data import DataRecipe
+
+    if args.powers is None and not args.attention:
+        raise UsageError("name the patterns to fine-tune under: --powers P1,P2,... (e.g. 0:1:1/8,15/16) and/or "
+                         "--attention SPEC (repeatable)")
+    given = {flag: getattr(args, flag) for flag in RECIPE_FLAGS if getattr(args, flag) is not None}
+    for flag, value in given.items():
+        if not value > 0 if flag == "lr" else value < RECIPE_FLAGS[flag]:
+            bound = "positive" if flag == "lr" else f"at least {RECIPE_FLAGS[flag]}"
+            raise UsageError(f"--{flag.replace('_', '-')} must be {bound}, got {value}")
+    path, name = _one_checkpoint(args)
+    patterns = _patterns(args, path)
+    out = Path(args.out)
+    check_writable(out)
+    data = {flag: given.pop(flag) for flag in ("per_length", "plain") if flag in given}
+    if args.train_lengths is not None:
+        data["lengths"] = tuple(parse_context_lengths(args.train_lengths))
+    recipe = Recipe(data=DataRecipe(**data, seed=args.seed), seed=args.seed, **given)
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"fine-tuning {path} under {', '.join(map(format_spec, patterns))}")
+    for checkpoint in finetune(path, name, patterns, recipe, out, device, args.attn_kernel):
+        print(f"  {checkpoint}")
+    print(f"evaluate them all with: ppa-eval sweep {out}")
 
 
 def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
@@ -316,7 +362,7 @@ def _table(args) -> None:
 def _report(args) -> None:
     from ppa_eval.report import write_report
 
-    tables, written = write_report(Path(args.results_dir))
+    tables, written = write_report(Path(args.results_dir), args.baseline)
     print(tables)
     print("written: " + ", ".join(str(path) for path in written))
 
@@ -411,6 +457,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_flags(p)
     p.set_defaults(run=_sweep)
 
+    p = commands.add_parser("finetune", help="fine-tune one checkpoint (default: the embedded model) once per pattern, "
+                                             "under exactly the mask evaluation applies, into a directory for sweep")
+    p.add_argument("target", nargs="?", help="model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--powers", help="fine-tune under each p: 0,1/2,1 or a range such as 0:1:1/8 (both ends included)")
+    p.add_argument("--attention", action="append", metavar="SPEC", help="fine-tune under this pattern too; repeatable. "
+                                                                       + ATTENTION_HELP)
+    p.add_argument("--window", help="PPA shorthand: window w in tokens for --powers (default 64)")
+    p.add_argument("--out", default="finetuned", help="output directory, one checkpoint per pattern (default ./finetuned)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when a GPU is visible)")
+    p.add_argument("--attn-kernel", default="sdpa", choices=["sdpa", "flex"],
+                   help="sdpa = exact boolean mask (default), flex = flex attention; both are evaluation's own masks")
+    recipe = p.add_argument_group("recipe (the same for every pattern; defaults: ppa_eval.finetune.Recipe)")
+    recipe.add_argument("--train-lengths", help="context lengths of the retrieval problems (default 1024,2048,4096)")
+    recipe.add_argument("--per-length", type=int, help="retrieval problems per task and length (default 64)")
+    recipe.add_argument("--plain", type=int, help="GSM8K train solutions mixed in (default 1000)")
+    recipe.add_argument("--epochs", type=int, help="passes over the data (default 2)")
+    recipe.add_argument("--batch-tokens", type=int, help="padded tokens per step (default 32768)")
+    recipe.add_argument("--lr", type=float, help="AdamW peak learning rate (default 1e-4)")
+    recipe.add_argument("--warmup", type=int, help="warm-up steps (default 10)")
+    recipe.add_argument("--save-every", type=int, help="steps between resume points (default 20)")
+    recipe.add_argument("--seed", type=int, default=0, help="training problems and batch order (default 0)")
+    p.set_defaults(run=_finetune)
+
     p = commands.add_parser("reproduce", help="the paper's Table 1 and S-curve beside ours")
     p.add_argument("results_dir", nargs="?", default="runs", help="results directory (default ./runs)")
     p.add_argument("--paper", action="store_true", help="print the paper's own Table 1")
@@ -429,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("report", help="write every table (md, csv, latex) and plot of a results directory into it")
     p.add_argument("results_dir")
+    p.add_argument("--baseline", metavar="RESULTS_DIR",
+                   help="another sweep to set beside it over p, e.g. the base model training-free beside its "
+                        "fine-tunes: long-context table and S-curve (baseline dashed)")
     p.set_defaults(run=_report)
 
     p = commands.add_parser("grade", help="re-grade saved generations without a model")

@@ -12,7 +12,6 @@ import json
 import platform
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from hashlib import sha256
 from importlib import metadata
 from pathlib import Path
@@ -98,19 +97,38 @@ def manifest(checkpoint: Path, pattern: BlockPattern, settings: Settings, genera
 
 
 def _docs(task: TaskSpec, checkpoint: Path, settings: Settings) -> list[Doc]:
+    """The task's documents, made once per process: building lm-eval's few-shot prompts or fitting
+    160 haystacks to 1k-8k tokens takes seconds to minutes, and a sweep asks for the same set for
+    every checkpoint and p. Generated sets depend on the checkpoint only through its tokenizer and
+    context window, so the fine-tunes of one base share theirs."""
     if not task.generated:
-        return load_docs(task, limit=settings.limit, source=settings.data_source)
+        key = (task.name, settings.limit, settings.data_source)
+        if key not in _DOCS:
+            _DOCS[key] = load_docs(task, limit=settings.limit, source=settings.data_source)
+        return _DOCS[key]
     lengths = None if settings.context_lengths is None else tuple(settings.context_lengths)
-    return _generated_docs(task.name, checkpoint, settings.limit, lengths, settings.seed)
+    key = (task.name, _tokenizer_identity(checkpoint), max_context(checkpoint), settings.limit, lengths, settings.seed)
+    if key not in _DOCS:
+        _DOCS[key] = load_docs(task, limit=settings.limit, tokenizer=load_tokenizer(checkpoint), context_lengths=lengths,
+                               seed=settings.seed, max_context=max_context(checkpoint))
+    return _DOCS[key]
 
 
-@lru_cache(maxsize=8)
-def _generated_docs(task: str, checkpoint: Path, limit: int | None, lengths: tuple[int, ...] | None,
-                    seed: int) -> list[Doc]:
-    """Made once per process: fitting 160 haystacks to 1k-8k tokens takes about 15 s, and a sweep
-    over p asks for the same set under every p."""
-    return load_docs(TASKS[task], limit=limit, tokenizer=load_tokenizer(checkpoint), context_lengths=lengths,
-                     seed=seed, max_context=max_context(checkpoint))
+_DOCS: dict[tuple, list[Doc]] = {}
+
+
+def _tokenizer_identity(checkpoint: Path) -> str:
+    """What fixes a checkpoint's tokenizer: the bytes of every file of the directory but its weights
+    and model configs (a GGUF file holds its tokenizer among the weights: its path stands for it)."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return str(path.resolve())
+    digest = sha256()
+    for file in sorted(path.iterdir()):
+        if file.is_file() and file.suffix not in (".safetensors", ".bin", ".pt") and not file.name.startswith(".") \
+                and file.name not in ("config.json", "generation_config.json"):
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
 
 
 def docs_sha256(docs: list[Doc]) -> str:

@@ -280,7 +280,20 @@ def _check_lengths(context_lengths: Sequence[int], per_length: int, max_context:
             )
 
 
-def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: int, seed: int = 0,
+def _problem(task: str, seed: int | str, length: int, index: int, depth: float) -> _Problem:
+    """Problem `index` of `task` at `length` tokens, from its own generator. Its gold values are
+    drawn before anything depends on `depth` or on the tokenizer."""
+    return _BUILDERS[task](random.Random(f"{task}/{seed}/{length}/{index}"), depth)
+
+
+def answers(task: str, length: int, index: int, seed: int | str = 0) -> list[str]:
+    """The gold values of problem `index` of `task` at `length` tokens, at any depth and for any
+    tokenizer and per_length: what a training set must avoid to stay disjoint from an evaluation set."""
+    _check_task(task)
+    return _problem(task, seed, length, index, 0.0).gold
+
+
+def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: int, seed: int | str = 0,
               max_context: int | None = None) -> list[dict]:
     """`per_length` problems of `task` at each context length, depths spread evenly over each length.
 
@@ -298,7 +311,7 @@ def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: 
     docs = []
     for length in context_lengths:
         for index, depth in enumerate(depths(per_length)):
-            problem = _BUILDERS[task](random.Random(f"{task}/{seed}/{length}/{index}"), depth)
+            problem = _problem(task, seed, length, index, depth)
             shortest = _count(tokenizer, problem.text(0)) + budget_room
             if shortest > length:
                 raise LongContextError(

@@ -449,6 +449,64 @@ def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | Non
     return _save(fig, path)
 
 
+def _p_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Long-context cells of the curve over p, indexed by (power, task, length)."""
+    return p_curve_rows(long_context_rows(df)).set_index(["power", "task", "length"])
+
+
+def render_against_baseline(df: pd.DataFrame, baseline: pd.DataFrame, fmt: str = "md") -> str | None:
+    """Long context in the layout of the paper's Table 1: a row per p (Attention type, Power), a
+    column per task and context length holding accuracy % [95% CI], and beside each the baseline's
+    accuracy at the same p (for fine-tuned checkpoints: the base model training-free). None when
+    the results hold no long-context task."""
+    ours, theirs = _p_cells(df), _p_cells(baseline)
+    if ours.empty:
+        return None
+    powers = sorted(ours.index.get_level_values("power").unique())
+    columns = sorted({(task, length) for _, task, length in ours.index},
+                     key=lambda cell: (TASK_ORDER.index(cell[0]), cell[1]))
+    table = pd.DataFrame({"Attention type": [attention_type(p) for p in powers],
+                          "Power": [power_text(p) for p in powers]})
+    for task, length in columns:
+        heading = f"{TASKS[task].label} {length // 1024}k" if length % 1024 == 0 else f"{TASKS[task].label} {length}"
+        table[heading] = [_cell(ours.loc[(p, task, length)]) if (p, task, length) in ours.index else "-"
+                          for p in powers]
+        table[f"{heading} baseline"] = [f"{100 * theirs.loc[(p, task, length)].accuracy:.1f}"
+                                        if (p, task, length) in theirs.index else "-" for p in powers]
+    return _render(table, fmt)
+
+
+def plot_against_baseline(df: pd.DataFrame, baseline: pd.DataFrame, path: str | Path,
+                          labels: tuple[str, str] = ("fine-tuned", "training-free")) -> Path | None:
+    """Accuracy against p, a panel per long-context task, a colour per context length: the results
+    solid with 95% CIs, the baseline dashed."""
+    ours, theirs = p_curve_rows(long_context_rows(df)), p_curve_rows(long_context_rows(baseline))
+    if ours.empty:
+        return None
+    plt = _pyplot()
+    tasks = sorted(ours["task"].unique(), key=TASK_ORDER.index)
+    lengths = sorted(ours["length"].unique())
+    colours = dict(zip(lengths, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks), 4.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for length in lengths:
+            mine = ours[(ours["task"] == task) & (ours["length"] == length)].sort_values("power")
+            ax.errorbar([float(p) for p in mine["power"]], mine.accuracy, yerr=_error_bars(mine), fmt="-o",
+                        color=colours[length], capsize=3, markersize=4, label=f"{length} tokens, {labels[0]}")
+            other = theirs[(theirs["task"] == task) & (theirs["length"] == length)].sort_values("power")
+            if not other.empty:
+                ax.plot([float(p) for p in other["power"]], other.accuracy, "--", color=colours[length], alpha=0.7,
+                        label=f"{length} tokens, {labels[1]}")
+        ax.set_title(TASKS[task].label)
+        ax.set_xlabel("power p (attended keys grow as $L^{1+p}$)")
+        ax.set_ylabel("accuracy (95% CI)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_equal_cost(df: pd.DataFrame, path: str | Path) -> Path | None:
     """Long-context accuracy against cost (attended pairs as a fraction of dense, log scale), one
     line per series (family and sink), a panel per task and context length: pattern families
@@ -510,21 +568,30 @@ def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
     return paths
 
 
-def write_report(results_dir: str | Path) -> tuple[str, list[Path]]:
+def write_report(results_dir: str | Path, baseline_dir: str | Path | None = None) -> tuple[str, list[Path]]:
     """Write every table (md, csv, latex) and plot of a results directory into it; returns the
-    markdown tables and the files written."""
+    markdown tables and the files written. With `baseline_dir` (e.g. the training-free sweep of the
+    checkpoints' base model) also the long-context table and S-curve beside it
+    (table_vs_baseline.*, s_curve_vs_baseline.png)."""
     results_dir = Path(results_dir)
     df = collect(results_dir)
-    tables = {suffix: render_tables(df, fmt) for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"))}
+    baseline = collect(baseline_dir) if baseline_dir is not None else None
     written = []
-    for suffix, text in tables.items():
-        path = results_dir / f"table.{suffix}"
-        path.write_text(text)
-        written.append(path)
+    for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex")):
+        tables = {"table": render_tables(df, fmt)}
+        if baseline is not None:
+            tables["table_vs_baseline"] = render_against_baseline(df, baseline, fmt)
+        for name, text in tables.items():
+            if text:
+                path = results_dir / f"{name}.{suffix}"
+                path.write_text(text)
+                written.append(path)
     plots = (plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png"),
-             plot_equal_cost(df, results_dir / "equal_cost.png"))
+             plot_equal_cost(df, results_dir / "equal_cost.png"),
+             plot_against_baseline(df, baseline, results_dir / "s_curve_vs_baseline.png") if baseline is not None
+             else None)
     written += [plot for plot in plots if plot] + plot_depth_heatmaps(df, results_dir)
-    return tables["md"], written
+    return (results_dir / "table.md").read_text(), written
 
 
 def _error_bars(rows: pd.DataFrame) -> list[pd.Series]:

@@ -44,11 +44,13 @@ PER_TASK_SETTINGS = ("generated_sha256",)
 def run_name(checkpoint_name: str, pattern: BlockPattern) -> str:
     """The directory of one (checkpoint, pattern) run: `<checkpoint>__p<p>_w<w>` for sink-free PPA
     (the name runs have always had), else `<checkpoint>__` and the spec with its punctuation made
-    safe for a file name, e.g. `__powerattention_block64_window1_sink1`, `__ppa_p3-4_w64_sink4`."""
+    safe for a file name, e.g. `__powerattention_block64_window1_sink1`, `__ppa_p3-4_w64_sink4`.
+    A checkpoint whose name already ends so (a fine-tune, named by the run of its base) keeps its name."""
     if isinstance(pattern, PowerPattern) and not pattern.sink:
-        return f"{checkpoint_name}__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
-    spec = format_spec(pattern)
-    return f"{checkpoint_name}__" + spec.replace(":", "_").replace(",", "_").replace("=", "").replace("/", "-")
+        suffix = f"__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
+    else:
+        suffix = "__" + format_spec(pattern).replace(":", "_").replace(",", "_").replace("=", "").replace("/", "-")
+    return checkpoint_name if checkpoint_name.endswith(suffix) else checkpoint_name + suffix
 
 
 def pattern_fields(pattern: BlockPattern) -> dict:

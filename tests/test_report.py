@@ -7,6 +7,7 @@ paper from the lists of right/wrong answers (discordant counts b, c per run agai
 import csv
 import json
 import math
+import shutil
 from fractions import Fraction
 
 import matplotlib.image
@@ -25,6 +26,7 @@ from ppa_eval.report import (
     paired_significance,
     plot_s_curve,
     power_text,
+    render_against_baseline,
     render_cost_table,
     render_paper_table,
     render_reproduction,
@@ -381,3 +383,25 @@ def test_report_compares_families_and_full_is_the_reference(family_results):
     assert "powerattention:block=4,window=1,sink=1" in tables and "% of dense" in tables
     assert {path.name for path in written} >= {"equal_cost.png", "s_curve_long_context.png", "table.md"}
     assert matplotlib.image.imread(family_results / "equal_cost.png").shape[1] > 500
+
+
+def test_report_against_a_baseline_sets_each_p_beside_the_baselines(family_results, tmp_path_factory):
+    """The fine-tuned layout: a row per p on the PPA curve, a column per task and length, and beside
+    it the baseline's accuracy at that p (here a baseline whose window run found one more key at 32)."""
+    baseline = tmp_path_factory.mktemp("baseline")
+    shutil.copytree(family_results / "m__p0_w8", baseline / "m__p0_w8")
+    metrics_path = baseline / "m__p0_w8" / "passkey" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["by_length"]["32"] |= {"accuracy": 0.5, "ci95": list(accuracy_ci(2, 4))}
+    metrics_path.write_text(json.dumps(metrics))
+
+    rows = csv_rows(render_against_baseline(collect(family_results), collect(baseline), "csv"))
+    assert [(r["Attention type"], r["Power"]) for r in rows] == [
+        ("Sliding Window O(L^1)", "0"), ("PPA O(L^1.5)", "0.5"), ("Full Attention O(L^2)", "1")]
+    window = rows[0]
+    ours = FAMILY_RUNS["m__p0_w8"][1][0]
+    assert window["passkey 32"].startswith(f"{100 * ours / 4:.1f} [") and window["passkey 32 baseline"] == "50.0"
+    assert rows[1]["passkey 64 baseline"] == "-"  # the baseline has no p = 1/2 run
+    tables, written = write_report(family_results, baseline)
+    assert {"table_vs_baseline.md", "table_vs_baseline.csv", "s_curve_vs_baseline.png"} <= {p.name for p in written}
+    assert matplotlib.image.imread(family_results / "s_curve_vs_baseline.png").shape[1] > 500

@@ -66,6 +66,9 @@ def test_run_names_keep_the_old_ppa_form_and_spell_out_other_patterns():
     assert run_name("m", PowerPattern("3/4", 64, 4)) == "m__ppa_p3-4_w64_sink4"
     assert run_name("m", parse_spec("window:w=64,sink=4")) == "m__window_w64_sink4"
     assert run_name("m", PowerAttention(64, 1, 1)) == "m__powerattention_block64_window1_sink1"
+    # a fine-tuned checkpoint is named by its base's run, and its run keeps that name
+    assert run_name("m__p3-4_w64", PowerPattern("3/4", 64)) == "m__p3-4_w64"
+    assert run_name("m__p3-4_w64", PowerPattern("1/2", 64)) == "m__p3-4_w64__p1-2_w64"
 
 
 def test_one_writer_per_run_directory(tmp_path):
