@@ -226,6 +226,9 @@ def finetune(base: Path, name: str, patterns: list[BlockPattern], recipe: Recipe
     if attn_kernel not in TRAIN_KERNELS:
         raise FinetuneError(f"--attn-kernel {attn_kernel} has no backward pass; fine-tune with one of "
                             f"{', '.join(TRAIN_KERNELS)}")
+    if attn_kernel == "flex" and torch.device(device).type == "cpu":
+        raise FinetuneError("flex attention has no backward pass on the CPU (torch's own limit); "
+                            "fine-tune with --attn-kernel sdpa there")
     examples = build_examples(load_tokenizer(base), recipe.data)
     if not examples:
         raise FinetuneError("the recipe makes no training example; raise --per-length or --plain")

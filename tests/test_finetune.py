@@ -153,3 +153,24 @@ def test_finetune_refuses_another_recipe_in_the_same_directory(tmp_path, tiny):
     result = ppa_eval("finetune", tiny, "--powers", "1", "--window", "8", *TINY_FLAGS, "--lr", "5e-4",
                       "--out", tmp_path, check=False)
     assert result.returncode == 2 and "other settings (recipe)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_flex_on_the_cpu_is_refused_in_one_line(tmp_path, tiny):
+    result = ppa_eval("finetune", tiny, "--powers", "1", *TINY_FLAGS, "--attn-kernel", "flex", "--out", tmp_path,
+                      check=False)
+    assert result.returncode == 2 and "no backward pass on the CPU" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="flex attention has a backward pass on GPUs only")
+def test_flex_training_matches_the_exact_mask_on_a_gpu(tiny, tiny_examples):
+    """The two training paths give one loss and one gradient (float32, so only summation order differs)."""
+    pattern = PowerPattern("1/2", 8)
+    results = {}
+    for kernel in ("sdpa", "flex"):
+        model, tokenizer = load_model(tiny, pattern, "cuda", "float32", kernel)
+        model.train()
+        loss = loss_of(model, collate(tiny_examples[:4], tokenizer.pad_token_id, "cuda"))
+        loss.backward()
+        results[kernel] = (loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert abs(results["sdpa"][0] - results["flex"][0]) < 1e-4
+    assert torch.allclose(results["sdpa"][1], results["flex"][1], atol=1e-4, rtol=1e-3)
