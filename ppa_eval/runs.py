@@ -169,6 +169,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def _umask() -> int:
+    """The process's umask, which os.umask reads only by setting it (and so is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -273,8 +274,14 @@ def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> lis
             return _generation_versions(old) != _generation_versions(new)
         return old != new
 
-    changed = [f"{k}: {existing.get(k)!r} -> {manifest.get(k)!r}" for k in compared if differs(k)]
     old_limit, new_limit = existing.get("limit"), manifest.get("limit")
+
+    def detail(key) -> str:
+        if key in PER_TASK_SETTINGS and old_limit != new_limit:  # long-context depths are spread over the limit
+            return f"{key}: other problems for limit {new_limit!r} (a long-context run cannot grow)"
+        return f"{key}: {existing.get(key)!r} -> {manifest.get(key)!r}"
+
+    changed = [detail(key) for key in compared if differs(key)]
     if _problems(new_limit) < _problems(old_limit):
         changed.append(f"limit: {old_limit!r} -> {new_limit!r} (a run's limit may grow, not shrink)")
     if changed:
