@@ -224,14 +224,15 @@ def _evaluate(args) -> None:
 def _sweep(args) -> None:
     _check_evaluation_flags(args)
     from ppa_eval.engines import make_engine
-    from ppa_eval.evaluate import evaluate
     from ppa_eval.patterns import format_spec
-    from ppa_eval.report import write_report
     from ppa_eval.runs import check_writable
 
     checkpoints = _sweep_checkpoints(args)
     out = Path(args.out)
     check_writable(out)
+    from ppa_eval.evaluate import evaluate  # torch and transformers: after the checks above
+    from ppa_eval.report import write_report
+
     print("checkpoints and their patterns, in order:\n" + "\n".join(f"  {format_spec(c.pattern)}  {c.path}"
                                                                    for c in checkpoints))
     gpus = [g.strip() for g in (args.gpus or "").split(",") if g.strip()]

@@ -278,12 +278,12 @@ def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> lis
 
     def detail(key) -> str:
         if key in PER_TASK_SETTINGS and old_limit != new_limit:  # long-context depths are spread over the limit
-            return f"{key}: other problems for limit {new_limit!r} (a long-context run cannot grow)"
+            return f"{key}: other problems for limit {new_limit!r}: a long-context run cannot grow"
         return f"{key}: {existing.get(key)!r} -> {manifest.get(key)!r}"
 
     changed = [detail(key) for key in compared if differs(key)]
     if _problems(new_limit) < _problems(old_limit):
-        changed.append(f"limit: {old_limit!r} -> {new_limit!r} (a run's limit may grow, not shrink)")
+        changed.append(f"limit: {old_limit!r} -> {new_limit!r}: a run may grow, not shrink")
     if changed:
         raise RunError(f"{path.parent} holds results made with other settings ({', '.join(changed)}); "
                        "use another --out or delete it")

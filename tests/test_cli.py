@@ -381,7 +381,8 @@ def run_main(*argv):
 def test_small_things_a_new_user_meets(tmp_path):
     # argument mistakes are answered before any heavy import (it takes seconds)
     for argv in (["evaluate", "--power", "1", "--limit", "0"], ["evaluate", "--power", "1", "--device", "tpu"],
-                 ["sweep", "--powers", "0,1", "--batch-size", "0"], ["evaluate", tmp_path / "missing"]):
+                 ["sweep", "--powers", "0,1", "--batch-size", "0"], ["evaluate", tmp_path / "missing"],
+                 ["sweep", tmp_path / "missing"]):
         result = run_main(*argv)
         assert_clean_error(result)
         assert result.stdout.strip() == "[]", (argv, result.stdout)

@@ -111,6 +111,20 @@ def test_a_run_without_samples_takes_new_settings(tmp_path):
         check_manifest(tmp_path / "manifest.json", {"max_new_tokens": 9}, RESULT_SETTINGS)
 
 
+def test_a_run_grows_but_does_not_shrink_and_long_context_sets_do_not_grow(tmp_path):
+    path = holding_a_sample(tmp_path) / "manifest.json"
+    check_manifest(path, {"limit": 4, "generated_sha256": {}}, RESULT_SETTINGS)
+    check_manifest(path, {"limit": 6, "generated_sha256": {}}, RESULT_SETTINGS)
+    assert json.loads(path.read_text())["limit"] == 6
+    check_manifest(path, {"limit": None, "generated_sha256": {"passkey": "a"}}, RESULT_SETTINGS)  # None: all
+    with pytest.raises(RunError, match="limit: None -> 6: a run may grow, not shrink"):
+        check_manifest(path, {"limit": 6, "generated_sha256": {}}, RESULT_SETTINGS)
+    path = holding_a_sample(tmp_path / "long") / "manifest.json"
+    check_manifest(path, {"limit": 4, "generated_sha256": {"passkey": "a"}}, RESULT_SETTINGS)
+    with pytest.raises(RunError, match="generated_sha256: other problems for limit 6: a long-context run cannot grow"):
+        check_manifest(path, {"limit": 6, "generated_sha256": {"passkey": "b"}}, RESULT_SETTINGS)
+
+
 def test_one_writer_per_run_directory(tmp_path):
     with exclusive(tmp_path / "run"):
         with pytest.raises(RunError, match="another ppa-eval is writing"):
