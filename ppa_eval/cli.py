@@ -253,8 +253,9 @@ def _sweep(args) -> None:
         print(f"results in {out} ({len(checkpoints) - len(failed)} runs); tables and plots: "
               f"{', '.join(p.name for p in written)}")
     if failed:
-        raise UsageError(f"{len(failed)} of {len(checkpoints)} checkpoints failed ({', '.join(str(c.path) for c in failed)}, "
-                         "see above); fix them and rerun the sweep: finished runs are kept")
+        names = ", ".join(str(checkpoint.path) for checkpoint in failed)
+        raise UsageError(f"{len(failed)} of {len(checkpoints)} checkpoints failed ({names}, see above); fix them and "
+                         "rerun the sweep: finished runs are kept")
 
 
 def _sweep_checkpoints(args) -> list:

@@ -326,7 +326,7 @@ def grade_file(
     math_verify (and error, for a line that could not be graded; an unreadable line is written
     as {"line": n, ...} with its error), to out_path or to stdout when it is None. Returns the
     summary: n, correct, accuracy, no_answer, fallback, errors, timeouts, disagreements (with
-    math-verify).
+    math-verify). A file without a line is a GradingError: it has no accuracy.
     """
     grading_rules(task)
     lines = _read_lines(Path(in_path))

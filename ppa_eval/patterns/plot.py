@@ -58,7 +58,8 @@ def plot_pattern(pattern: BlockPattern, length: int, path: str | Path, plot_size
     try:
         fig.savefig(path)
     except OSError as error:
-        raise PatternError(f"cannot write the plot {path}: {error.strerror or error}; choose another --plot path") from None
+        raise PatternError(f"cannot write the plot {path}: {error.strerror or error}; "
+                           "choose another --plot path") from None
     finally:
         plt.close(fig)
     return path
