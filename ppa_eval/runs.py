@@ -14,11 +14,12 @@ again with the other unfinished ones, exactly as an uninterrupted run would batc
 file ends with each problem once and with the same results.
 
 A run may grow: a larger --limit keeps the finished problems and evaluates only the new ones. It
-may not shrink, nor change any other setting in RESULT_SETTINGS. Of the library versions, those
+may not shrink, nor change any other setting in RESULT_SETTINGS, once it holds a sample (before
+that, as after a start that failed, there is nothing to protect). Of the library versions, those
 that decide what is generated and how it is graded must match to resume (GENERATION_VERSIONS:
-ppa-eval, transformers, lm-eval, vLLM); another torch build or Python only makes a note, since
-the engines' numerics are pinned by the settings (dtype, kernel) and a CUDA and a CPU build of
-the same torch give the same samples.
+ppa-eval, transformers, lm-eval, vLLM); another torch build or Python only makes a note: the
+settings that shape the numerics (dtype, attention kernel) are compared on their own, and a run's
+samples were seen identical under torch 2.13.0+cpu and 2.14.1+cu130.
 """
 
 from __future__ import annotations
