@@ -19,7 +19,7 @@ that, as after a start that failed, there is nothing to protect). Of the library
 that decide what is generated and how it is graded must match to resume (GENERATION_VERSIONS:
 ppa-eval, transformers, lm-eval, vLLM); another torch build or Python only makes a note: the
 settings that shape the numerics (dtype, attention kernel) are compared on their own, and a run's
-samples were seen identical under torch 2.13.0+cpu and 2.14.1+cu130.
+samples were reported identical under torch 2.13.0+cpu and 2.14.1+cu130.
 """
 
 from __future__ import annotations
