@@ -12,17 +12,23 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from ppa_eval import __version__
 from ppa_eval.errors import PPAEvalError
-from ppa_eval.tasks import TASKS
+from ppa_eval.tasks import TASKS, parse_tasks
 
 
 class UsageError(PPAEvalError):
     """A flag value or combination that the command line cannot run."""
+
+
+# The command holds a few arrays of L numbers: about 2 GB at this length, more than a laptop spares beyond it.
+MAX_PATTERN_LENGTH = 1 << 24
 
 
 def _pattern(args) -> None:
@@ -33,8 +39,8 @@ def _pattern(args) -> None:
     from ppa_eval.patterns.spec import DEFAULT_WINDOW
 
     length = args.length
-    if length < 1:
-        raise UsageError(f"--length must be at least 1, got {length}")
+    if not 1 <= length <= MAX_PATTERN_LENGTH:
+        raise UsageError(f"--length must be between 1 and {MAX_PATTERN_LENGTH:,}, got {length:,}")
     if args.layers is not None and args.layers < 1:
         raise UsageError(f"--layers must be at least 1, got {args.layers}")
     check_one_form(args.attention, args.power, args.window)
@@ -94,10 +100,41 @@ def _pattern(args) -> None:
         print(f"mask plot written to {args.plot}")
 
 
-def _evaluation_settings(args):
+def _check_evaluation_flags(args) -> None:
+    """The checks that need no model and no heavy import, made first so that a mistake costs no wait."""
     from ppa_eval.engines import EngineError
+
+    parse_tasks(args.tasks or DEFAULT_TASKS)  # unknown names fail before any model loads
+    for flag, value in (("--batch-size", args.batch_size), ("--limit", args.limit),
+                        ("--max-new-tokens", args.max_new_tokens)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}"
+                             + ("; leave it out for the task's default" if flag == "--max-new-tokens" else ""))
+    parse_context_lengths(args.context_lengths)
+    if args.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise UsageError(f"--device takes cpu or cuda (or cuda:N), got {args.device!r}")
+    vllm_options = _vllm_options(args)
+    if args.engine == "hf" and vllm_options:
+        raise EngineError(f"--{next(iter(vllm_options)).replace('_', '-')} is a vLLM setting; add --engine vllm")
+    if args.engine == "vllm" and args.attn_kernel:
+        raise EngineError("--attn-kernel picks the transformers engine's attention; the vLLM engine always "
+                         "attends through the PPA plug-in, so drop the flag")
+
+
+def _device(requested: str | None) -> str:
+    """--device checked against this torch: a GPU it cannot see fails here, before anything is written."""
+    import torch
+
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {requested}, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                         "pass --device cpu or leave --device out")
+    return requested
+
+
+def _evaluation_settings(args):
     from ppa_eval.evaluate import Settings
-    from ppa_eval.tasks import parse_tasks
 
     if args.preset == "lm-eval":
         from ppa_eval.lm_eval_preset import preset_options
@@ -105,30 +142,21 @@ def _evaluation_settings(args):
         for option, value in preset_options().items():  # what the user set stays
             if getattr(args, option) is None:
                 setattr(args, option, value)
-    tasks = [task.name for task in parse_tasks(args.tasks or DEFAULT_TASKS)]  # unknown names fail before any model loads
+    tasks = [task.name for task in parse_tasks(args.tasks or DEFAULT_TASKS)]
     batch_size = DEFAULT_BATCH_SIZE[args.engine] if args.batch_size is None else args.batch_size
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {args.limit}")
-    vllm_options = {name: getattr(args, name) for name in VLLM_FLAGS if getattr(args, name) not in (None, False)}
-    if args.engine == "hf" and vllm_options:
-        raise EngineError(f"--{next(iter(vllm_options)).replace('_', '-')} is a vLLM setting; add --engine vllm")
-    if args.engine == "vllm" and args.attn_kernel:
-        raise EngineError("--attn-kernel picks the transformers engine's attention; the vLLM engine always "
-                         "attends through the PPA plug-in, so drop the flag")
     if args.engine == "vllm":
         from ppa_eval.engines.vllm_engine import require_vllm
 
         require_vllm()  # before anything is loaded or written
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Settings(engine=args.engine, device=device, dtype=args.dtype,
+    return Settings(engine=args.engine, device=_device(args.device), dtype=args.dtype,
                     attn_kernel="vllm-ppa" if args.engine == "vllm" else args.attn_kernel, batch_size=batch_size,
                     max_new_tokens=args.max_new_tokens, limit=args.limit, chat_template=args.chat_template or "auto",
                     thinking=args.thinking or "off", data_source=args.data_source, seed=args.seed, tasks=tasks,
-                    context_lengths=parse_context_lengths(args.context_lengths), engine_options=vllm_options)
+                    context_lengths=parse_context_lengths(args.context_lengths), engine_options=_vllm_options(args))
+
+
+def _vllm_options(args) -> dict:
+    return {name: getattr(args, name) for name in VLLM_FLAGS if getattr(args, name) not in (None, False)}
 
 
 def parse_context_lengths(text: str | None) -> list[int] | None:
@@ -167,10 +195,10 @@ def _embedded(args) -> Path:
 
 
 def _evaluate(args) -> None:
+    _check_evaluation_flags(args)
     from ppa_eval.checkpoints import check_readable, checkpoint_name, resolve_pattern
     from ppa_eval.engines import make_engine
     from ppa_eval.engines.embedded import EMBEDDED_NAME
-    from ppa_eval.evaluate import evaluate
     from ppa_eval.runs import check_writable
 
     if args.checkpoint is None:
@@ -183,9 +211,11 @@ def _evaluate(args) -> None:
         check_readable(path)
         name = args.name or checkpoint_name(path)
     pattern = resolve_pattern(path, args.power, args.window, args.force, args.attention)
-    settings = _evaluation_settings(args)
+    settings = _evaluation_settings(args)  # imports torch and transformers: after the checks above
     out = Path(args.out)
     check_writable(out)
+    from ppa_eval.evaluate import evaluate
+
     run_dir = evaluate(path, name, pattern, settings, out, make_engine)
     from ppa_eval.report import collect, render_tables
 
@@ -194,27 +224,40 @@ def _evaluate(args) -> None:
 
 
 def _sweep(args) -> None:
+    _check_evaluation_flags(args)
     from ppa_eval.engines import make_engine
-    from ppa_eval.evaluate import evaluate
     from ppa_eval.patterns import format_spec
-    from ppa_eval.report import write_report
     from ppa_eval.runs import check_writable
 
     checkpoints = _sweep_checkpoints(args)
     out = Path(args.out)
     check_writable(out)
+    from ppa_eval.evaluate import evaluate  # torch and transformers: after the checks above
+    from ppa_eval.report import write_report
+
     print("checkpoints and their patterns, in order:\n" + "\n".join(f"  {format_spec(c.pattern)}  {c.path}"
                                                                    for c in checkpoints))
     gpus = [g.strip() for g in (args.gpus or "").split(",") if g.strip()]
     if gpus:
-        _sweep_on_gpus(args, checkpoints, gpus, out)
+        failed = _sweep_on_gpus(args, checkpoints, gpus, out)
     else:
         settings = _evaluation_settings(args)
+        failed = []
         for checkpoint in checkpoints:
-            evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, make_engine)
-    tables, written = write_report(out)
-    print(tables)
-    print(f"results in {out} ({len(checkpoints)} runs); tables and plots: {', '.join(p.name for p in written)}")
+            try:
+                evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, make_engine)
+            except PPAEvalError as error:  # one bad checkpoint does not keep the others from running
+                print(f"\ncheckpoint {checkpoint.path} failed: {error}", file=sys.stderr)
+                failed.append(checkpoint)
+    if len(failed) < len(checkpoints):
+        tables, written = write_report(out)
+        print(tables)
+        print(f"results in {out} ({len(checkpoints) - len(failed)} runs); tables and plots: "
+              f"{', '.join(p.name for p in written)}")
+    if failed:
+        names = ", ".join(str(checkpoint.path) for checkpoint in failed)
+        raise UsageError(f"{len(failed)} of {len(checkpoints)} checkpoints failed ({names}, see above); fix them and "
+                         "rerun the sweep: finished runs are kept")
 
 
 def _sweep_checkpoints(args) -> list:
@@ -231,8 +274,11 @@ def _sweep_checkpoints(args) -> list:
         checkpoints, skipped = discover(Path(args.target), args.window)
         for line in skipped:
             print(f"skipped {line}", file=sys.stderr)
+        if not checkpoints and skipped:
+            raise UsageError(f"no checkpoint with a PPA power under {args.target}; see the skipped ones above")
         if not checkpoints:
-            raise UsageError(f"no checkpoint with a PPA power under {args.target}; see the lines above")
+            raise UsageError(f"no checkpoint under {args.target} (a directory with config.json, or a .gguf file); "
+                             "give the directory that holds them")
         return checkpoints
     path, name = _one_checkpoint(args)
     return [Checkpoint(path, pattern, name) for pattern in _patterns(args, path)]
@@ -292,25 +338,27 @@ def _finetune(args) -> None:
     print(f"evaluate them all with: ppa-eval sweep {out}")
 
 
-def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> None:
+def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> list:
     """One checkpoint per GPU at a time (one GPU: one after the other on it): each `ppa-eval evaluate`
-    runs in its own process, under the same run name a sequential sweep gives it."""
+    runs in its own process, under the same run name a sequential sweep gives it. Returns the
+    checkpoints that failed (their processes said why)."""
     queue = list(checkpoints)
-    running: dict[str, subprocess.Popen] = {}
+    running: dict[str, tuple[subprocess.Popen, object]] = {}
     failed = []
     while queue or running:
         for gpu in gpus:
             if gpu not in running and queue:
-                command = evaluate_command(args, queue.pop(0), out)
-                running[gpu] = subprocess.Popen(command, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
+                checkpoint = queue.pop(0)
+                process = subprocess.Popen(evaluate_command(args, checkpoint, out),
+                                           env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
+                running[gpu] = (process, checkpoint)
         time.sleep(1)
-        for gpu, process in list(running.items()):
+        for gpu, (process, checkpoint) in list(running.items()):
             if process.poll() is not None:
                 if process.returncode != 0:
-                    failed.append(" ".join(process.args))
+                    failed.append(checkpoint)
                 del running[gpu]
-    if failed:
-        raise UsageError(f"{len(failed)} checkpoint(s) failed; rerun the sweep to retry them: {failed}")
+    return failed
 
 
 def evaluate_command(args, checkpoint, out: Path) -> list[str]:
@@ -417,7 +465,10 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ppa_eval.grading import gradable_tasks
+
     parser = argparse.ArgumentParser(prog="ppa-eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("pattern", help="show which keys a query attends under an attention pattern")
@@ -504,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_report)
 
     p = commands.add_parser("grade", help="re-grade saved generations without a model")
-    p.add_argument("--task", required=True, help="a task name: " + ", ".join(TASKS))
+    p.add_argument("--task", required=True, help="a task name: " + ", ".join(gradable_tasks()) +
+                   " (the long-context tasks are graded as they run)")
     p.add_argument("input", help="JSONL with gold and response on each line")
     p.add_argument("--out", help="output JSONL (default: stdout)")
     p.set_defaults(run=_grade)
@@ -519,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume where it stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`| head`): nothing is wrong, and nothing more to print
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush finds no pipe
+        return 141  # as a process killed by SIGPIPE
     except PPAEvalError as error:
         if os.environ.get("PPA_EVAL_DEBUG"):
             _show_causes(error)

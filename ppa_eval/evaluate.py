@@ -1,15 +1,18 @@
 """One checkpoint under its attention pattern on the benchmark tasks:
 checkpoint -> engine (with mask) -> task prompts -> generations -> grader -> results on disk.
 
-Work is planned as fixed batches (prompts sorted by length, then cut every batch_size), and a
-batch is the unit that is written, skipped on resume, or recomputed whole, so a run that was
-interrupted ends with the same generations as one that was not.
+Work is planned as batches of the unfinished problems (prompts sorted by length, then cut every
+batch_size), and a batch is the unit that is written. Batches are written in plan order, so the
+finished ones are always a prefix of the plan: planning the rest again after an interruption
+(the torn batch dropped, see runs.py) gives the same batches the uninterrupted run had, and a
+grown --limit batches only its new problems.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -24,8 +27,8 @@ from ppa_eval.engines.hf import default_attn_kernel, load_tokenizer, max_context
 from ppa_eval.lm_eval_metrics import lm_eval_scores
 from ppa_eval.patterns import BlockPattern
 from ppa_eval.prompts import render_prompt
-from ppa_eval.runs import (RESULT_SETTINGS, append_lines, check_manifest, exclusive, pattern_fields, read_samples,
-                           run_name, sample_record, task_metrics, write_json_atomic)
+from ppa_eval.runs import (RESULT_SETTINGS, append_batch, check_manifest, exclusive, finished, pattern_fields,
+                           read_samples, resume_samples, run_name, sample_record, task_metrics, write_json_atomic)
 from ppa_eval.tasks import TASKS, Doc, TaskSpec, load_docs
 
 
@@ -140,32 +143,33 @@ def docs_sha256(docs: list[Doc]) -> str:
 
 
 def plan_batches(docs: list[Doc], prompts: dict[str, str], batch_size: int) -> list[list[Doc]]:
-    """Batches of similar-length prompts; the plan depends only on the prompts, never on progress."""
+    """Batches of similar-length prompts; the plan depends only on the prompts given."""
     ordered = sorted(docs, key=lambda d: (len(prompts[d.doc_id]), d.doc_id))
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
 def evaluate_task(engine, task: TaskSpec, docs: list[Doc], pattern: BlockPattern, settings: Settings,
                   task_dir: Path, checkpoint: str) -> dict:
-    """Generate and grade every unfinished batch of `task`, then write its metrics."""
+    """Generate and grade every unfinished problem of `task`, then write its metrics."""
     metrics_path = task_dir / "metrics.json"
     samples_path = task_dir / "samples.jsonl"
     task_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path.unlink(missing_ok=True)  # a grown limit reopens a finished task: it is not finished meanwhile
     prompts = {d.doc_id: render_prompt(d.prompt, engine.tokenizer, settings.chat_template, settings.thinking,
                                        d.gen_prefix) for d in docs}
-    max_new_tokens = settings.max_new_tokens or task.max_gen_toks
-    done = {s["doc_id"] for s in read_samples(samples_path)}
-    todo = [b for b in plan_batches(docs, prompts, settings.batch_size) if not all(d.doc_id in done for d in b)]
-    progress = tqdm(total=len(docs), initial=len(docs) - sum(map(len, todo)), desc=task.name, unit="problem",
+    max_new_tokens = task.max_gen_toks if settings.max_new_tokens is None else settings.max_new_tokens
+    done = {s["doc_id"] for s in resume_samples(samples_path)}
+    todo = [d for d in docs if d.doc_id not in done]
+    progress = tqdm(total=len(docs), initial=len(docs) - len(todo), desc=task.name, unit="problem",
                     dynamic_ncols=True)
-    for batch in todo:
+    for batch in plan_batches(todo, prompts, settings.batch_size):
         start = time.perf_counter()
         generations = engine.generate_batch([prompts[d.doc_id] for d in batch], max_new_tokens, task.stop)
         seconds = time.perf_counter() - start
         verdicts = task.grade_many([(g.text, d.gold) for g, d in zip(generations, batch)])
         lm_eval = [lm_eval_scores(task.name, g.text, d.record) if task.lm_eval_metrics else None
                    for g, d in zip(generations, batch)]
-        append_lines(samples_path, [sample_record(d, prompts[d.doc_id], g, v, seconds / len(batch), scores)
+        append_batch(samples_path, [sample_record(d, prompts[d.doc_id], g, v, seconds / len(batch), scores)
                                     for d, g, v, scores in zip(batch, generations, verdicts, lm_eval)])
         progress.update(len(batch))
         progress.set_postfix(tok_s=f"{sum(g.completion_tokens for g in generations) / seconds:.1f}")
@@ -186,11 +190,13 @@ def evaluate(checkpoint: Path, name: str, pattern: BlockPattern, settings: Setti
         # manifest names the exact set (and a resumed run must get the same one).
         generated = {t.name: _docs(t, checkpoint, settings) for t in tasks if t.generated}
         # checked before skipping finished tasks: results made with other settings are never reused
-        check_manifest(run_dir / "manifest.json",
-                       manifest(checkpoint, pattern, settings,
-                                {name: docs_sha256(docs) for name, docs in generated.items()}),
-                       RESULT_SETTINGS)
-        unfinished = [t for t in tasks if not (run_dir / t.name / "metrics.json").exists()]
+        notes = check_manifest(run_dir / "manifest.json",
+                               manifest(checkpoint, pattern, settings,
+                                        {name: docs_sha256(docs) for name, docs in generated.items()}),
+                               RESULT_SETTINGS)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        unfinished = [t for t in tasks if not finished(run_dir / t.name, settings.limit)]
         if not unfinished:
             return run_dir
         engine = engine_factory(checkpoint, pattern, settings)

@@ -526,9 +526,9 @@ def plot_equal_cost(df: pd.DataFrame, path: str | Path) -> Path | None:
                 group = group.sort_values("fraction_of_dense")
                 ax.errorbar(group.fraction_of_dense, group.accuracy, yerr=_error_bars(group), fmt="-o", capsize=3,
                             markersize=4, label=name)
-            ax.set_xscale("log")
+            _cost_axis(ax)
             ax.set_title(f"{TASKS[task].label}, {length:,} tokens", fontsize=9)
-            ax.set_xlabel("attended pairs / dense causal pairs")
+            ax.set_xlabel("attended pairs, % of dense causal attention")
             ax.set_ylim(-0.03, 1.03)
             ax.grid(alpha=0.3)
         task_axes[0].set_ylabel("accuracy (95% CI)")
@@ -537,6 +537,19 @@ def plot_equal_cost(df: pd.DataFrame, path: str | Path) -> Path | None:
                frameon=False)
     fig.tight_layout(rect=(0, 0.06 if len(tasks) > 1 else 0.1, 1, 1))
     return _save(fig, path)
+
+
+def _cost_axis(ax) -> None:
+    """A log axis of costs labelled in percent, with as many labels as its range has room for
+    (matplotlib's own minor labels, 3x10^-1 4x10^-1 ..., run together on a narrow range)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    decades = math.log10(high / low)
+    ax.xaxis.set_major_locator(LogLocator(subs=range(1, 10) if decades < 0.5 else (1, 2, 5) if decades < 1.5 else (1,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:.3g}%"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 DEPTH_BINS = 10
@@ -550,7 +563,11 @@ def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
     plt = _pyplot()
     for run, runs in cells.groupby("run", sort=False):
         tasks = sorted(runs["task"].unique(), key=TASK_ORDER.index)
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.2), squeeze=False)
+        title = [run, runs.iloc[0].attention]
+        # wide enough for the title (about 0.07 inch a character at 9 points); constrained layout keeps
+        # the depth labels inside the picture and clear of the panel to their left
+        width = max(4.6 * len(tasks), 0.07 * max(map(len, title)) + 0.5)
+        fig, axes = plt.subplots(1, len(tasks), figsize=(width, 4.2), squeeze=False, layout="constrained")
         for ax, task in zip(axes[0], tasks):
             samples = pd.DataFrame(read_samples(Path(runs[runs["task"] == task].iloc[0].task_dir) / "samples.jsonl"))
             # depths in tenths, so that 40 problems per length make 10 rows of 4, not 40 rows of 1
@@ -562,36 +579,38 @@ def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
             ax.set_xlabel("context length (tokens)")
             ax.set_ylabel("depth of the answer in the context")
             ax.set_title(TASKS[task].label)
-        fig.suptitle(f"{run}: {runs.iloc[0].attention}")
+        fig.suptitle("\n".join(title), fontsize=9)
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
         paths.append(_save(fig, Path(directory) / f"heatmap_{run.replace('/', '_')}.png"))
     return paths
 
 
 def write_report(results_dir: str | Path, baseline_dir: str | Path | None = None) -> tuple[str, list[Path]]:
-    """Write every table (md, csv, latex) and plot of a results directory into it; returns the
-    markdown tables and the files written. With `baseline_dir` (e.g. the training-free sweep of the
-    checkpoints' base model) also the long-context table and S-curve beside it
-    (table_vs_baseline.*, s_curve_vs_baseline.png)."""
+    """Write every table (md, latex: one file each; csv: one file per table) and plot of a results
+    directory into it; returns the markdown tables and the files written. With `baseline_dir` (e.g.
+    the training-free sweep of the checkpoints' base model) also the long-context table and S-curve
+    beside it (table_vs_baseline.*, s_curve_vs_baseline.png)."""
     results_dir = Path(results_dir)
     df = collect(results_dir)
     baseline = collect(baseline_dir) if baseline_dir is not None else None
+    tables = {"table.md": render_tables(df, "md"), "table.tex": render_tables(df, "latex"),
+              # a CSV file holds one table, so that any CSV reader takes it
+              "table.csv": render_table(df, "csv"), "table_long_context.csv": render_long_context_table(df, "csv"),
+              "table_cost.csv": render_cost_table(df, "csv")}
+    if baseline is not None:
+        tables |= {f"table_vs_baseline.{suffix}": render_against_baseline(df, baseline, fmt)
+                   for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"))}
     written = []
-    for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex")):
-        tables = {"table": render_tables(df, fmt)}
-        if baseline is not None:
-            tables["table_vs_baseline"] = render_against_baseline(df, baseline, fmt)
-        for name, text in tables.items():
-            if text:
-                path = results_dir / f"{name}.{suffix}"
-                path.write_text(text)
-                written.append(path)
+    for name, text in tables.items():
+        if text is not None:
+            (results_dir / name).write_text(text)
+            written.append(results_dir / name)
     plots = (plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png"),
              plot_equal_cost(df, results_dir / "equal_cost.png"),
              plot_against_baseline(df, baseline, results_dir / "s_curve_vs_baseline.png") if baseline is not None
              else None)
     written += [plot for plot in plots if plot] + plot_depth_heatmaps(df, results_dir)
-    return (results_dir / "table.md").read_text(), written
+    return tables["table.md"], written
 
 
 def _error_bars(rows: pd.DataFrame) -> list[pd.Series]:

@@ -6,19 +6,32 @@
     OUT/<run>/<task>/metrics.json      written last (`task_metrics`): its presence means the task is finished
 
 Nothing half-written passes for finished: JSON files are written to a temporary file and renamed,
-and samples.jsonl only grows by whole batches followed by fsync. A run killed mid-batch leaves at
-most a partial last line, which resume drops; the batch is then recomputed whole, with the same
-prompts in the same batch, so a resumed run ends with the same results as an uninterrupted one.
+and samples.jsonl only grows by whole batches followed by fsync. Every line of a batch says how
+many lines its batch has (`batch_lines`), so a reader knows where the last complete batch ends: a
+run killed mid-batch leaves whole lines of a torn batch behind, and resume cuts the file back to
+the end of the last complete batch. The torn batch's problems are then planned and generated
+again with the other unfinished ones, exactly as an uninterrupted run would batch them, so the
+file ends with each problem once and with the same results.
+
+A run may grow: a larger --limit keeps the finished problems and evaluates only the new ones. It
+may not shrink, nor change any other setting in RESULT_SETTINGS, once it holds a sample (before
+that, as after a start that failed, there is nothing to protect). Of the library versions, those
+that decide what is generated and how it is graded must match to resume (GENERATION_VERSIONS:
+ppa-eval, transformers, lm-eval, vLLM); another torch build or Python only makes a note: the
+settings that shape the numerics (dtype, attention kernel) are compared on their own, and a run's
+samples were reported identical under torch 2.13.0+cpu and 2.14.1+cu130.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from hashlib import sha256
+from itertools import accumulate
 from pathlib import Path
 
 from ppa_eval.errors import PPAEvalError
@@ -33,12 +46,15 @@ class RunError(PPAEvalError):
 
 
 # Manifest keys that change what a run computes: a resumed run must match every one of them,
-# library versions included (a run must not mix generations of two software stacks).
+# the generation-relevant library versions included (a run must not mix two software stacks).
+# `limit` is apart: a run may grow (a larger limit), never shrink.
 RESULT_SETTINGS = ("checkpoint_sha256", "attention", "engine", "dtype", "attn_kernel", "batch_size",
-                   "max_new_tokens", "limit", "chat_template", "thinking", "data_source", "seed", "tasks",
+                   "max_new_tokens", "chat_template", "thinking", "data_source", "seed", "tasks",
                    "context_lengths", "generated_sha256", "versions")
 # Of those, per-task tables: a resumed run may add tasks, and the entries both runs have must agree.
 PER_TASK_SETTINGS = ("generated_sha256",)
+# The entries of `versions` that must match to resume; the others (torch, python) are noted.
+GENERATION_VERSIONS = ("ppa_eval", "transformers", "lm_eval", "vllm")
 
 
 def run_name(checkpoint_name: str, pattern: BlockPattern) -> str:
@@ -142,6 +158,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results that samples.jsonl shows
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
@@ -152,6 +169,18 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise _write_error(path, error) from None
     finally:
         Path(tmp).unlink(missing_ok=True)  # nothing left after a successful replace
+
+
+def _umask() -> int:
+    """The process's umask, which os.umask reads only by setting it (and so is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def append_batch(path: Path, samples: list[dict]) -> None:
+    """Append one batch of samples, each marked with the batch's size (see the module doc)."""
+    append_lines(path, [{**sample, "batch_lines": len(samples)} for sample in samples])
 
 
 def append_lines(path: Path, records: list[dict]) -> None:
@@ -179,46 +208,108 @@ def _write_error(path: Path, error: OSError) -> RunError:
 
 
 def read_samples(path: Path) -> list[dict]:
-    """Finished samples, dropping a partial last line left by a killed run; any other bad line is an error."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
+    """The samples of the complete batches; any bad whole line is an error. Nothing is written."""
+    return _complete_batches(path)[0]
+
+
+def resume_samples(path: Path) -> list[dict]:
+    """The samples of the complete batches, after cutting the file back to the end of the last one:
+    a killed run's torn batch (whole lines and a partial one) is dropped, to be generated again.
+    Only the process holding the run (`exclusive`) may call this."""
+    samples, end = _complete_batches(path)
+    if path.exists() and path.stat().st_size != end:
         with open(path, "r+b") as handle:
-            handle.truncate(len(complete))
+            handle.truncate(end)
+    return samples
+
+
+def _complete_batches(path: Path) -> tuple[list[dict], int]:
+    """(samples of the complete batches, the bytes they take). A line without `batch_lines` (runs
+    made before batches were marked) counts as a batch of its own."""
+    if not path.exists():
+        return [], 0
+    data = path.read_bytes()
+    ends = list(accumulate(len(line) + 1 for line in data.split(b"\n")[:-1]))  # after the last newline: torn
     fix = "; delete the file to recompute this task"
-    records = []
-    for number, record in read_objects(path, RunError, fix, data=complete):
+    samples, batch, end = [], [], 0
+    for number, record in read_objects(path, RunError, fix, data=data[: ends[-1] if ends else 0]):
         if "doc_id" not in record:
             raise RunError(f"{path}, line {number}: not a sample (no doc_id){fix}")
-        records.append(record)
-    return records
+        size = (batch[0] if batch else record).get("batch_lines", 1)
+        if not _is_int(size) or size < 1:
+            raise RunError(f"{path}, line {number}: 'batch_lines' must be a whole number >= 1, got {size!r}{fix}")
+        batch.append(record)
+        if len(batch) == size:
+            samples += batch
+            batch, end = [], ends[number - 1]
+    return samples, end
 
 
-def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> None:
-    """Write the manifest of a new run, or check that an existing run was made with the same settings."""
-    if not path.exists():
+def holds_samples(run_dir: Path) -> bool:
+    """Whether any task of the run has written a sample: until then a run has no results to protect."""
+    return any(path.stat().st_size for path in run_dir.glob("*/samples.jsonl"))
+
+
+def finished(task_dir: Path, limit: int | None) -> bool:
+    """The task's metrics.json exists and was written for `limit` (a grown limit reopens the task)."""
+    path = task_dir / "metrics.json"
+    return path.exists() and _load_json(path).get("limit") == limit
+
+
+def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> list[str]:
+    """Write the manifest of a new run, or check that an existing run was made with the same
+    settings (`compared`, and a limit no smaller); returns notes on what differs without changing
+    results. A run that holds no sample yet (its start failed) takes the new settings."""
+    if not path.exists() or not holds_samples(path.parent):
         write_json_atomic(path, manifest)
-        return
+        return []
     try:
         existing = _with_attention(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RunError(f"{path} is not valid JSON; delete the run directory to start it again") from None
 
     def differs(key) -> bool:
+        old, new = existing.get(key), manifest.get(key)
         if key in PER_TASK_SETTINGS:
-            old, new = existing.get(key) or {}, manifest.get(key) or {}
+            old, new = old or {}, new or {}
             return any(old[name] != new[name] for name in old.keys() & new.keys())
-        return existing.get(key) != manifest.get(key)
+        if key == "versions":
+            return _generation_versions(old) != _generation_versions(new)
+        return old != new
 
-    changed = [key for key in compared if differs(key)]
+    old_limit, new_limit = existing.get("limit"), manifest.get("limit")
+
+    def detail(key) -> str:
+        if key in PER_TASK_SETTINGS and old_limit != new_limit:  # long-context depths are spread over the limit
+            return f"{key}: other problems for limit {new_limit!r}: a long-context run cannot grow"
+        return f"{key}: {existing.get(key)!r} -> {manifest.get(key)!r}"
+
+    changed = [detail(key) for key in compared if differs(key)]
+    if _problems(new_limit) < _problems(old_limit):
+        changed.append(f"limit: {old_limit!r} -> {new_limit!r}: a run may grow, not shrink")
     if changed:
-        details = ", ".join(f"{k}: {existing.get(k)!r} -> {manifest.get(k)!r}" for k in changed)
-        raise RunError(f"{path.parent} holds results made with other settings ({details}); use another --out or delete it")
+        raise RunError(f"{path.parent} holds results made with other settings ({', '.join(changed)}); "
+                       "use another --out or delete it")
+    # the manifest names the run's limit and every generated set it holds
     grown = {key: {**(existing.get(key) or {}), **(manifest.get(key) or {})} for key in PER_TASK_SETTINGS}
-    if any(grown[key] != existing.get(key) for key in grown):
-        write_json_atomic(path, {**existing, **grown})  # the manifest names every generated set it holds
+    grown = {key: value for key, value in grown.items() if value != (existing.get(key) or {})}
+    if new_limit != old_limit:
+        grown["limit"] = new_limit
+    if grown:
+        write_json_atomic(path, {**existing, **grown})
+    old_versions, new_versions = existing.get("versions") or {}, manifest.get("versions") or {}
+    return [f"{path.parent} was made with {name} {old_versions[name]} and goes on with {new_versions[name]}"
+            for name in sorted(old_versions.keys() & new_versions.keys())
+            if name not in GENERATION_VERSIONS and old_versions[name] != new_versions[name]]
+
+
+def _generation_versions(versions: dict | None) -> dict:
+    return {name: version for name, version in (versions or {}).items() if name in GENERATION_VERSIONS}
+
+
+def _problems(limit: int | None) -> float:
+    """A limit as a number of problems: None is all of them."""
+    return math.inf if limit is None else limit
 
 
 @contextmanager

@@ -277,3 +277,123 @@ def test_sweep_one_checkpoint_over_powers_on_long_context(tmp_path, make_tiny_ch
     # a length beyond the model's context is one line naming the maximum
     assert_clean_error(ppa_eval("evaluate", ckpt, "--tasks", "passkey", "--context-lengths", "9000", "--limit", "1",
                                 "--out", tmp_path / "too-long", check=False), "9000", "4096")
+
+
+# --- issue 32: ppa-eval tried as a new user would -----------------------------------------------
+
+TINY = ["--tasks", "gsm8k", "--limit", "1", "--batch-size", "1", "--max-new-tokens", "4"]
+
+
+@pytest.mark.slow
+def test_evaluate_mistakes_get_one_line_errors(tmp_path, make_tiny_checkpoint):
+    import torch
+
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", ppa_power="1/2", ppa_window=8)
+    out = tmp_path / "out"
+    if not torch.cuda.is_available():
+        assert_clean_error(ppa_eval("evaluate", ckpt, *TINY, "--device", "cuda", "--out", out, check=False),
+                           "--device cuda", "no CUDA GPU", "--device cpu")
+    assert_clean_error(ppa_eval("evaluate", ckpt, *TINY, "--max-new-tokens", "-1", "--out", out, check=False),
+                       "--max-new-tokens must be at least 1")
+    corrupt = make_tiny_checkpoint(tmp_path / "corrupt", ppa_power="1/2", ppa_window=8)
+    (corrupt / "model.safetensors").write_bytes(b"\xff" * 1000)
+    assert_clean_error(ppa_eval("evaluate", corrupt, *TINY, "--out", out, check=False),
+                       "cannot load the model of", "header too large")
+    untokenized = make_tiny_checkpoint(tmp_path / "untokenized", ppa_power="1/2", ppa_window=8)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (untokenized / name).unlink()
+    assert_clean_error(ppa_eval("evaluate", untokenized, *TINY, "--out", out, check=False),
+                       "cannot load the tokenizer of", "tokenizer files")
+    (tmp_path / "x.gguf").write_bytes(bytes(range(256)) * 20)
+    assert_clean_error(ppa_eval("evaluate", tmp_path / "x.gguf", "--power", "1/2", *TINY, "--out", out, check=False),
+                       "x.gguf", "not a GGUF file")
+
+
+@pytest.mark.slow
+def test_a_failed_start_does_not_block_the_corrected_command(tmp_path, make_tiny_checkpoint):
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", ppa_power="1/2", ppa_window=8)
+    weights = ckpt / "model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[:1000])  # a copy that stopped short
+    out = tmp_path / "out"
+    assert_clean_error(ppa_eval("evaluate", ckpt, *TINY, "--out", out, check=False), "cannot load the model")
+    weights.write_bytes(intact)  # copied again: another checkpoint hash, the same run directory
+    ppa_eval("evaluate", ckpt, *TINY, "--out", out)
+    assert json.loads(next(out.glob("*/gsm8k/metrics.json")).read_text())["n"] == 1
+
+
+def test_pattern_mistakes_get_one_line_errors(tmp_path):
+    assert_clean_error(ppa_eval("pattern", "--power", "1/2", "--length", "100000000000", check=False),
+                       "--length must be between 1 and 16,777,216")
+    assert_clean_error(ppa_eval("pattern", "--power", "1/2", "--length", "64", "--plot", tmp_path / "no" / "m.png",
+                                check=False), "cannot write the plot", "No such file or directory", "another --plot")
+    # a reader that stops early (`| head -c 600`) is no error of ours
+    reader = subprocess.Popen([sys.executable, "-m", "ppa_eval.cli", "pattern", "--attention", "full", "--length",
+                               "100000", "--json"], cwd=RUN_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert len(reader.stdout.read(600)) == 600
+    reader.stdout.close()
+    assert reader.wait() == 141 and reader.stderr.read() == b""
+
+
+@pytest.mark.slow
+def test_a_sweep_goes_past_a_damaged_checkpoint(tmp_path, make_tiny_checkpoint):
+    root = tmp_path / "ckpts"
+    make_tiny_checkpoint(root / "swa")
+    make_tiny_checkpoint(root / "ppa-0.5")
+    make_tiny_checkpoint(root / "full")
+    (root / "ppa-0.5" / "model.safetensors").write_bytes(b"\xff" * 1000)  # the second of three, in order of p
+    out = tmp_path / "out"
+    result = ppa_eval("sweep", root, *TINY, "--out", out, check=False)
+    assert_clean_error(result, "1 of 3 checkpoints failed", "ppa-0.5", "finished runs are kept")
+    assert "header too large" in result.stderr
+    assert sorted(path.parent.parent.name for path in out.glob("*/gsm8k/metrics.json")) == ["full__p1_w64", "swa__p0_w64"]
+    assert (out / "table.md").exists()
+
+
+@pytest.mark.slow
+def test_max_new_tokens_zero_is_refused_not_replaced(tmp_path, make_tiny_checkpoint):
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", ppa_power="1/2", ppa_window=8)
+    assert_clean_error(ppa_eval("evaluate", ckpt, *TINY, "--max-new-tokens", "0", "--out", tmp_path / "out", check=False),
+                       "--max-new-tokens must be at least 1", "task's default")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("samples.jsonl"))
+
+
+def test_grade_help_names_only_the_tasks_grade_takes(tmp_path):
+    from ppa_eval.grading import grade_file
+
+    help_text = " ".join(ppa_eval("grade", "--help").stdout.split())
+    offered = help_text.split("a task name: ")[1].split(" (")[0].split(", ")
+    assert offered == ["math500", "gsm8k", "gsm8k_cot"]
+    (tmp_path / "in.jsonl").write_text(json.dumps({"gold": "18", "response": "#### 18"}) + "\n")
+    for task in offered:
+        grade_file(task, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+    assert_clean_error(ppa_eval("grade", "--task", "passkey", tmp_path / "in.jsonl", check=False),
+                       "unknown task 'passkey'", "known tasks are gsm8k, gsm8k_cot, math500")
+
+
+def run_main(*argv):
+    """ppa-eval in a fresh interpreter, which prints the heavy modules it imported on its stdout."""
+    script = ("import sys; from ppa_eval.cli import main; status = main(sys.argv[1:]); "
+              "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules)); sys.exit(status)")
+    return subprocess.run([sys.executable, "-c", script, *map(str, argv)], capture_output=True, text=True, cwd=RUN_DIR)
+
+
+def test_small_things_a_new_user_meets(tmp_path):
+    # argument mistakes are answered before any heavy import (it takes seconds)
+    for argv in (["evaluate", "--power", "1", "--limit", "0"], ["evaluate", "--power", "1", "--device", "tpu"],
+                 ["sweep", "--powers", "0,1", "--batch-size", "0"], ["evaluate", tmp_path / "missing"],
+                 ["sweep", tmp_path / "missing"]):
+        result = run_main(*argv)
+        assert_clean_error(result)
+        assert result.stdout.strip() == "[]", (argv, result.stdout)
+    # a directory without checkpoints says so, instead of pointing at lines that are not there
+    (tmp_path / "empty").mkdir()
+    assert_clean_error(ppa_eval("sweep", tmp_path / "empty", check=False), "no checkpoint under", "config.json")
+    # nothing to grade is not an accuracy of 0
+    (tmp_path / "empty.jsonl").write_text("")
+    assert_clean_error(ppa_eval("grade", "--task", "gsm8k", tmp_path / "empty.jsonl", check=False), "no line to grade")
+    from ppa_eval import __version__
+
+    assert ppa_eval("--version").stdout.strip() == f"ppa-eval {__version__}"
+    readme = (RUN_DIR.parent / "README.md").read_text()
+    assert "PPA_EVAL_CACHE" in readme and "XDG_CACHE_HOME" in readme and "700 MB" in readme

@@ -9,9 +9,12 @@ import json
 import math
 import shutil
 from fractions import Fraction
+from itertools import combinations
+from pathlib import Path
 
 import matplotlib.image
 import pytest
+from matplotlib.transforms import Bbox
 
 from ppa_eval.patterns import parse_power, parse_spec
 from ppa_eval.runs import RunError
@@ -405,3 +408,76 @@ def test_report_against_a_baseline_sets_each_p_beside_the_baselines(family_resul
     tables, written = write_report(family_results, baseline)
     assert {"table_vs_baseline.md", "table_vs_baseline.csv", "s_curve_vs_baseline.png"} <= {p.name for p in written}
     assert matplotlib.image.imread(family_results / "s_curve_vs_baseline.png").shape[1] > 500
+
+
+# --- what the report writes, as a reader meets it ---------------------------------------------
+
+
+@pytest.fixture
+def narrow_cost_results(tmp_path):
+    """Two long-context tasks whose patterns all cost 43-100% of dense: less than half a decade."""
+    for run, spec in {"m__w": "window:w=12", "m__pa": "powerattention:block=4,window=1,sink=1", "m__full": "full"}.items():
+        for task in ("passkey", "niah_multikey"):
+            task_dir = tmp_path / run / task
+            task_dir.mkdir(parents=True)
+            lines = [json.dumps({"doc_id": f"{length}-{i}", "correct": i < 2, "context_length": length, "depth": i / 4})
+                     for length in (32, 48) for i in range(4)]
+            (task_dir / "samples.jsonl").write_text("\n".join(lines) + "\n")
+            cell = {"accuracy": 0.5, "ci95": list(accuracy_ci(2, 4)), "n": 4}
+            metrics = {"task": task, "checkpoint": "m", "attention": spec, "accuracy": 0.5, "ci95": list(accuracy_ci(4, 8)),
+                       "n": 8, "by_length": {"32": cell, "48": cell}, "limit": 4}
+            (task_dir / "metrics.json").write_text(json.dumps(metrics))
+    return tmp_path
+
+
+def drawn_texts(fig):
+    """(text, box in pixels) of every title, axis label and tick label in view that `fig` shows."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [fig._suptitle] if fig._suptitle else []
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for locations, labels in ((axis.get_majorticklocs(), axis.get_majorticklabels()),
+                                      (axis.get_minorticklocs(), axis.get_minorticklabels())):
+                texts += [label for location, label in zip(locations, labels) if low <= location <= high]
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def assert_legible(fig, name):
+    """Every text inside the picture, and no two texts on top of each other."""
+    boxes = drawn_texts(fig)
+    for text, box in boxes:
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1, (name, text)
+    for (text, box), (other, other_box) in combinations(boxes, 2):
+        common = Bbox.intersection(box, other_box)
+        assert common is None or common.width * common.height < 1, (name, text, other)
+
+
+@pytest.mark.parametrize("fixture", ["family_results", "narrow_cost_results"])
+def test_plots_keep_their_labels_whole_and_apart(request, fixture, monkeypatch):
+    """The heatmap's depth label inside the picture, each panel's clear of its left neighbour's tick
+    labels, and a narrow log axis of costs with labels that do not run together."""
+    from ppa_eval import report
+
+    checked, save = [], report._save
+
+    def check_and_save(fig, path):
+        assert_legible(fig, Path(path).name)  # before saving, which closes the figure
+        checked.append(Path(path).name)
+        return save(fig, path)
+
+    monkeypatch.setattr(report, "_save", check_and_save)
+    write_report(request.getfixturevalue(fixture))
+    assert "equal_cost.png" in checked and any(name.startswith("heatmap_") for name in checked)
+
+
+def test_every_csv_table_is_one_table_a_csv_reader_takes(narrow_cost_results):
+    import pandas
+
+    _, written = write_report(narrow_cost_results)
+    tables = {path.name: pandas.read_csv(path) for path in written if path.suffix == ".csv"}
+    assert sorted(tables) == ["table.csv", "table_cost.csv", "table_long_context.csv"]
+    assert list(tables["table.csv"]["run"]) == list(collect(narrow_cost_results).drop_duplicates("run")["run"])
+    assert len(tables["table_long_context.csv"]) == 6 and len(tables["table_cost.csv"]) == 12

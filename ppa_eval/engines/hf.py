@@ -7,6 +7,7 @@ for those). Batches are formed from prompts sorted by length, so padding stays s
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -44,14 +45,31 @@ def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dty
     attn_kernel = attn_kernel or default_attn_kernel(device, pattern)
     if attn_kernel not in hf_attention.ATTENTION_IMPLEMENTATIONS:
         raise EngineError(f"unknown attention kernel {attn_kernel!r}; use one of {sorted(hf_attention.ATTENTION_IMPLEMENTATIONS)}")
-    model = AutoModelForCausalLM.from_pretrained(
-        **_source(checkpoint),
-        dtype=resolve_dtype(dtype, device),
-        attn_implementation=hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel],
-    ).to(device)
+    tokenizer = load_tokenizer(checkpoint)  # first: it fails in a second, the weights take longer
+    with _loading(checkpoint, "model"):
+        model = AutoModelForCausalLM.from_pretrained(
+            **_source(checkpoint),
+            dtype=resolve_dtype(dtype, device),
+            attn_implementation=hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel],
+        )
+    model = model.to(device)
     hf_attention.set_pattern(model.config, pattern)
     model.eval()
-    return model, load_tokenizer(checkpoint)
+    return model, tokenizer
+
+
+@contextmanager
+def _loading(checkpoint: Path, what: str):
+    """What transformers raises for a damaged or incomplete checkpoint, as one EngineError (the
+    original stays its cause, shown with PPA_EVAL_DEBUG=1)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, SafetensorError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(": ")
+        raise EngineError(f"cannot load the {what} of {checkpoint} ({reason}); check that the checkpoint is complete "
+                          "(config.json, weights, tokenizer files) or a valid .gguf file") from error
 
 
 def _source(checkpoint: Path) -> dict:
@@ -66,7 +84,8 @@ def load_tokenizer(checkpoint: Path):
     """The checkpoint's tokenizer, padding on the left for batched generation."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(**_source(checkpoint))
+    with _loading(checkpoint, "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(**_source(checkpoint))
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -77,7 +96,9 @@ def max_context(checkpoint: Path) -> int | None:
     """The longest sequence the checkpoint was built for (max_position_embeddings), if it says."""
     from transformers import AutoConfig
 
-    return getattr(AutoConfig.from_pretrained(**_source(checkpoint)), "max_position_embeddings", None)
+    with _loading(checkpoint, "config"):
+        config = AutoConfig.from_pretrained(**_source(checkpoint))
+    return getattr(config, "max_position_embeddings", None)
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

@@ -17,12 +17,13 @@ from ppa_eval.grading.grader import (
     grade,
     grade_file,
     grade_many,
+    gradable_tasks,
     grading_rules,
     iter_grades,
 )
 from ppa_eval.grading.gsm8k import gold_answer
 
 __all__ = [
-    "GradingError", "Verdict", "gold_answer", "grade", "grade_file", "grade_many",
+    "GradingError", "Verdict", "gold_answer", "grade", "grade_file", "grade_many", "gradable_tasks",
     "grading_rules", "iter_grades",
 ]

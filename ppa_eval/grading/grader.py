@@ -84,12 +84,17 @@ class Verdict:
     error: str | None = None
 
 
-def grading_rules(task: str) -> str:
-    """The rules a task is graded by ("math500" or "gsm8k"): a rule's own name, or a task whose
-    registry entry names it (gsm8k_cot -> gsm8k); GradingError for anything else."""
+def gradable_tasks() -> dict[str, str]:
+    """Task name -> the rules it is graded by, for every task whose registry entry names rules here
+    (gsm8k_cot -> gsm8k); the long-context tasks are graded by ppa_eval.long_context as they run."""
     from ppa_eval.tasks import TASKS  # the registry; imported here, it imports nothing of grading
 
-    graded = {name: task.grader for name, task in TASKS.items() if task.grader in RULES}
+    return {name: task.grader for name, task in TASKS.items() if task.grader in RULES}
+
+
+def grading_rules(task: str) -> str:
+    """The rules a task is graded by ("math500" or "gsm8k"); GradingError for anything else."""
+    graded = gradable_tasks()
     if task in graded:
         return graded[task]
     raise GradingError(f"unknown task {task!r}: known tasks are {', '.join(sorted(graded))}")
@@ -321,10 +326,12 @@ def grade_file(
     math_verify (and error, for a line that could not be graded; an unreadable line is written
     as {"line": n, ...} with its error), to out_path or to stdout when it is None. Returns the
     summary: n, correct, accuracy, no_answer, fallback, errors, timeouts, disagreements (with
-    math-verify).
+    math-verify). A file without a line is a GradingError: it has no accuracy.
     """
     grading_rules(task)
     lines = _read_lines(Path(in_path))
+    if not lines:  # an accuracy of nothing would read as 0%
+        raise GradingError(f"{in_path} holds no line to grade; give a JSONL file with gold and response on each line")
     with _open_output(out_path) as out:
         gradable = [(r["response"], r["gold"]) for _, r, why in lines if why is None]
         verdicts = iter_grades(task, gradable, timeout=timeout, workers=workers)
@@ -353,5 +360,5 @@ def grade_file(
             counts["disagreements"] += (verdict.math_verify is not None
                                         and verdict.math_verify != verdict.correct)
     n = counts["n"]
-    return {"n": n, "correct": counts["correct"], "accuracy": counts["correct"] / n if n else 0.0,
+    return {"n": n, "correct": counts["correct"], "accuracy": counts["correct"] / n,
             **{k: v for k, v in counts.items() if k not in ("n", "correct")}}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ppa_eval.patterns.base import BlockPattern
+from ppa_eval.patterns.base import BlockPattern, PatternError
 from ppa_eval.patterns.spec import format_spec
 
 COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
@@ -55,6 +55,11 @@ def plot_pattern(pattern: BlockPattern, length: int, path: str | Path, plot_size
         ax.set_title(f"receptive field at L = {length:,}", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as error:
+        raise PatternError(f"cannot write the plot {path}: {error.strerror or error}; "
+                           "choose another --plot path") from None
+    finally:
+        plt.close(fig)
     return path
