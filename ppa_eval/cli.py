@@ -174,8 +174,8 @@ def parse_context_lengths(text: str | None) -> list[int] | None:
 # `finetune`'s recipe flags and the smallest value each takes (the learning rate: any positive one)
 RECIPE_FLAGS = {"per_length": 1, "plain": 0, "epochs": 1, "batch_tokens": 1, "lr": 0, "warmup": 0, "save_every": 1}
 DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}  # vLLM batches continuously: the more prompts per call, the faster
-VLLM_FLAGS = ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "kv_cache_gib", "max_num_seqs",
-              "max_model_len", "enforce_eager")
+VLLM_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend", "data_parallel_size",
+              "gpu_memory_utilization", "kv_cache_gib", "max_num_seqs", "max_model_len", "enforce_eager")
 
 DEFAULT_TASKS = "math500,gsm8k"  # the paper's, for real checkpoints
 # The embedded SmolLM2-135M solves no MATH500 or GSM8K problem at any p, but it retrieves a pass key
@@ -229,11 +229,12 @@ def _sweep(args) -> None:
     from ppa_eval.patterns import format_spec
     from ppa_eval.runs import check_writable
 
-    checkpoints = _sweep_checkpoints(args)
+    checkpoints = _shard(_sweep_checkpoints(args), args.shard)
     out = Path(args.out)
     check_writable(out)
     from ppa_eval.evaluate import evaluate  # torch and transformers: after the checks above
     from ppa_eval.report import write_report
+    from ppa_eval.runs import RunLocked
 
     print("checkpoints and their patterns, in order:\n" + "\n".join(f"  {format_spec(c.pattern)}  {c.path}"
                                                                    for c in checkpoints))
@@ -246,6 +247,8 @@ def _sweep(args) -> None:
         for checkpoint in checkpoints:
             try:
                 evaluate(checkpoint.path, checkpoint.name, checkpoint.pattern, settings, out, make_engine)
+            except RunLocked:  # another sweep on this directory has it: that one finishes it
+                print(f"skipped {checkpoint.path}: another ppa-eval is evaluating it", file=sys.stderr)
             except PPAEvalError as error:  # one bad checkpoint does not keep the others from running
                 print(f"\ncheckpoint {checkpoint.path} failed: {error}", file=sys.stderr)
                 failed.append(checkpoint)
@@ -258,6 +261,22 @@ def _sweep(args) -> None:
         names = ", ".join(str(checkpoint.path) for checkpoint in failed)
         raise UsageError(f"{len(failed)} of {len(checkpoints)} checkpoints failed ({names}, see above); fix them and "
                          "rerun the sweep: finished runs are kept")
+
+
+def _shard(checkpoints: list, shard: str | None) -> list:
+    """--shard I/N: the checkpoints whose runs fall in shard I of N (runs.shard_of), for job arrays."""
+    if shard is None:
+        return checkpoints
+    from ppa_eval.runs import run_name, shard_of
+
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard takes I/N, e.g. 0/4 (this worker's index from 0, and the number of workers); "
+                         f"got {shard!r}") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard {shard}: I must be from 0 to N - 1")
+    return [c for c in checkpoints if shard_of(run_name(c.name, c.pattern), count) == index]
 
 
 def _sweep_checkpoints(args) -> list:
@@ -342,6 +361,8 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> list:
     """One checkpoint per GPU at a time (one GPU: one after the other on it): each `ppa-eval evaluate`
     runs in its own process, under the same run name a sequential sweep gives it. Returns the
     checkpoints that failed (their processes said why)."""
+    from ppa_eval.runs import RunLocked
+
     queue = list(checkpoints)
     running: dict[str, tuple[subprocess.Popen, object]] = {}
     failed = []
@@ -355,7 +376,7 @@ def _sweep_on_gpus(args, checkpoints, gpus: list[str], out: Path) -> list:
         time.sleep(1)
         for gpu, (process, checkpoint) in list(running.items()):
             if process.poll() is not None:
-                if process.returncode != 0:
+                if process.returncode not in (0, RunLocked.exit_status):  # locked: another sweep evaluates it
                     failed.append(checkpoint)
                 del running[gpu]
     return failed
@@ -453,6 +474,11 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1234)
     vllm = parser.add_argument_group("vLLM engine (--engine vllm)")
     vllm.add_argument("--tensor-parallel-size", type=int, help="GPUs per model (default 1)")
+    vllm.add_argument("--pipeline-parallel-size", type=int,
+                      help="pipeline stages, the model's layers split over GPUs or nodes (default 1)")
+    vllm.add_argument("--distributed-executor-backend", choices=["mp", "ray"],
+                      help="how vLLM starts its workers: mp (one node) or ray (several nodes: start a Ray cluster "
+                           "first); default: vLLM's choice")
     vllm.add_argument("--data-parallel-size", type=int,
                       help="independent model replicas, each on its own GPUs (CPU: its own cores); default 1")
     vllm.add_argument("--gpu-memory-utilization", type=float,
@@ -505,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--powers", help="evaluate TARGET under each p, training-free: 0,1/2,1 or a range "
                                     "start:stop:step such as 0:1:1/8 (both ends included), or both: 0:1:1/8,15/16")
     p.add_argument("--gpus", help="comma-separated GPU ids: one checkpoint per GPU at a time")
+    p.add_argument("--shard", metavar="I/N",
+                   help="evaluate only shard I (0 to N-1) of N, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; "
+                        "sweeps on one --out share its runs safely with or without it")
     _add_evaluation_flags(p)
     p.set_defaults(run=_sweep)
 
@@ -579,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             _show_causes(error)
             raise
         print(f"\nerror: {error}", file=sys.stderr)  # newline: a progress bar may hold the line
-        return 2
+        return error.exit_status
     return 0
 
 

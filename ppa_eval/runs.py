@@ -45,6 +45,12 @@ class RunError(PPAEvalError):
     """Results on disk that do not fit the run being asked for, or cannot be read."""
 
 
+class RunLocked(RunError):
+    """The run is being written by another process (its lock is held; the OS frees it when that process dies)."""
+
+    exit_status = 75  # EX_TEMPFAIL: a sweep's `evaluate` worker tells "another sweep has it" from a failure
+
+
 # Manifest keys that change what a run computes: a resumed run must match every one of them,
 # the generation-relevant library versions included (a run must not mix two software stacks).
 # `limit` is apart: a run may grow (a larger limit), never shrink.
@@ -67,6 +73,13 @@ def run_name(checkpoint_name: str, pattern: BlockPattern) -> str:
     else:
         suffix = "__" + format_spec(pattern).replace(":", "_").replace(",", "_").replace("=", "").replace("/", "-")
     return checkpoint_name if checkpoint_name.endswith(suffix) else checkpoint_name + suffix
+
+
+def shard_of(run: str, count: int) -> int:
+    """Which of `count` shards (0 to count - 1) a run belongs to: a hash of its name, so each worker of
+    a job array takes its share without talking to the others, and adding checkpoints to a sweep
+    leaves the other runs where they were."""
+    return int(sha256(run.encode()).hexdigest(), 16) % count
 
 
 def pattern_fields(pattern: BlockPattern) -> dict:
@@ -320,7 +333,7 @@ def exclusive(run_dir: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunError(f"another ppa-eval is writing {run_dir}; wait for it to finish or use another --out") from None
+            raise RunLocked(f"another ppa-eval is writing {run_dir}; wait for it to finish or use another --out") from None
         yield
 
 

@@ -197,6 +197,59 @@ def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
     assert read_run(interrupted) == read_run(tmp_path / "clean")
 
 
+@pytest.mark.slow
+def test_sweeps_share_one_directory_killed_concurrent_or_sharded(tmp_path, make_tiny_checkpoint):
+    """Workers on one results directory (job arrays, one process per GPU): a worker killed mid-run
+    leaves its run to the next; two started together evaluate each run once (the run lock: the other
+    skips it); shards I/N together cover every run once. Each ends with an uninterrupted sweep's results."""
+    import time
+
+    checkpoints = build_sweep_dir(tmp_path / "ckpts", make_tiny_checkpoint)
+    ppa_eval("sweep", checkpoints, *FAST, "--out", tmp_path / "clean")
+    expected = read_run(tmp_path / "clean")
+
+    shared = tmp_path / "shared"
+    command = [sys.executable, "-m", "ppa_eval.cli", "sweep", str(checkpoints), *FAST, "--out", str(shared)]
+    killed = subprocess.Popen(command, cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and not list(shared.glob("*p1-2*/*/samples.jsonl")):
+            time.sleep(0.2)
+        assert killed.poll() is None, "the sweep finished before it could be killed"
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    workers = [subprocess.Popen(command, cwd=RUN_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [worker.communicate(timeout=900) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    assert read_run(shared) == expected
+
+    sharded = tmp_path / "sharded"
+    for index in range(2):
+        ppa_eval("sweep", checkpoints, *FAST, "--shard", f"{index}/2", "--out", sharded)
+    assert read_run(sharded) == expected
+
+
+def test_shards_cover_every_run_once():
+    from ppa_eval.checkpoints import Checkpoint
+    from ppa_eval.cli import _shard
+    from ppa_eval.patterns import parse_power
+
+    runs = [Checkpoint(Path(f"c{i}"), PowerPattern(parse_power(p), 64), f"c{i}") for i in range(5)
+            for p in ("0", "1/2", "3/4", "1")]
+    for count in (1, 2, 3, 7):
+        shares = [_shard(runs, f"{index}/{count}") for index in range(count)]
+        assert sorted(id(c) for share in shares for c in share) == sorted(map(id, runs))
+    assert _shard(runs, "1/3") == _shard(list(runs), "1/3")  # deterministic
+
+
+@pytest.mark.parametrize("shard", ["2/2", "-1/2", "a/b", "1"])
+def test_bad_shards_get_one_line_errors(shard, tmp_path, make_tiny_checkpoint):
+    checkpoints = build_sweep_dir(tmp_path / "ckpts", make_tiny_checkpoint)
+    assert_clean_error(ppa_eval("sweep", checkpoints, f"--shard={shard}", check=False), "--shard")
+
+
 def test_a_gpu_sweep_names_runs_as_a_sequential_sweep_does(tmp_path, make_tiny_checkpoint):
     """`sweep --gpus` runs each checkpoint as its own `evaluate`; it must land in the directory a
     sequential sweep uses (nested `*/final` checkpoints included), so each resumes the other."""
@@ -397,3 +450,24 @@ def test_small_things_a_new_user_meets(tmp_path):
     assert ppa_eval("--version").stdout.strip() == f"ppa-eval {__version__}"
     readme = (RUN_DIR.parent / "README.md").read_text()
     assert "PPA_EVAL_CACHE" in readme and "XDG_CACHE_HOME" in readme and "700 MB" in readme
+
+
+def test_vllm_distributed_settings_reach_vllm_and_the_per_gpu_workers(tmp_path):
+    """Tensor and pipeline parallel sizes and the executor backend (ray for several nodes) pass through
+    to vllm.LLM's arguments as given, and to the `evaluate` workers of a --gpus sweep."""
+    from ppa_eval.checkpoints import Checkpoint
+    from ppa_eval.cli import _vllm_options, build_parser, evaluate_command
+    from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
+
+    flags = ["--engine", "vllm", "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2",
+             "--distributed-executor-backend", "ray"]
+    args = build_parser().parse_args(["sweep", str(tmp_path), *flags])
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    arguments = engine_arguments(tmp_path, PowerPattern("1/2", 64), "cuda", "bfloat16", 0,
+                                 VLLMOptions(**_vllm_options(args)))
+    assert (arguments["tensor_parallel_size"], arguments["pipeline_parallel_size"],
+            arguments["distributed_executor_backend"]) == (4, 2, "ray")
+    assert "distributed_executor_backend" not in engine_arguments(tmp_path, PowerPattern(1, 0), "cuda", "auto", 0,
+                                                                  VLLMOptions())  # vLLM's own choice
+    command = " ".join(evaluate_command(args, Checkpoint(tmp_path, PowerPattern("1/2", 64), "m"), tmp_path))
+    assert " ".join(flags[2:]) in command

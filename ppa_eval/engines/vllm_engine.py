@@ -35,6 +35,8 @@ from ppa_eval.patterns import BlockPattern, config_entries, format_spec
 @dataclass(frozen=True)
 class VLLMOptions:
     tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1     # layers split over GPUs (and over nodes, with the ray backend)
+    distributed_executor_backend: str | None = None  # vLLM's: "mp" (one node), "ray" (several); None: vLLM picks
     data_parallel_size: int = 1         # independent replicas, see Replicas
     gpu_memory_utilization: float | None = None  # None: 0.9 of a GPU (on CPU see kv_cache_gib)
     kv_cache_gib: float | None = None   # an explicit KV-cache size; None: from gpu_memory_utilization on GPUs,
@@ -71,6 +73,7 @@ def engine_arguments(checkpoint: Path, pattern: BlockPattern, device: str, dtype
         "dtype": str(resolve_dtype(dtype, device)).removeprefix("torch."),
         "seed": seed,
         "tensor_parallel_size": options.tensor_parallel_size,
+        "pipeline_parallel_size": options.pipeline_parallel_size,
         # No attention_backend: the plug-in picks each layer's backend from the pattern (its own, or
         # vLLM's for full attention); forcing CUSTOM would send full attention to the pattern backend.
         "hf_overrides": config_entries(pattern),
@@ -84,6 +87,8 @@ def engine_arguments(checkpoint: Path, pattern: BlockPattern, device: str, dtype
         arguments["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
     else:
         arguments["gpu_memory_utilization"] = options.gpu_memory_utilization or 0.9
+    if options.distributed_executor_backend is not None:
+        arguments["distributed_executor_backend"] = options.distributed_executor_backend
     if options.max_num_seqs is not None:
         arguments["max_num_seqs"] = options.max_num_seqs
     if options.max_model_len is not None:
@@ -139,7 +144,7 @@ class Replicas:
         from transformers import AutoTokenizer
 
         require_vllm()
-        count, per_replica = options.data_parallel_size, options.tensor_parallel_size
+        count, per_replica = options.data_parallel_size, options.tensor_parallel_size * options.pipeline_parallel_size
         devices = _replica_devices(device, count, per_replica)
         context = multiprocessing.get_context("spawn")  # vLLM and CUDA need fresh processes
         self.connections, self.processes = [], []
@@ -196,8 +201,9 @@ def _replica_devices(device: str, count: int, per_replica: int) -> list[str]:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
         if len(gpus) < count * per_replica:
-            raise EngineError(f"data parallel {count} x tensor parallel {per_replica} needs {count * per_replica} GPUs, "
-                              f"{len(gpus)} visible; lower --data-parallel-size or --tensor-parallel-size")
+            raise EngineError(f"data parallel {count} x {per_replica} GPUs per replica (tensor x pipeline parallel) needs "
+                              f"{count * per_replica} GPUs, {len(gpus)} visible; lower --data-parallel-size, "
+                              "--tensor-parallel-size or --pipeline-parallel-size")
         return [",".join(gpus[r * per_replica : (r + 1) * per_replica]) for r in range(count)]
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < count:
