@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--train-lengths", help="context lengths of the retrieval problems (default 1024,2048,4096)")
     recipe.add_argument("--per-length", type=int, help="retrieval problems per task and length (default 64)")
     recipe.add_argument("--plain", type=int, help="GSM8K train solutions mixed in (default 1000)")
-    recipe.add_argument("--epochs", type=int, help="passes over the data (default 2)")
+    recipe.add_argument("--epochs", type=int, help="passes over the data (default 1)")
     recipe.add_argument("--batch-tokens", type=int, help="padded tokens per step (default 32768)")
     recipe.add_argument("--lr", type=float, help="AdamW peak learning rate (default 1e-4)")
     recipe.add_argument("--warmup", type=int, help="warm-up steps (default 10)")

@@ -51,7 +51,7 @@ class FinetuneError(PPAEvalError):
 @dataclass(frozen=True)
 class Recipe:
     data: DataRecipe = field(default_factory=DataRecipe)
-    epochs: int = 2
+    epochs: int = 1
     batch_tokens: int = 32768  # padded tokens per step
     lr: float = 1e-4           # AdamW peak, after linear warm-up; cosine decay to lr / 10
     warmup: int = 10
