@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ppa_eval.patterns import parse_spec, sort_key
+
 OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
 
 
@@ -30,8 +32,15 @@ def speed_rows(finetune_dir: Path) -> pd.DataFrame:
                      "seconds": summary["seconds"], "tokens_per_second": summary["tokens_per_second"],
                      "steady_tokens_per_second": round(sum(s["tokens"] for s in steady) /
                                                        sum(s["seconds"] for s in steady), 1),
-                     "first_loss": round(summary["first_loss"], 3), "last_loss": round(summary["last_loss"], 3)})
-    return pd.DataFrame(rows)
+                     # batches come in one order for every pattern, so these compare across patterns
+                     "loss_first_quarter": _mean_loss(steps[: len(steps) // 4]),
+                     "loss_last_quarter": _mean_loss(steps[-(len(steps) // 4):]),
+                     "_order": sort_key(parse_spec(config["ppa_attention"]))})
+    return pd.DataFrame(rows).sort_values("_order").drop(columns="_order")
+
+
+def _mean_loss(steps: list[dict]) -> float:
+    return round(sum(s["loss"] for s in steps) / len(steps), 3)
 
 
 if __name__ == "__main__":
