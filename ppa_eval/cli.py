@@ -340,6 +340,7 @@ def _finetune(args) -> None:
         if not value > 0 if flag == "lr" else value < RECIPE_FLAGS[flag]:
             bound = "positive" if flag == "lr" else f"at least {RECIPE_FLAGS[flag]}"
             raise UsageError(f"--{flag.replace('_', '-')} must be {bound}, got {value}")
+    device = _device(args.device)
     path, name = _one_checkpoint(args)
     patterns = _patterns(args, path)
     out = Path(args.out)
@@ -348,9 +349,6 @@ def _finetune(args) -> None:
     if args.train_lengths is not None:
         data["lengths"] = tuple(parse_context_lengths(args.train_lengths))
     recipe = Recipe(data=DataRecipe(**data, seed=args.seed), seed=args.seed, **given)
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"fine-tuning {path} under {', '.join(map(format_spec, patterns))}")
     for checkpoint in finetune(path, name, patterns, recipe, out, device, args.attn_kernel):
         print(f"  {checkpoint}")

