@@ -6,6 +6,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,20 @@ def ppa_eval(*args, check=True, **kwargs):
     if check and result.returncode != 0:
         raise AssertionError(f"ppa-eval {args} failed:\n{result.stderr[-3000:]}")
     return result
+
+
+def kill_9_when(ready, *args) -> None:
+    """Start `ppa-eval ARGS` and kill -9 it as soon as ready() holds; it must still be running then."""
+    process = subprocess.Popen([sys.executable, "-m", "ppa_eval.cli", *map(str, args)], cwd=RUN_DIR,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and not ready():
+            time.sleep(0.05)
+        assert process.poll() is None, f"ppa-eval {args[0]} finished before it could be killed"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
 
 
 def assert_clean_error(result, *fragments):
@@ -179,19 +194,8 @@ def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
     assert [row.split("|")[2].strip() for row in rows] == ["window:w=64", "ppa:p=1/2,w=64", "ppa:p=1,w=64"]
 
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen([sys.executable, "-m", "ppa_eval.cli", "sweep", checkpoints, *FAST, "--out", interrupted],
-                               cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        # kill -9 once the second checkpoint has started writing samples
-        import time
-
-        deadline = time.time() + 600
-        while time.time() < deadline and not list(interrupted.glob("*p1-2*/*/samples.jsonl")):
-            time.sleep(0.2)
-        assert process.poll() is None, "the sweep finished before it could be killed"
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    # kill -9 once the second checkpoint has started writing samples
+    kill_9_when(lambda: list(interrupted.glob("*p1-2*/*/samples.jsonl")), "sweep", checkpoints, *FAST, "--out", interrupted)
     assert not (interrupted / "table.md").exists()
     ppa_eval("sweep", checkpoints, *FAST, "--out", interrupted)
     assert read_run(interrupted) == read_run(tmp_path / "clean")
@@ -202,23 +206,13 @@ def test_sweeps_share_one_directory_killed_concurrent_or_sharded(tmp_path, make_
     """Workers on one results directory (job arrays, one process per GPU): a worker killed mid-run
     leaves its run to the next; two started together evaluate each run once (the run lock: the other
     skips it); shards I/N together cover every run once. Each ends with an uninterrupted sweep's results."""
-    import time
-
     checkpoints = build_sweep_dir(tmp_path / "ckpts", make_tiny_checkpoint)
     ppa_eval("sweep", checkpoints, *FAST, "--out", tmp_path / "clean")
     expected = read_run(tmp_path / "clean")
 
     shared = tmp_path / "shared"
+    kill_9_when(lambda: list(shared.glob("*p1-2*/*/samples.jsonl")), "sweep", checkpoints, *FAST, "--out", shared)
     command = [sys.executable, "-m", "ppa_eval.cli", "sweep", str(checkpoints), *FAST, "--out", str(shared)]
-    killed = subprocess.Popen(command, cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and not list(shared.glob("*p1-2*/*/samples.jsonl")):
-            time.sleep(0.2)
-        assert killed.poll() is None, "the sweep finished before it could be killed"
-    finally:
-        killed.send_signal(signal.SIGKILL)
-        killed.wait()
     workers = [subprocess.Popen(command, cwd=RUN_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
     outputs = [worker.communicate(timeout=900) for worker in workers]

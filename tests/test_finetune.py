@@ -2,10 +2,6 @@
 what it saves is a checkpoint `evaluate` and `sweep` read without flags."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from fractions import Fraction
 
 import pytest
@@ -19,7 +15,7 @@ from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LONG_CONTEXT_TASKS, m
 from ppa_eval.patterns import PowerPattern, parse_spec
 from ppa_eval.training_data import DataRecipe, build_examples, plan_batches, retrieval_docs
 from reference import dense_mask
-from test_cli import RUN_DIR, assert_clean_error, ppa_eval
+from test_cli import assert_clean_error, kill_9_when, ppa_eval
 
 TINY_DATA = DataRecipe(lengths=(512,), per_length=4, plain=8)
 TINY_FLAGS = ["--train-lengths", "512", "--per-length", "4", "--plain", "8", "--batch-tokens", "2048",
@@ -115,16 +111,7 @@ def test_finetune_resumes_after_kill_9_and_evaluate_reads_its_pattern(tmp_path, 
     ppa_eval(*command, "--out", tmp_path / "clean")
 
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen([sys.executable, "-m", "ppa_eval.cli", *map(str, command), "--out", interrupted],
-                               cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and not (interrupted / "training" / "tiny__p1_w8" / "state.pt").exists():
-            time.sleep(0.05)
-        assert process.poll() is None, "the fine-tune finished before it could be killed"
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_9_when((interrupted / "training" / "tiny__p1_w8" / "state.pt").exists, *command, "--out", interrupted)
     assert not (interrupted / "tiny__p1_w8").exists()
     ppa_eval(*command, "--out", interrupted)
 
