@@ -110,10 +110,11 @@ def _docs(task: TaskSpec, checkpoint: Path, settings: Settings) -> list[Doc]:
             _DOCS[key] = load_docs(task, limit=settings.limit, source=settings.data_source)
         return _DOCS[key]
     lengths = None if settings.context_lengths is None else tuple(settings.context_lengths)
-    key = (task.name, _tokenizer_identity(checkpoint), max_context(checkpoint), settings.limit, lengths, settings.seed)
+    window = max_context(checkpoint)
+    key = (task.name, _tokenizer_identity(checkpoint), window, settings.limit, lengths, settings.seed)
     if key not in _DOCS:
         _DOCS[key] = load_docs(task, limit=settings.limit, tokenizer=load_tokenizer(checkpoint), context_lengths=lengths,
-                               seed=settings.seed, max_context=max_context(checkpoint))
+                               seed=settings.seed, max_context=window)
     return _DOCS[key]
 
 

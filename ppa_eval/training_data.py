@@ -25,11 +25,12 @@ import random
 import re
 from dataclasses import dataclass
 
+from ppa_eval.evaluate import Settings
 from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LONG_CONTEXT_TASKS, answers, make_docs
 from ppa_eval.prompts import render_prompt
 from ppa_eval.tasks import DATA_DIR, DATA_SETS, read_jsonl
 
-EVAL_SEED = 1234           # the seed `evaluate` generates long-context problems from (its --seed default)
+EVAL_SEED = Settings.seed  # the seed `evaluate` generates long-context problems from by default
 HELD_OUT_PER_LENGTH = 1000  # evaluation problems per task and length whose answers training avoids
 TRAIN_SEED_PREFIX = "train"  # training problems come from seeds "train-<seed>", never an evaluation seed
 _CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations: "48/2 = <<48/2=24>>24"
