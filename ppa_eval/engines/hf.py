@@ -178,8 +178,8 @@ class HFEngine:
 
 def _one_thread_for_decode(threads: int):
     """A decode step multiplies a few rows by each weight matrix: there OpenMP's fork/join costs
-    more than it saves (measured on 2 cores: an [8, 576] x [576, 1536] matmul takes 16 ms on
-    2 threads, 0.4 ms on 1), while prefill's large matmuls gain from every thread."""
+    more than it saves (a decode-shaped matmul ran many times slower on 2 threads than on 1:
+    results/bench/host_costs.md), while prefill's large matmuls gain from every thread."""
 
     def hook(module, args, kwargs):
         tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")

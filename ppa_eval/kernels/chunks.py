@@ -2,8 +2,8 @@
 
 A vLLM step mixes requests, each with its own chunk of queries (the last n_queries of its seq_len
 tokens) at its own rows of the step's query tensor [tokens, heads, head_dim]. Launched once per
-chunk, the prefill costs the host two Triton launches per chunk and layer (140-300 us each on the
-H200), more than the GPU time of a short chunk. Launched once per step instead, each program looks
+chunk, the prefill costs the host two Triton launches per chunk and layer, more than the GPU time
+of a short chunk (results/bench/host_costs.md). Launched once per step instead, each program looks
 up what it owns in a table that the host builds once per step for every layer: the request (its
 block-table row), the first query it owns within the chunk, the chunk's first row in the query
 tensor, the chunk's query count and the cache slot of its first query.

@@ -12,7 +12,8 @@ Each kernel costs the larger of two times:
     and writes back), when enough programs run to fill the GPU;
   - latency: the serial walk of its longest program, which is all that is left when few programs
     run, e.g. a short vLLM chunk at the end of a long sequence (11 queries of 7,675 keys as
-    all tiles: 9 programs of 120 key tiles each, 0.2 ms, against some 7 us of pair throughput).
+    all tiles: 9 programs of 120 key tiles each, whose walk takes many times its pairs' throughput
+    time).
 The costs are at head size 128; every term scales with the head size (each pair, row or step
 moves head_dim numbers), which leaves the choice of split unchanged.
 
@@ -29,9 +30,9 @@ from functools import lru_cache
 
 import numpy as np
 
-# Fitted by bench/prefill_costs.py on one NVIDIA H200, 2026-12-02 (bf16, the default tile and gather
-# shapes of prefill.py; 96 whole-sequence, 276 vLLM-chunk and 12 FlashAttention-4 timings), in ns at
-# head size 128:
+# Fitted by bench/prefill_costs.py (bf16, the default tile and gather shapes of prefill.py; 96
+# whole-sequence, 276 vLLM-chunk and 12 FlashAttention-4 timings; the GPU, date and the fit's
+# picks against the fastest plans: results/bench/prefill_costs.md), in ns at head size 128:
 TILE_NS_PER_PAIR_AND_HEAD = 0.001553        # one (query, key) pair of a masked tile, one query head
 GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07544    # one (query, far distance) pair, one KV head with its group
 GATHER_NS_PER_ROW_AND_HEAD = 0.4662         # one query row's second pass (tiles' output and lse in, result out)
@@ -126,7 +127,7 @@ def flash4_ns(tiles: int, query_tiles: int) -> float:
     return tiles * FLASH4_NS_PER_TILE_AND_HEAD + query_tiles * FLASH4_NS_PER_QUERY_TILE_AND_HEAD
 
 
-@lru_cache(maxsize=256)  # asked once per layer of every prefill with the same arguments (36-61 us a call on the host)
+@lru_cache(maxsize=256)  # asked once per layer of every prefill with the same arguments (results/bench/host_costs.md)
 def flash4_is_cheaper(tables, tiles_visited: int, query_tiles: int, kv_len: int, shape: tuple[int, int], batch: int,
                       n_q_heads: int, n_kv_heads: int) -> bool:
     """For a whole sequence: is FlashAttention-4's masked kernel (the tiles it visits and its query

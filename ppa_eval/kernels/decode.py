@@ -6,8 +6,8 @@ the rows sit at scattered slots. The kernel gathers them straight from the cache
 query heads of a KV head sharing each row it loads, and runs an online softmax. Long caches give
 too few (sequence, head) pairs to fill the GPU, so the distance list is cut into splits, each
 program writes an unnormalised partial result, and the last split of a row to finish merges them
-(flash-decoding without its second launch: a launch costs the host some 30 us in Triton 3.6, every
-layer of every decode step, and decode steps are host-bound). A walk of a few blocks is not split:
+(flash-decoding without its second launch: each launch costs the host time, every layer of every
+decode step, and decode steps are host-bound; results/bench/host_costs.md). A walk of a few blocks is not split:
 its one program per row writes the output. The sink slots that S does not already reach are a short extra walk
 of split 0. Scores are computed as K @ q^T ([BLOCK_N, GROUP]), so the tensor-core tile's wide side
 is the gathered keys and the narrow side the few heads of the group.
@@ -191,8 +191,8 @@ def _merge_splits(part_o, part_m, part_l, Out, row, b, kv_head, t, n_splits, str
 
 
 # The split walks' arrival counters, one buffer per (device, stream), all zero between launches: the
-# program that counts a row last zeroes it. A fresh zeroed buffer per call would cost the host 11 us
-# (one more launch) per layer and step on the H200. Launches on one stream never overlap, those on
+# program that counts a row last zeroes it. A fresh zeroed buffer per call would cost the host one
+# more launch per layer and step (results/bench/host_costs.md). Launches on one stream never overlap, those on
 # two streams get two buffers; a grown buffer keeps its predecessor, which a captured CUDA graph may use.
 _arrivals: dict[tuple, list[torch.Tensor]] = {}
 

@@ -3,14 +3,14 @@
 Why: from p = 3/4 on, every 128 x 128 tile of a 2k-32k sequence holds attended pairs (the gaps
 between attended distances stay below 20 slots), so any tile kernel does dense attention's whole
 work plus the mask, and what decides is how fast its dense walk is. Triton 3.6's own causal walk
-runs at 1.26-1.30x cuDNN on the H200 (bench/tile_limits.py), our masked tiles at 1.4-1.8x. FA4's
-SM90 kernel runs causal attention at 0.89-0.93x cuDNN at 8k-32k, and with the PPA mask (below)
-at 0.95-0.99x, 1.02-1.03x at 8 x 2k (bench/attention.py, H200, 2026-12-02).
+is slower than cuDNN's, and our masked tiles slower still; FA4's SM90 kernel runs causal attention
+at about cuDNN's speed, and with the PPA mask (below) stays close to it (bench/tile_limits.py,
+bench/attention.py; results/bench/tile_limits_h200.txt, results/bench/attention.md).
 
 How: FA4 takes the tiles to visit as block-sparse lists: for each query tile, the key tiles at or
 below the diagonal that hold an attended pair (tile_lists). It takes a mask as a `mask_mod` that it
-calls on every score of a visited tile, and one table load per score cost 10-19% over its causal
-kernel. So FA4's mask step is replaced for our mask_mod only (_fa4): SM90's MMA hands each thread
+calls on every score of a visited tile, and one table load per score made it clearly slower than its
+causal kernel. So FA4's mask step is replaced for our mask_mod only (_fa4): SM90's MMA hands each thread
 32 scores per row and tile, at fixed column offsets (ROW_COLUMNS), so the mask of one row is one
 32-bit word of a table indexed by the distance to the thread's first column (row_words), applied
 with FA4's own register-predicate step, as its causal mask is. The cost model weighs this kernel

@@ -1,7 +1,7 @@
 """Host-side launch work, run on every kernel call (every layer of every step).
 
-Plain integers on purpose: triton.cdiv and triton.next_power_of_2 are constexpr functions, some
-5 us a call on the host in Triton 3.6 against 0.1 us for the arithmetic itself.
+Plain integers on purpose: triton.cdiv and triton.next_power_of_2 are constexpr functions, which
+cost the host far more per call than the arithmetic itself (results/bench/host_costs.md).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ def group_block(group: int) -> int:
 class Relaunch:
     """A launch to repeat with another layer's q, k, v and out (a kernel's first four arguments),
     everything else as it was: the layers of a vLLM step launch the same kernels with the same
-    integers. Triton's launch binds and specialises every argument on each call, 24 us of host time
-    for the ~40 of a prefill kernel on the H200's host; the compiled kernel it returned takes them
-    as they are in 9 (2026-12-02)."""
+    integers. Triton's launch binds and specialises every argument on each call (some 40 for a
+    prefill kernel); the compiled kernel it returned takes them as they are, at a fraction of the
+    host time (results/bench/host_costs.md)."""
 
     def __init__(self, compiled: CompiledKernel, grid: tuple[int, int], rest: tuple):
         self.runner, self.rest = compiled[(*grid, 1)], rest

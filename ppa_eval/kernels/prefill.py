@@ -12,16 +12,17 @@
 
 Tiles multiply every pair of their band, attended or not; the gather loads only attended pairs but
 pays for each one. cost_model.py picks `split` from costs measured per pair, per query row and per
-step of the longest program's walk: for whole sequences on the H200, all tiles at p >= 7/8 and at
-p = 3/4 up to 16k, tiles below 2,048 at p = 3/4 and 32k, and only the window as tiles at p <= 1/2;
-for a short chunk at the end of a long sequence (vLLM), mostly gathered rows.
+step of the longest program's walk: for whole sequences, all tiles at high p, tiles below a split of
+some thousand distances at p = 3/4 and long sequences, and only the window as tiles at p <= 1/2;
+for a short chunk at the end of a long sequence (vLLM), mostly gathered rows
+(results/bench/prefill_costs.md).
 
-What limits the gather (H100, L = 32,768): each (query, far distance) pair brings its K and V rows
+What limits the gather at long context: each (query, far distance) pair brings its K and V rows
 (512 bytes per KV head) from L2 to the SM. Two pairs of a program share a row only where two
 distances are closer than BLOCK_Q slots, which is rare once p >= 3/4 (gaps of 10-18 slots around
-d = 10^4), so the far part runs at about the L2 bandwidth: some 190 GB in 29 ms at p = 3/4, slower
-than dense attention there. Sharing more would take query tiles wider than those gaps, and their
-fp32 accumulators do not fit in registers.
+d = 10^4), so the far part runs at about the L2 bandwidth, slower than dense attention there
+(results/bench/prefill_limits.md). Sharing more would take query tiles wider than those gaps, and
+their fp32 accumulators do not fit in registers.
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ class Gather:
     num_stages: int = 3
 
 
-# Chosen on the H200 (bench/kernel_tiles.py). Long walks (32k, p = 3/4: ~2,100 far distances per
-# query) want deep software pipelining and wide steps: 4 queries x 32 distances, 3 stages, 27.2 ms
-# against 31.4 with 16 distances. More queries per program would share more key rows, but their
+# Chosen by bench/kernel_tiles.py (results/bench/kernel_tiles.md). Long walks (32k, p = 3/4: ~2,100
+# far distances per query) want deep software pipelining and wide steps: 4 queries x 32 distances,
+# 3 stages, faster than 16 distances. More queries per program would share more key rows, but their
 # fp32 accumulators ([BLOCK_Q, HEAD_DIM, GROUP]) crowd out the registers that keep loads in
 # flight. Short walks (8 x 2k, p = 1/2: at most ~40 far distances, one to three steps) are
 # latency-bound: the pipeline's shared-memory stages only cost occupancy there, and 16 distances
-# without pipelining took 0.69 ms against 0.97 (the whole prefill, tiles included).
+# without pipelining were the faster shape.
 LONG_WALK, SHORT_WALK = Gather(), Gather(block_c=16, num_stages=1)
 SHORT_WALK_DISTANCES = 256  # a walk over at most this many far distances is short
 

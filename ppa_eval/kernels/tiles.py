@@ -33,8 +33,8 @@ from ppa_eval.kernels.tables import OffsetTables
 
 @dataclass(frozen=True)
 class TileShape:
-    # Chosen on the H200 (bench/kernel_tiles.py, all tiles at p = 7/8): 64 x 64 x 4 warps was the
-    # fastest at 2,048 x 8 and within 1% of the fastest at 32,768.
+    # Chosen by bench/kernel_tiles.py (all tiles at p = 7/8; results/bench/kernel_tiles.md): 64 x 64
+    # x 4 warps was the fastest at 2,048 x 8 and as fast as the fastest at 32,768.
     block_m: int = 64   # queries per program
     block_n: int = 64   # keys per step: one 64-bit word of mask bits per row (32 takes int32 words)
     num_warps: int = 4
@@ -53,9 +53,9 @@ def _masked_tile(q, key_slot, allowed, m, l, acc, k_head, v_head, BlockTable, b,
     cache at the KV head.
 
     No load here takes a mask: predicated K/V loads, and the row and key bounds and-ed into
-    `allowed`, made the reduced walk of bench/tile_limits.py 15-20% slower on the H200 (2k-32k
-    tokens, 2026-12-01), and this kernel 3-6% slower, all for the one tile per program that runs
-    past the last key."""
+    `allowed`, made the reduced walk of bench/tile_limits.py and this kernel slower
+    (results/bench/tile_limits_h200.txt, kernel_tiles.md), all for the one tile per program that
+    runs past the last key."""
     dim = tl.arange(0, HEAD_DIM)
     outer, row = cache_row(key_slot, None, BlockTable, b, stride_tb, PAGED, PAGE_SIZE)
     k = tl.load(k_head + (outer * stride_kb + row * stride_kl)[:, None] + dim[None, :])
@@ -141,7 +141,7 @@ def _tiles(
 
 
 # Triton specialises integer arguments by default (values divisible by 16, and 1), which keeps the
-# contiguous prefill 1-5% faster (H200, 2k-32k tokens). vLLM's steps change their token count (the
+# contiguous prefill a little faster (results/bench/kernel_tiles.md). vLLM's steps change their token count (the
 # log-sum-exp's strides), query counts, first slots and split from call to call; specialised, every
 # new combination would compile another variant part-way through serving, so the paged launches
 # take a copy that is not.
