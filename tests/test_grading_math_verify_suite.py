@@ -19,7 +19,7 @@ against a MATH gold answer, so each case is converted (`convert`):
 - both: backslashes doubled by a raw string (r"\\\\frac" in 8 cases) are undone.
 
 Cases whose label we judge wrong, or that test a math-verify option or parser artifact with no
-counterpart here, carry an `excluded` note saying why; README.md (Grading) lists them.
+counterpart here, carry an `excluded` note saying why; docs/grading.md lists them.
 """
 
 import json
