@@ -326,7 +326,7 @@ def load_docs(task: TaskSpec, limit: int | None = None, source: str = "vendored"
                           metadata={"data_source": source})
     lm_task = manager.load(task.lm_eval_name)["tasks"][task.lm_eval_name]
     lm_task.set_fewshot_seed(DEFAULT_OTHER_SEED)  # what lm_eval's evaluator does before building requests
-    num_fewshot = lm_task.config.num_fewshot
+    num_fewshot = lm_task.config.num_fewshot or 0  # a YAML without num_fewshot: zero-shot
     return [Doc(doc_id=task.docs.doc_id(index, record),
                 prompt=lm_task.fewshot_context(record, num_fewshot=num_fewshot),
                 gold=task.docs.gold(record), record=record)
