@@ -23,7 +23,6 @@ import torch
 from ppa_eval.engines import hf_attention
 from ppa_eval.engines.embedded import embedded_checkpoint
 from ppa_eval.engines.hf import HFEngine
-from ppa_eval.long_context import grade, make_docs
 from ppa_eval.patterns import PowerPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.tasks import load_task
@@ -58,7 +57,7 @@ def main():
     for task_name in args.tasks.split(","):
         task = load_task(task_name)
         for length in map(int, args.lengths.split(",")):
-            docs = make_docs(task_name, engine.tokenizer, [length], args.per_length)
+            docs = task.generate(engine.tokenizer, [length], args.per_length, seed=0)
             prompts = [render_prompt(d["prompt"], engine.tokenizer, gen_prefix=d["answer_prefix"]) for d in docs]
             for power in args.powers.split(","):
                 hf_attention.set_pattern(engine.model.config, PowerPattern(power, WINDOW))
@@ -70,7 +69,7 @@ def main():
                         elapsed, generations = timed(engine, prompts, task, graph)
                         seconds[graph].append(elapsed)
                         texts[graph] = [g.text for g in generations]
-                right = {graph: sum(grade(task_name, text, d["gold"])[0] for text, d in zip(texts[graph], docs))
+                right = {graph: sum(task.grader.grade(text, d["gold"]).correct for text, d in zip(texts[graph], docs))
                          for graph in (True, False)}
                 row = {"task": task_name, "context_length": length, "power": power, "problems": len(docs),
                        "graph_s": statistics.median(seconds[True]), "generate_s": statistics.median(seconds[False]),

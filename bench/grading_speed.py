@@ -20,10 +20,11 @@ import platform
 import time
 from pathlib import Path
 
-from ppa_eval.grading import gold_answer, grade_many
+from ppa_eval.grading import gold_answer
 from ppa_eval.grading.equivalence import decide_in_process
 from ppa_eval.grading.extract import extract_math_answer
 from ppa_eval.grading.normalize import normalize_answer
+from ppa_eval.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tasks" / "data"
@@ -63,7 +64,7 @@ def needs_sympy(task: str, items: list[tuple[str, str]]) -> int:
 
 def measure(task: str, items: list[tuple[str, str]], workers: int) -> dict:
     start = time.perf_counter()
-    verdicts = grade_many(task, items, workers=workers)
+    verdicts = load_task(task).grader.grade_many(items, workers=workers)
     seconds = time.perf_counter() - start
     return {
         "workers": workers,

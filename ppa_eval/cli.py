@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ppa_eval import __version__
 from ppa_eval.errors import PPAEvalError
-from ppa_eval.tasks import TASKS, parse_tasks
+from ppa_eval.tasks import DEFAULT_PER_LENGTH, EMBEDDED_TASKS, PAPER_TASKS, TASKS, gradable_tasks, load_task, parse_tasks
 
 
 class UsageError(PPAEvalError):
@@ -177,11 +177,8 @@ DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}  # vLLM batches continuously: the mo
 VLLM_FLAGS = ("tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend", "data_parallel_size",
               "gpu_memory_utilization", "kv_cache_gib", "max_num_seqs", "max_model_len", "enforce_eager")
 
-DEFAULT_TASKS = "math500,gsm8k"  # the paper's, for real checkpoints
-# The embedded SmolLM2-135M solves no MATH500 or GSM8K problem at any p, but it retrieves a pass key
-# from 1k tokens under full attention and fails under a 64-token window: its default run is the one
-# in which p visibly matters, short enough for 2 CPU cores.
-EMBEDDED_DEFAULTS = {"tasks": "passkey", "context_lengths": "1024", "limit": 16}
+DEFAULT_TASKS = ",".join(PAPER_TASKS)  # the paper's, for real checkpoints
+EMBEDDED_DEFAULTS = {"tasks": ",".join(EMBEDDED_TASKS), "context_lengths": "1024", "limit": DEFAULT_PER_LENGTH}
 
 
 def _embedded(args) -> Path:
@@ -411,9 +408,9 @@ def _reproduce(args) -> None:
     df = collect(results)
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
-    print(render_reproduction(df, args.format, gsm8k_task=args.gsm8k_task))
+    print(render_reproduction(df, args.format, substitutes=(args.gsm8k_task,)))
     plot = Path(args.plot) if args.plot else results / "s_curve.png"
-    plot_s_curve(df, plot, gsm8k_task=args.gsm8k_task)
+    plot_s_curve(df, plot, substitutes=(args.gsm8k_task,))
     print(f"S-curve plot written to {plot}")
 
 
@@ -435,9 +432,7 @@ def _report(args) -> None:
 
 
 def _grade(args) -> None:
-    from ppa_eval.grading import grade_file
-
-    summary = grade_file(args.task, Path(args.input), Path(args.out) if args.out else None)
+    summary = load_task(args.task).grader.grade_file(Path(args.input), Path(args.out) if args.out else None)
     print(json.dumps(summary), file=sys.stderr)
 
 
@@ -489,8 +484,6 @@ def _add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ppa_eval.grading import gradable_tasks
-
     parser = argparse.ArgumentParser(prog="ppa-eval", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -563,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true", help="print the paper's own Table 1")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"])
     p.add_argument("--plot", help="S-curve PNG path (default RESULTS_DIR/s_curve.png)")
-    p.add_argument("--gsm8k-task", default="gsm8k", choices=["gsm8k", "gsm8k_cot"])
+    gsm8k_tasks = [task.name for task in TASKS.values() if task.paper_column == "GSM8k"]  # the paper's first
+    p.add_argument("--gsm8k-task", default=gsm8k_tasks[0], choices=gsm8k_tasks)
     p.set_defaults(run=_reproduce)
 
     p = commands.add_parser("table", help="render a results directory as a table")
@@ -582,8 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_report)
 
     p = commands.add_parser("grade", help="re-grade saved generations without a model")
-    p.add_argument("--task", required=True, help="a task name: " + ", ".join(gradable_tasks()) +
-                   " (the long-context tasks are graded as they run)")
+    p.add_argument("--task", required=True, choices=gradable_tasks(),
+                   help="a task name: " + ", ".join(gradable_tasks()) + " (the long-context tasks are graded as they run)")
     p.add_argument("input", help="JSONL with gold and response on each line")
     p.add_argument("--out", help="output JSONL (default: stdout)")
     p.set_defaults(run=_grade)

@@ -24,12 +24,11 @@ from tqdm import tqdm
 from ppa_eval import __version__
 from ppa_eval.checkpoints import content_sha256
 from ppa_eval.engines.hf import default_attn_kernel, load_tokenizer, max_context, resolve_dtype
-from ppa_eval.lm_eval_metrics import lm_eval_scores
 from ppa_eval.patterns import BlockPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.runs import (RESULT_SETTINGS, append_batch, check_manifest, exclusive, finished, pattern_fields,
                            read_samples, resume_samples, run_name, sample_record, task_metrics, write_json_atomic)
-from ppa_eval.tasks import TASKS, Doc, TaskSpec, load_docs
+from ppa_eval.tasks import PAPER_TASKS, TASKS, Doc, TaskSpec, load_docs
 
 
 @dataclass
@@ -46,7 +45,7 @@ class Settings:
     thinking: str = "off"
     data_source: str = "vendored"
     seed: int = 1234
-    tasks: list[str] = field(default_factory=lambda: ["math500", "gsm8k"])
+    tasks: list[str] = field(default_factory=lambda: list(PAPER_TASKS))
     context_lengths: list[int] | None = None  # generated (long-context) tasks; None: their defaults
     engine_options: dict = field(default_factory=dict)  # vLLM: parallelism and memory, see VLLMOptions
 
@@ -167,8 +166,8 @@ def evaluate_task(engine, task: TaskSpec, docs: list[Doc], pattern: BlockPattern
         start = time.perf_counter()
         generations = engine.generate_batch([prompts[d.doc_id] for d in batch], max_new_tokens, task.stop)
         seconds = time.perf_counter() - start
-        verdicts = task.grade_many([(g.text, d.gold) for g, d in zip(generations, batch)])
-        lm_eval = [lm_eval_scores(task.name, g.text, d.record) if task.lm_eval_metrics else None
+        verdicts = task.grader.grade_many([(g.text, d.gold) for g, d in zip(generations, batch)])
+        lm_eval = [task.lm_eval_metrics.scores(g.text, d.record) if task.lm_eval_metrics else None
                    for g, d in zip(generations, batch)]
         append_batch(samples_path, [sample_record(d, prompts[d.doc_id], g, v, seconds / len(batch), scores)
                                     for d, g, v, scores in zip(batch, generations, verdicts, lm_eval)])

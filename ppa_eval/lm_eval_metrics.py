@@ -1,7 +1,10 @@
 """lm-eval's own numbers beside ours: each response scored as lm-eval 0.4.13's stock task scores it.
 
-    lm_eval_scores("gsm8k", response, doc) -> {"lm_eval_strict_match": 1.0, "lm_eval_flexible_extract": 1.0}
-    lm_eval_scores("math500", response, doc) -> {"lm_eval_exact_match": 0.0, "lm_eval_math_verify": 1.0}
+    StockGSM8K("gsm8k/gsm8k.yaml").scores(response, doc)
+        -> {"lm_eval_strict_match": 1.0, "lm_eval_flexible_extract": 1.0}
+    MinervaMath().scores(response, doc) -> {"lm_eval_exact_match": 0.0, "lm_eval_math_verify": 1.0}
+
+A task's registry entry (ppa_eval.tasks) names the scorer of its lm-eval metrics.
 
 `doc` is the task's data record as vendored in tasks/data (GSM8K: question, answer; MATH-500:
 problem, solution, answer, ...). Nothing of lm-eval's scoring is re-typed here:
@@ -27,48 +30,60 @@ lm-eval takes seconds to import: it is imported on first use.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from functools import cache
+from typing import ClassVar
 
 from ppa_eval.errors import PPAEvalError
 
-# ppa-eval task -> the names of its lm-eval metrics, in the order lm_eval_scores returns them.
-# GSM8K metrics are named after lm-eval's filters (each filter's exact_match), in the YAML's order.
-LM_EVAL_METRICS = {
-    "gsm8k": ("lm_eval_strict_match", "lm_eval_flexible_extract"),
-    "gsm8k_cot": ("lm_eval_strict_match", "lm_eval_flexible_extract"),
-    "math500": ("lm_eval_exact_match", "lm_eval_math_verify"),
-}
-
-# The stock task YAMLs (tasks gsm8k, gsm8k_cot) the GSM8K filters and metric settings are read from.
-_GSM8K_YAMLS = {"gsm8k": "gsm8k/gsm8k.yaml", "gsm8k_cot": "gsm8k/gsm8k-cot.yaml"}
-
-
 class LmEvalMetricError(PPAEvalError):
-    """A task without lm-eval metrics, a record lacking a field they read, or a call off the main thread."""
+    """A record lacking a field the metrics read, or a call off the main thread."""
 
 
-def lm_eval_scores(task: str, response: str, doc: dict) -> dict[str, float]:
-    """lm-eval's metrics of one response to one document of `task` (a ppa-eval task name)."""
-    if task not in LM_EVAL_METRICS:
-        raise LmEvalMetricError(f"no lm-eval metrics for task {task!r}; known tasks: {', '.join(LM_EVAL_METRICS)}")
-    if task == "math500":
-        return _minerva_scores(response, doc)
-    filters = gsm8k_filters(task, response, doc)
-    return {f"lm_eval_{name.replace('-', '_')}": score for name, (_, score) in filters.items()}
-
-
-def _require(doc: dict, task: str, *keys: str) -> None:
+def _require(doc: dict, data: str, *keys: str) -> None:
     for key in keys:
         if key not in doc:
-            raise LmEvalMetricError(f"a {task} record needs the field {key!r} (the vendored data's); "
+            raise LmEvalMetricError(f"a {data} record needs the field {key!r} (the vendored data's); "
                                     f"got the fields {', '.join(doc)}")
 
 
 # GSM8K
 
 
+@dataclass(frozen=True)
+class StockGSM8K:
+    """The metrics of a stock GSM8K task (`gsm8k`, `gsm8k_cot`), read from its YAML under lm_eval/tasks:
+    one exact_match per filter, named after the filter, in the YAML's order."""
+
+    stock_yaml: str  # e.g. "gsm8k/gsm8k-cot.yaml"
+    names: ClassVar[tuple[str, ...]] = ("lm_eval_strict_match", "lm_eval_flexible_extract")  # what `scores` returns
+
+    def scores(self, response: str, doc: dict) -> dict[str, float]:
+        """lm-eval's metrics of one response to one GSM8K record."""
+        return {f"lm_eval_{name.replace('-', '_')}": score
+                for name, (_, score) in self.filters(response, doc).items()}
+
+    def filters(self, response: str, doc: dict) -> dict[str, tuple[str, float]]:
+        """Per lm-eval filter ("strict-match", "flexible-extract"): what it extracts from `response`
+        and that answer's exact_match against the document's gold."""
+        from lm_eval.api.instance import Instance
+        from lm_eval.utils import apply_template
+
+        ensembles, exact_match, kwargs, doc_to_target = _gsm8k_scoring(self.stock_yaml)
+        _require(doc, "GSM8K", "answer")
+        gold = apply_template(doc_to_target, doc)
+        results = {}
+        for ensemble in ensembles:
+            instance = Instance("generate_until", doc, arguments=("", {}), idx=0, resps=[response])
+            ensemble.apply([instance])
+            filtered = instance.filtered_resps[ensemble.name]
+            score = exact_match(references=[gold], predictions=[filtered], **kwargs)["exact_match"]
+            results[ensemble.name] = (filtered, float(score))
+        return results
+
+
 @cache
-def _gsm8k_scoring(task: str):
+def _gsm8k_scoring(stock_yaml: str):
     """(filter ensembles, exact_match function, its keyword arguments, doc_to_target) of a stock
     GSM8K task, built from its YAML as lm-eval's ConfigurableTask builds them."""
     from importlib.resources import files
@@ -77,7 +92,7 @@ def _gsm8k_scoring(task: str):
     from lm_eval.filters import build_filter_ensemble
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    config = load_yaml(files("lm_eval.tasks") / _GSM8K_YAMLS[task], resolve_func=False)
+    config = load_yaml(files("lm_eval.tasks") / stock_yaml, resolve_func=False)
     ensembles = [
         build_filter_ensemble(spec["name"], [[step["function"], {k: v for k, v in step.items() if k != "function"}]
                                              for step in spec["filter"]])
@@ -88,25 +103,6 @@ def _gsm8k_scoring(task: str):
     return ensembles, get_metric(metric["metric"]), kwargs, config["doc_to_target"]
 
 
-def gsm8k_filters(task: str, response: str, doc: dict) -> dict[str, tuple[str, float]]:
-    """Per lm-eval filter of a stock GSM8K task ("strict-match", "flexible-extract"): what it
-    extracts from `response` and that answer's exact_match against the document's gold."""
-    from lm_eval.api.instance import Instance
-    from lm_eval.utils import apply_template
-
-    ensembles, exact_match, kwargs, doc_to_target = _gsm8k_scoring(task)
-    _require(doc, task, "answer")
-    gold = apply_template(doc_to_target, doc)
-    results = {}
-    for ensemble in ensembles:
-        instance = Instance("generate_until", doc, arguments=("", {}), idx=0, resps=[response])
-        ensemble.apply([instance])
-        filtered = instance.filtered_resps[ensemble.name]
-        score = exact_match(references=[gold], predictions=[filtered], **kwargs)["exact_match"]
-        results[ensemble.name] = (filtered, float(score))
-    return results
-
-
 # MATH-500
 
 
@@ -115,21 +111,29 @@ def minerva_doc(doc: dict) -> dict:
     the normalised content of the solution's last \\boxed{}, not MATH-500's `answer` field."""
     from lm_eval.tasks.minerva_math.utils import last_boxed_only_string, normalize_final_answer, remove_boxed
 
-    _require(doc, "math500", "problem", "solution")
+    _require(doc, "MATH-500", "problem", "solution")
     boxed = last_boxed_only_string(doc["solution"])
     if boxed is None:  # lm-eval itself fails on such a record with a TypeError
-        raise LmEvalMetricError("a math500 record's solution must end its answer in \\boxed{...}; this one has none")
+        raise LmEvalMetricError("a MATH-500 record's solution must end its answer in \\boxed{...}; this one has none")
     return {"problem": doc["problem"], "solution": doc["solution"],
             "answer": normalize_final_answer(remove_boxed(boxed))}
 
 
-def _minerva_scores(response: str, doc: dict) -> dict[str, float]:
-    if threading.current_thread() is not threading.main_thread():
-        raise LmEvalMetricError(
-            "lm-eval's MATH scoring times sympy with SIGALRM, which fails silently (every answer "
-            "scored 0) outside the main thread; call lm_eval_scores from the main thread"
-        )
-    from lm_eval.tasks.minerva_math.utils import process_results
+@dataclass(frozen=True)
+class MinervaMath:
+    """The metrics of the stock task minerva_math500: lm-eval's `minerva_math.utils.process_results`."""
 
-    scores = process_results(minerva_doc(doc), [response])
-    return {"lm_eval_exact_match": float(scores["exact_match"]), "lm_eval_math_verify": float(scores["math_verify"])}
+    names: ClassVar[tuple[str, ...]] = ("lm_eval_exact_match", "lm_eval_math_verify")  # what `scores` returns
+
+    def scores(self, response: str, doc: dict) -> dict[str, float]:
+        """lm-eval's metrics of one response to one MATH-500 record; from the main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            raise LmEvalMetricError(
+                "lm-eval's MATH scoring times sympy with SIGALRM, which fails silently (every answer "
+                "scored 0) outside the main thread; score MATH-500 from the main thread"
+            )
+        from lm_eval.tasks.minerva_math.utils import process_results
+
+        scores = process_results(minerva_doc(doc), [response])
+        return {"lm_eval_exact_match": float(scores["exact_match"]),
+                "lm_eval_math_verify": float(scores["math_verify"])}

@@ -17,17 +17,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ppa_eval.tasks import PAPER_TASKS, TASKS
+
 
 @dataclass(frozen=True)
 class StockSetting:
-    value: object        # what stock lm-eval uses (per ppa-eval task where it differs by task)
+    value: object        # what stock lm-eval uses (per ppa-eval task where it differs by task: read from
+                         # the task's YAML, which uses the stock value; tests check the two agree)
     why: str             # where lm-eval takes it from
     option: str | None   # the evaluate option the preset sets; None: ppa-eval already uses the value
 
 
 LM_EVAL_PRESET: dict[str, StockSetting] = {
     "tasks": StockSetting(
-        "gsm8k,math500", "`--tasks gsm8k,minerva_math500`: ppa-eval's gsm8k and math500 build their prompts", "tasks"),
+        ",".join(PAPER_TASKS), "`--tasks gsm8k,minerva_math500`: ppa-eval's paper tasks build their prompts", "tasks"),
     "chat_template": StockSetting(
         "none", "no `--apply_chat_template`: the plain few-shot prompt goes to the model as is", "chat_template"),
     "thinking": StockSetting(
@@ -35,12 +38,12 @@ LM_EVAL_PRESET: dict[str, StockSetting] = {
     "max_new_tokens": StockSetting(
         256, "neither task YAML sets max_gen_toks, so HFLM's default max_gen_toks (256) applies", "max_new_tokens"),
     "num_fewshot": StockSetting(
-        {"gsm8k": 5, "math500": 4},
+        {name: TASKS[name].num_fewshot for name in PAPER_TASKS},
         "the YAMLs' num_fewshot: GSM8K draws from its train split per question, Minerva's 4 exemplars are fixed", None),
     "fewshot_seed": StockSetting(
         1234, "simple_evaluate's fewshot_random_seed default: it fixes GSM8K's exemplar draw", None),
     "stop": StockSetting(
-        {"gsm8k": ("Question:", "</s>", "<|im_end|>"), "math500": ("Problem:",)},
+        {name: TASKS[name].stop for name in PAPER_TASKS},
         "the YAMLs' generation_kwargs.until; HFLM also stops at the tokenizer's EOS token", None),
     "greedy": StockSetting(
         True, "the YAMLs' do_sample: false (temperature 0): seeds do not change a response", None),

@@ -23,31 +23,29 @@ turn: with the passkey answer prefix at the end of the user message SmolLM2-135M
 0 of 16 keys at 2k tokens (it rambled "The pass key is a magical item ..."); after the chat
 template's generation prompt it found 4 of 4 at 1k.
 
-All three are graded as RULER grades them (`string_match_all` in scripts/eval/synthetic/
-constants.py): every gold value must appear in the response. Unlike RULER, a value counts only as
-a whole token ("123456" does not contain the key "12345").
+All three are graded as RULER grades them, by ppa_eval.grading.StringMatch: every gold value must
+appear in the response.
+
+A builder (`passkey`, `niah_multikey`, `variable_tracking`, or one of a task registered from
+outside, see docs/adding-a-task.md) turns a random generator and a depth into a `Problem`; the task
+registry (ppa_eval.tasks) names each builder's task, and `make_docs` sizes its problems.
 
 Lengths are measured in the evaluated model's own tokenizer. `context_length` is the whole budget,
 as RULER's max_seq_length: the prompt is filled by binary search on the number of filler sentences
 up to context_length minus room for the chat template and the answer, so prompt, template and
 answer fit in `context_length` tokens. Each problem is drawn from its own random generator seeded
-by (task, seed, length, index), so a set depends only on those, the tokenizer and per_length.
+by (task name, seed, length, index), so a set depends only on those, the tokenizer and per_length.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ppa_eval.errors import PPAEvalError
 
-LONG_CONTEXT_TASKS = ("passkey", "niah_multikey", "variable_tracking")
 DEFAULT_CONTEXT_LENGTHS = (1024, 2048, 4096, 8192)
-# New tokens a task's answer gets: the value(s), possibly after the model repeats the answer prefix
-# (RULER asks for 128 tokens for niah and 30 for vt; the answers here are one value or 5 names).
-MAX_NEW_TOKENS = 32
 # Tokens the chat template adds around the prompt (SmolLM2's ChatML with its default system
 # prompt and an empty think block takes 36).
 CHAT_TEMPLATE_MARGIN = 40
@@ -101,11 +99,11 @@ SENTENCES = (
 
 
 class LongContextError(PPAEvalError):
-    """An unknown long-context task, or context lengths that cannot be generated for the model."""
+    """Context lengths that cannot be generated for the model."""
 
 
 @dataclass(frozen=True)
-class _Problem:
+class Problem:
     """One problem before its haystack is sized: `prompt(n)` is the user message with n filler units."""
     head: str                                 # text before the haystack
     question: str                             # text after it
@@ -131,6 +129,10 @@ class _Problem:
             done = place
         pieces.append(self.separator.join(units[done:]))
         return self.head + "\n".join(piece for piece in pieces if piece) + self.question
+
+
+# A task's problem maker: (its own random generator, the depth of the asked fact) -> the problem.
+Builder = Callable[[random.Random, float], Problem]
 
 
 def _noise(n: int) -> list[str]:
@@ -160,9 +162,9 @@ def _number(rng: random.Random, digits: int) -> str:
     return str(rng.randrange(10 ** (digits - 1), 10 ** digits))
 
 
-def _passkey(rng: random.Random, depth: float) -> _Problem:
+def passkey(rng: random.Random, depth: float) -> Problem:
     key = _number(rng, 5)
-    return _Problem(
+    return Problem(
         head="There is an important piece of information hidden inside a lot of irrelevant text. "
              "Find it and memorize it. I will quiz you about the important information there.\n\n",
         question="\n\nWhat is the pass key?",
@@ -174,7 +176,7 @@ def _passkey(rng: random.Random, depth: float) -> _Problem:
     )
 
 
-def _niah_multikey(rng: random.Random, depth: float) -> _Problem:
+def niah_multikey(rng: random.Random, depth: float) -> Problem:
     keys = [f"{adj}-{noun}" for adj, noun in zip(rng.sample(ADJECTIVES, NUM_NIAH_KEYS), rng.sample(NOUNS, NUM_NIAH_KEYS))]
     values: list[str] = []
     while len(values) < NUM_NIAH_KEYS:
@@ -186,7 +188,7 @@ def _niah_multikey(rng: random.Random, depth: float) -> _Problem:
     needles = sorted(
         (d, f"One of the special magic numbers for {key} is: {value}.") for d, key, value in zip(depths, keys, values)
     )
-    return _Problem(
+    return Problem(
         head="Some special magic numbers are hidden within the following text. Make sure to memorize them. "
              "I will quiz you about one of them afterwards.\n\n",
         question=f"\n\nWhat is the special magic number for {keys[0]} mentioned in the provided text?",
@@ -220,28 +222,20 @@ def _vt_wording(names_count: int, value: str) -> tuple[str, str, str]:
             f"are assigned the value {value}, they are:")
 
 
-def _variable_tracking(rng: random.Random, depth: float) -> _Problem:
+def variable_tracking(rng: random.Random, depth: float) -> Problem:
     example_names, example_value, example_lines = _variable_chain(rng, rng.random() / 2)
-    example = _Problem(*_vt_wording(len(example_names), example_value), _noise, example_lines, "\n", example_names)
+    example = Problem(*_vt_wording(len(example_names), example_value), _noise, example_lines, "\n", example_names)
     names, value, lines = _variable_chain(rng, depth)
     head, question, answer_prefix = _vt_wording(len(names), value)
     worked = example.text(VT_EXAMPLE_FILLER) + " " + " ".join(example_names) + "\n\n"
-    return _Problem(worked + head, question, answer_prefix, _noise, lines, "\n", names)
-
-
-_BUILDERS = {"passkey": _passkey, "niah_multikey": _niah_multikey, "variable_tracking": _variable_tracking}
-
-
-def _check_task(task: str) -> None:
-    if task not in _BUILDERS:
-        raise LongContextError(f"unknown long-context task {task!r}; use one of {', '.join(LONG_CONTEXT_TASKS)}")
+    return Problem(worked + head, question, answer_prefix, _noise, lines, "\n", names)
 
 
 def _count(tokenizer, text: str) -> int:
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
-def _fit(problem: _Problem, tokenizer, budget: int) -> tuple[int, int]:
+def _fit(problem: Problem, tokenizer, budget: int) -> tuple[int, int]:
     """(units, tokens): the most filler units whose plain text has at most `budget` tokens:
     doubling to an upper bound, then binary search (token counts grow with the unit count)."""
     low, high = 0, 16
@@ -280,22 +274,24 @@ def _check_lengths(context_lengths: Sequence[int], per_length: int, max_context:
             )
 
 
-def _problem(task: str, seed: int | str, length: int, index: int, depth: float) -> _Problem:
+def _problem(task: str, build: Builder, seed: int | str, length: int, index: int, depth: float) -> Problem:
     """Problem `index` of `task` at `length` tokens, from its own generator. Its gold values are
     drawn before anything depends on `depth` or on the tokenizer."""
-    return _BUILDERS[task](random.Random(f"{task}/{seed}/{length}/{index}"), depth)
+    return build(random.Random(f"{task}/{seed}/{length}/{index}"), depth)
 
 
-def answers(task: str, length: int, index: int, seed: int | str = 0) -> list[str]:
-    """The gold values of problem `index` of `task` at `length` tokens, at any depth and for any
-    tokenizer and per_length: what a training set must avoid to stay disjoint from an evaluation set."""
-    _check_task(task)
-    return _problem(task, seed, length, index, 0.0).gold
+def answers(task: str, build: Builder, length: int, index: int, seed: int | str = 0) -> list[str]:
+    """The gold values of problem `index` of `task` (made by `build`) at `length` tokens, at any
+    depth and for any tokenizer and per_length: what a training set must avoid to stay disjoint
+    from an evaluation set."""
+    return _problem(task, build, seed, length, index, 0.0).gold
 
 
-def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: int, seed: int | str = 0,
-              max_context: int | None = None) -> list[dict]:
-    """`per_length` problems of `task` at each context length, depths spread evenly over each length.
+def make_docs(task: str, build: Builder, tokenizer, context_lengths: Sequence[int], per_length: int,
+              seed: int | str, max_context: int | None, answer_tokens: int) -> list[dict]:
+    """`per_length` problems of `task`, made by `build`, at each context length, depths spread
+    evenly over each length. The task's name seeds each problem's generator and starts its doc_id;
+    `answer_tokens` is the room left for the answer (the task's max_gen_toks).
 
     Each doc: doc_id ("passkey-2048-07"); prompt (the user message: instruction, haystack and
     question, no chat template); answer_prefix (the start of the answer, e.g. "The pass key is",
@@ -305,13 +301,12 @@ def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: 
     depth (of the asked fact among the filler sentences, 0 to 1; for variable tracking, of the
     chain's first assignment); prompt_tokens (of prompt + " " + answer_prefix, in `tokenizer`).
     `max_context` is the model's context window; a longer context length is an error."""
-    _check_task(task)
     _check_lengths(context_lengths, per_length, max_context)
-    budget_room = CHAT_TEMPLATE_MARGIN + MAX_NEW_TOKENS
+    budget_room = CHAT_TEMPLATE_MARGIN + answer_tokens
     docs = []
     for length in context_lengths:
         for index, depth in enumerate(depths(per_length)):
-            problem = _problem(task, seed, length, index, depth)
+            problem = _problem(task, build, seed, length, index, depth)
             shortest = _count(tokenizer, problem.text(0)) + budget_room
             if shortest > length:
                 raise LongContextError(
@@ -325,28 +320,3 @@ def make_docs(task: str, tokenizer, context_lengths: Sequence[int], per_length: 
                 "context_length": length, "depth": depth, "prompt_tokens": tokens,
             })
     return docs
-
-
-def _candidates(task: str, response: str, gold: list[str]) -> list[str]:
-    """The answer-shaped tokens of `response`, in order, once each: whole numbers for passkey and
-    niah; for variable tracking, words in capitals (or a gold name in any case), upper-cased."""
-    if task == "variable_tracking":
-        names = {name.upper() for name in gold}
-        words = re.findall(r"(?<![A-Za-z0-9])[A-Za-z]{2,}(?![A-Za-z0-9])", response)
-        found = [word.upper() for word in words if word.isupper() or word.upper() in names]
-    else:
-        found = re.findall(r"(?<!\d)\d+(?!\d)", response)
-    return list(dict.fromkeys(found))
-
-
-def grade(task: str, response: str, gold: list[str]) -> tuple[bool, str | None, str]:
-    """(correct, extracted, reason): correct when every gold value is a whole token of the response
-    (RULER's string_match_all at full score, case-insensitive for names). `extracted` lists the
-    answer-shaped tokens found, comma-separated, or None; `reason` says what was missing and found."""
-    _check_task(task)
-    found = _candidates(task, response, gold)
-    missing = [value for value in gold if value.upper() not in found]
-    found_text = ", ".join(found) if found else None
-    if not missing:
-        return True, found_text, f"found {found_text}"
-    return False, found_text, f"missing {', '.join(missing)}; found {found_text or 'nothing'}"

@@ -29,14 +29,24 @@ import pandas as pd
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.runs import read_metrics, read_samples, read_verdicts
 from ppa_eval.stats import accuracy_ci, mcnemar_exact
-from ppa_eval.tasks import TASKS
+from ppa_eval.tasks import PAPER_TASKS, TASKS
 from ppa_eval.patterns import PowerPattern, dense_pairs, pairs, parse_power, parse_spec, series, sort_key
 
-PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))
-# Our task -> its heading in the paper's Table 1 (the CSV's columns are our task names).
-PAPER_TASKS = {task.name: task.paper_column for task in TASKS.values() if task.paper_column}
+PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))  # its task columns: PAPER_TASKS
 TABLE_FORMATS = ("md", "csv", "latex")
-TASK_ORDER = tuple(TASKS)  # the registry's order: the paper's tasks first
+
+
+def _task_rank(task: str) -> int:
+    """A task's place in tables: the registry's order (the paper's tasks first), unknown tasks last."""
+    order = list(TASKS)
+    return order.index(task) if task in order else len(order)
+
+
+def _our_tasks(substitutes: tuple[str, ...]) -> dict[str, str]:
+    """Each paper task (its column in PAPER_TABLE1) -> the task of ours set beside it: one of
+    `substitutes` that reproduces the same paper column (gsm8k_cot for GSM8k), else itself."""
+    chosen = {TASKS[name].paper_column: name for name in substitutes}
+    return {task: chosen.get(TASKS[task].paper_column, task) for task in PAPER_TASKS}
 
 
 class ReportError(PPAEvalError):
@@ -217,8 +227,7 @@ def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") ->
         df["ci_low"], df["ci_high"] = [low for low, _ in intervals], [high for _, high in intervals]
     runs = df.drop_duplicates("run")  # collect sorted df by pattern
     table = pd.DataFrame({"run": list(runs["run"]), "attention": list(runs["attention"])})
-    order = {task: rank for rank, task in enumerate(TASK_ORDER)}
-    for task in sorted(df["task"].unique(), key=lambda t: (order.get(t, len(order)), t)):
+    for task in sorted(df["task"].unique(), key=lambda t: (_task_rank(t), t)):
         cells = {row.run: _task_cells(row) for row in df[df["task"] == task].itertuples()}
         for what in ("%", "95% CI", "n"):
             table[f"{task} {what}"] = [cells[run][what] if run in cells else "-" for run in table["run"]]
@@ -275,7 +284,7 @@ def render_cost_table(df: pd.DataFrame, fmt: str = "md") -> str | None:
     if cells.empty or cells["series"].nunique() < 2:
         return None
     cells = cells.sort_values(["task", "length", "fraction_of_dense", "series"], kind="stable",
-                              key=lambda column: column.map(TASK_ORDER.index) if column.name == "task" else column)
+                              key=lambda column: column.map(_task_rank) if column.name == "task" else column)
     table = pd.DataFrame({"task": [TASKS[t].label for t in cells["task"]], "tokens": cells["length"].astype(str),
                           "% of dense": [f"{100 * f:.2f}" for f in cells["fraction_of_dense"]],
                           "series": cells["series"], "attention": cells["attention"],
@@ -307,7 +316,7 @@ def render_paper_table(fmt: str = "md") -> str:
     table = pd.DataFrame({
         "Attention type": paper["attention_type"] + " " + paper["complexity"],
         "Power": paper["power"],
-        **{heading: paper[column] for column, heading in PAPER_TASKS.items()},
+        **{TASKS[column].paper_column: paper[column] for column in PAPER_TASKS},
     })
     return _render(table, fmt)
 
@@ -326,8 +335,9 @@ def _one_run_per_power(df: pd.DataFrame, task: str) -> pd.DataFrame:
     return runs.set_index("power")
 
 
-def render_reproduction(df: pd.DataFrame, fmt: str = "md", gsm8k_task: str = "gsm8k") -> str:
-    """The paper's Table 1 with our accuracy, the paper's, ours - paper, and McNemar p vs our p = 1.
+def render_reproduction(df: pd.DataFrame, fmt: str = "md", substitutes: tuple[str, ...] = ()) -> str:
+    """The paper's Table 1 with our accuracy, the paper's, ours - paper, and McNemar p vs our p = 1;
+    `substitutes` are our tasks set in the paper columns they reproduce instead of the paper's own.
 
     Rows are the union of the paper's powers and ours, by power; "-" marks a missing number.
     Ours are rounded to the paper's three decimals before subtracting, so each difference is
@@ -335,14 +345,15 @@ def render_reproduction(df: pd.DataFrame, fmt: str = "md", gsm8k_task: str = "gs
     """
     paper = paper_table()
     paper.index = paper["power"].map(parse_power)
-    ours_tasks = {"math500": "math500", "gsm8k": gsm8k_task}  # paper column -> our task
+    ours_tasks = _our_tasks(substitutes)  # paper column -> our task
     ours = {column: _one_run_per_power(df, task) for column, task in ours_tasks.items()}
     p_values = {column: _p_values_or_empty(df, task) for column, task in ours_tasks.items()}
 
     powers = sorted(set(paper.index).union(*(runs.index for runs in ours.values())))
     table = pd.DataFrame({"Attention type": [attention_type(p) for p in powers],
                           "Power": [power_text(p) for p in powers]})
-    for column, heading in PAPER_TASKS.items():
+    for column in PAPER_TASKS:
+        heading = TASKS[column].paper_column
         our_cells, paper_cells, differences, significance = [], [], [], []
         for p in powers:
             mine = round(ours[column].accuracy[p], 3) if p in ours[column].index else None
@@ -375,7 +386,7 @@ def _format_p(p_value: float | None) -> str:
 # --- the S-curve ----------------------------------------------------------------------------
 
 
-def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") -> Path:
+def plot_s_curve(df: pd.DataFrame, path: str | Path, substitutes: tuple[str, ...] = ()) -> Path:
     """Accuracy against p per task, ours (solid, 95% CI bars) over the paper's (dashed), like the
     paper's Figure 3, with horizontal lines at the sliding-window (p=0) and full (p=1) accuracies."""
     plt = _pyplot()
@@ -383,7 +394,8 @@ def plot_s_curve(df: pd.DataFrame, path: str | Path, gsm8k_task: str = "gsm8k") 
     paper_power = paper["power"].map(lambda p: float(parse_power(p)))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True)
     levels = ((0, ":", "p=0 (sliding window)"), (1, "-.", "p=1 (full attention)"))
-    for ax, (column, heading), task in zip(axes, PAPER_TASKS.items(), ("math500", gsm8k_task)):
+    for ax, (column, task) in zip(axes, _our_tasks(substitutes).items()):
+        heading = TASKS[column].paper_column
         paper_acc = paper[column].astype(float)
         ax.plot(paper_power, paper_acc, "--s", color="tab:gray", markersize=4, label="paper (Huang 2026)")
         for p, style, what in levels:
@@ -431,7 +443,7 @@ def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | Non
     if cells.empty:
         return None
     plt = _pyplot()
-    tasks = sorted(cells["task"].unique(), key=TASK_ORDER.index)
+    tasks = sorted(cells["task"].unique(), key=_task_rank)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for length, group in cells[cells["task"] == task].groupby("length"):
@@ -464,7 +476,7 @@ def render_against_baseline(df: pd.DataFrame, baseline: pd.DataFrame, fmt: str =
         return None
     powers = sorted(ours.index.get_level_values("power").unique())
     columns = sorted({(task, length) for _, task, length in ours.index},
-                     key=lambda cell: (TASK_ORDER.index(cell[0]), cell[1]))
+                     key=lambda cell: (_task_rank(cell[0]), cell[1]))
     table = pd.DataFrame({"Attention type": [attention_type(p) for p in powers],
                           "Power": [power_text(p) for p in powers]})
     for task, length in columns:
@@ -484,7 +496,7 @@ def plot_against_baseline(df: pd.DataFrame, baseline: pd.DataFrame, path: str | 
     if ours.empty:
         return None
     plt = _pyplot()
-    tasks = sorted(ours["task"].unique(), key=TASK_ORDER.index)
+    tasks = sorted(ours["task"].unique(), key=_task_rank)
     lengths = sorted(ours["length"].unique())
     colours = dict(zip(lengths, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks), 4.4), squeeze=False)
@@ -515,7 +527,7 @@ def plot_equal_cost(df: pd.DataFrame, path: str | Path) -> Path | None:
     if cells.empty or cells["series"].nunique() < 2:
         return None
     plt = _pyplot()
-    tasks = sorted(cells["task"].unique(), key=TASK_ORDER.index)
+    tasks = sorted(cells["task"].unique(), key=_task_rank)
     lengths = sorted(cells["length"].unique())
     fig, axes = plt.subplots(len(tasks), len(lengths), figsize=(4.2 * len(lengths), 3.6 * len(tasks)),
                              squeeze=False, sharey=True)
@@ -562,7 +574,7 @@ def plot_depth_heatmaps(df: pd.DataFrame, directory: str | Path) -> list[Path]:
     paths = []
     plt = _pyplot()
     for run, runs in cells.groupby("run", sort=False):
-        tasks = sorted(runs["task"].unique(), key=TASK_ORDER.index)
+        tasks = sorted(runs["task"].unique(), key=_task_rank)
         title = [run, runs.iloc[0].attention]
         # wide enough for the title (about 0.07 inch a character at 9 points); constrained layout keeps
         # the depth labels inside the picture and clear of the panel to their left

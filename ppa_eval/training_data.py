@@ -26,9 +26,9 @@ import re
 from dataclasses import dataclass
 
 from ppa_eval.evaluate import Settings
-from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LONG_CONTEXT_TASKS, answers, make_docs
+from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, answers
 from ppa_eval.prompts import render_prompt
-from ppa_eval.tasks import DATA_DIR, DATA_SETS, read_jsonl
+from ppa_eval.tasks import PLAIN_TRAINING_DATA, RETRIEVAL_TRAINING_TASKS, TASKS, TaskSpec
 
 EVAL_SEED = Settings.seed  # the seed `evaluate` generates long-context problems from by default
 HELD_OUT_PER_LENGTH = 1000  # evaluation problems per task and length whose answers training avoids
@@ -50,14 +50,14 @@ class Example:
     target_start: int  # ids[target_start:] is the target: the answer and the end of turn
 
 
-def retrieval_docs(task: str, tokenizer, recipe: DataRecipe) -> list[dict]:
+def retrieval_docs(task: TaskSpec, tokenizer, recipe: DataRecipe) -> list[dict]:
     """The training problems of one long-context task: long_context docs from a training seed,
     less those that share a gold value with an evaluation problem."""
     held_out = {value
                 for length in {*DEFAULT_CONTEXT_LENGTHS, *recipe.lengths}
                 for index in range(HELD_OUT_PER_LENGTH)
-                for value in answers(task, length, index, EVAL_SEED)}
-    docs = make_docs(task, tokenizer, recipe.lengths, recipe.per_length, seed=f"{TRAIN_SEED_PREFIX}-{recipe.seed}")
+                for value in answers(task.name, task.docs.build, length, index, EVAL_SEED)}
+    docs = task.generate(tokenizer, recipe.lengths, recipe.per_length, seed=f"{TRAIN_SEED_PREFIX}-{recipe.seed}")
     return [doc for doc in docs if held_out.isdisjoint(doc["gold"])]
 
 
@@ -71,9 +71,8 @@ def _example(tokenizer, prompt: str, target: str, gen_prefix: str = "") -> Examp
 def build_examples(tokenizer, recipe: DataRecipe) -> list[Example]:
     """The whole training set, in a fixed order."""
     examples = [_example(tokenizer, doc["prompt"], " " + " ".join(doc["gold"]) + ".", doc["answer_prefix"])
-                for task in LONG_CONTEXT_TASKS for doc in retrieval_docs(task, tokenizer, recipe)]
-    file, sha256 = DATA_SETS["gsm8k"].files["train"]
-    for record in read_jsonl(DATA_DIR / file, sha256)[: recipe.plain]:
+                for name in RETRIEVAL_TRAINING_TASKS for doc in retrieval_docs(TASKS[name], tokenizer, recipe)]
+    for record in PLAIN_TRAINING_DATA.read("train")[: recipe.plain]:
         examples.append(_example(tokenizer, record["question"], _CALCULATOR.sub("", record["answer"])))
     return examples
 

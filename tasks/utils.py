@@ -1,4 +1,5 @@
-"""Hooks named by the ppa_* task YAML files: data loading and grading, both from ppa_eval.
+"""Hooks named by the ppa_* task YAML files: data loading and grading, both from ppa_eval, each
+task's behaviour (its documents, its grader, its gold answers) from its ppa_eval.tasks entry.
 
 lm-eval passes a task's metadata to `custom_dataset`; `--metadata '{"data_source": "hub"}'`
 reads the data sets from the Hugging Face hub instead of the vendored copies.
@@ -9,10 +10,8 @@ from importlib.resources import files
 import datasets
 import yaml
 
-from ppa_eval.grading import grade
-from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LongContextError, make_docs
-from ppa_eval.long_context import grade as grade_long_context
-from ppa_eval.tasks import TASKS, load_splits
+from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LongContextError
+from ppa_eval.tasks import DEFAULT_PER_LENGTH, TASKS, load_splits
 
 
 def _dataset_dict(data_set: str, data_source: str) -> datasets.DatasetDict:
@@ -36,7 +35,7 @@ def gsm8k_cot_exemplars() -> list[dict]:
 
 def _process(task: str, doc: dict, results: list[str]) -> dict[str, float]:
     spec = TASKS[task]
-    return {"acc": float(grade(spec.grader, results[0], spec.gold(doc)).correct)}
+    return {"acc": float(spec.grader.grade(results[0], spec.docs.gold(doc)).correct)}
 
 
 def process_math500(doc: dict, results: list[str]) -> dict[str, float]:
@@ -48,9 +47,9 @@ def process_gsm8k(doc: dict, results: list[str]) -> dict[str, float]:
 
 
 def long_context(long_context_task: str, pretrained: str | None = None, tokenizer: str | None = None,
-                 context_lengths=DEFAULT_CONTEXT_LENGTHS, per_length: int = 16, seed: int = 0,
+                 context_lengths=DEFAULT_CONTEXT_LENGTHS, per_length: int = DEFAULT_PER_LENGTH, seed: int = 0,
                  **_metadata) -> datasets.DatasetDict:
-    """The generated problems of a long-context task (ppa_eval.long_context) as a test split.
+    """The generated problems of a long-context task (its ppa_eval.tasks entry) as a test split.
 
     lm-eval hands `custom_dataset` the model args merged with `--metadata`, so the problems are
     sized in the evaluated model's tokenizer (`pretrained`, or `tokenizer` where it is given) and
@@ -63,11 +62,11 @@ def long_context(long_context_task: str, pretrained: str | None = None, tokenize
         raise LongContextError(
             "long-context tasks size their prompts in the model's tokenizer; pass --model_args pretrained=<path>"
         )
-    docs = make_docs(long_context_task, load_tokenizer(name), list(context_lengths), per_length, seed,
-                     max_context(name))
+    docs = TASKS[long_context_task].generate(load_tokenizer(name), list(context_lengths), per_length, seed,
+                                             max_context(name))
     rows = [dict(doc, task=long_context_task) for doc in docs]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
 def process_long_context(doc: dict, results: list[str]) -> dict[str, float]:
-    return {"acc": float(grade_long_context(doc["task"], results[0], doc["gold"])[0])}
+    return {"acc": float(TASKS[doc["task"]].grader.grade(results[0], doc["gold"]).correct)}

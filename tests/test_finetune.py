@@ -11,8 +11,9 @@ from transformers import AutoModelForCausalLM
 from ppa_eval.checkpoints import content_sha256, discover
 from ppa_eval.engines.hf import HFEngine, load_model, load_tokenizer
 from ppa_eval.finetune import Recipe, collate, loss_of, target_logits, train_one
-from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, LONG_CONTEXT_TASKS, make_docs
+from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS
 from ppa_eval.patterns import PowerPattern, parse_spec
+from ppa_eval.tasks import RETRIEVAL_TRAINING_TASKS, TASKS
 from ppa_eval.training_data import DataRecipe, build_examples, plan_batches, retrieval_docs
 from reference import dense_mask
 from test_cli import assert_clean_error, kill_9_when, ppa_eval
@@ -82,12 +83,12 @@ def test_no_training_problem_shares_an_answer_with_an_evaluation_problem():
             return text.split()
 
     recipe = DataRecipe(lengths=(1024, 2048, 4096), per_length=96)
-    for task in LONG_CONTEXT_TASKS:
+    for task in map(TASKS.get, RETRIEVAL_TRAINING_TASKS):
         train = retrieval_docs(task, Words(), recipe)
         assert len(train) > 0.9 * 3 * 96  # a few are dropped, most kept
         train_answers = {value for doc in train for value in doc["gold"]}
         for per_length in (40, 16):
-            evaluation = make_docs(task, Words(), DEFAULT_CONTEXT_LENGTHS, per_length, seed=1234)
+            evaluation = task.generate(Words(), DEFAULT_CONTEXT_LENGTHS, per_length, seed=1234)
             assert not train_answers & {value for doc in evaluation for value in doc["gold"]}
             cells = {(tuple(d["gold"]), d["depth"], d["context_length"]) for d in evaluation}
             assert not cells & {(tuple(d["gold"]), d["depth"], d["context_length"]) for d in train}

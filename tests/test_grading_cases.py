@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ppa_eval.grading import grade_many
+from ppa_eval.tasks import load_task
 
 CASES_PATH = Path(__file__).parent / "data" / "grading_cases.jsonl"
 CASES = [json.loads(line) for line in CASES_PATH.read_text().splitlines()]
@@ -29,7 +29,7 @@ def test_every_format_has_right_and_wrong_cases():
 @pytest.mark.parametrize("task", ["math500", "gsm8k"])
 def test_grader_agrees_with_every_label(task):
     cases = [c for c in CASES if c["task"] == task]
-    verdicts = grade_many(task, [(c["response"], c["gold"]) for c in cases], timeout=10)
+    verdicts = load_task(task).grader.grade_many([(c["response"], c["gold"]) for c in cases], timeout=10)
     disagreements = [
         (c["format"], c["gold"], c["response"][-60:], v)
         for c, v in zip(cases, verdicts)

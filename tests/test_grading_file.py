@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ppa_eval.grading import GradingError, grade_file
+from ppa_eval.grading import GSM8K, MATH, GradingError
 
 RECORDS = [
     {"id": 0, "gold": "\\frac{14}{3}", "response": "so $\\boxed{\\frac{28}{6}}$"},
@@ -26,7 +26,7 @@ def math_file(tmp_path):
 
 def test_output_lines_are_the_input_plus_the_verdict(math_file, tmp_path):
     out = tmp_path / "out.jsonl"
-    summary = grade_file("math500", math_file, out)
+    summary = MATH.grade_file(math_file, out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["id"] for line in lines] == [0, 1, 2, 3]
     assert all(line["gold"] == r["gold"] and line["response"] == r["response"]
@@ -46,7 +46,7 @@ def test_output_lines_are_the_input_plus_the_verdict(math_file, tmp_path):
 
 def test_stdout_when_no_output_path(tmp_path, capsys):
     path = _write(tmp_path / "in.jsonl", [json.dumps({"gold": 18, "response": "#### 18"}), ""])
-    summary = grade_file("gsm8k_cot", path, None)
+    summary = GSM8K.grade_file(path, None)
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["correct"] is True
     assert summary["n"] == 1 and summary["accuracy"] == 1.0
@@ -66,7 +66,7 @@ def test_stdout_when_no_output_path(tmp_path, capsys):
 def test_a_bad_line_is_an_error_line_and_the_run_goes_on(tmp_path, bad_line, error):
     path = _write(tmp_path / "in.jsonl", [json.dumps(RECORDS[0]), bad_line, json.dumps(RECORDS[3])])
     out = tmp_path / "out.jsonl"
-    summary = grade_file("math500", path, out)
+    summary = MATH.grade_file(path, out)
     first, bad, last = [json.loads(line) for line in out.read_text().splitlines()]
     assert (first["correct"], last["reason"]) == (True, "no_answer")
     assert (bad["correct"], bad["reason"]) == (False, "error")
@@ -78,7 +78,7 @@ def test_lone_surrogate_is_graded_and_written_as_valid_utf8(tmp_path):
     lines = ['{"gold": "5", "response": "\\udc80 so $\\\\boxed{5}$"}', json.dumps(RECORDS[0])]
     path = _write(tmp_path / "in.jsonl", lines)
     out = tmp_path / "out.jsonl"
-    summary = grade_file("math500", path, out)
+    summary = MATH.grade_file(path, out)
     data = out.read_bytes()
     data.decode("utf-8")  # valid UTF-8
     first, second = [json.loads(line) for line in data.splitlines()]
@@ -88,17 +88,11 @@ def test_lone_surrogate_is_graded_and_written_as_valid_utf8(tmp_path):
 
 def test_output_that_is_not_a_regular_file_is_refused_before_grading(math_file, tmp_path):
     with pytest.raises(GradingError, match="is not a regular file"):
-        grade_file("math500", math_file, tmp_path)  # a directory
+        MATH.grade_file(math_file, tmp_path)  # a directory
     with pytest.raises(GradingError, match="cannot write"):
-        grade_file("math500", math_file, tmp_path / "absent" / "out.jsonl")
-
-
-def test_unknown_task_lists_the_known_ones(math_file):
-    known = "unknown task 'math': known tasks are gsm8k, gsm8k_cot, math500"
-    with pytest.raises(GradingError, match=known):
-        grade_file("math", math_file, None)
+        MATH.grade_file(math_file, tmp_path / "absent" / "out.jsonl")
 
 
 def test_missing_input_file(tmp_path):
     with pytest.raises(GradingError, match="cannot read"):
-        grade_file("gsm8k", tmp_path / "absent.jsonl", None)
+        GSM8K.grade_file(tmp_path / "absent.jsonl", None)

@@ -6,7 +6,8 @@ Golds are MATH-500 answers or of their kind; the responses are written the way m
 
 import pytest
 
-from ppa_eval.grading import grade_many
+from ppa_eval.grading import MATH as MATH_GRADER
+from ppa_eval.tasks import load_task
 
 MATH = [
     # Footer wrappers.
@@ -62,13 +63,13 @@ GSM8K = [
 
 @pytest.mark.parametrize("task, cases", [("math500", MATH), ("gsm8k", GSM8K)])
 def test_formats_and_false_positives(task, cases):
-    verdicts = grade_many(task, [(response, gold) for gold, response, _ in cases], timeout=10)
+    verdicts = load_task(task).grader.grade_many([(response, gold) for gold, response, _ in cases], timeout=10)
     wrong = [(gold, response, v.extracted, v.reason)
              for (gold, response, correct), v in zip(cases, verdicts) if v.correct != correct]
     assert wrong == []
 
 
 def test_empty_gold_is_an_error_not_a_match():
-    (verdict,) = grade_many("math500", [("$\\boxed{\\$}$", "")])
+    (verdict,) = MATH_GRADER.grade_many([("$\\boxed{\\$}$", "")])
     assert (verdict.correct, verdict.reason) == (False, "error")
     assert "empty" in verdict.error

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ppa_eval.grading import grade_file
+from ppa_eval.tasks import load_task
 
 MB = 1 << 20
 
@@ -69,7 +69,7 @@ def test_hundred_hostile_lines_in_under_two_minutes(tmp_path):
         path = tmp_path / f"{task}.jsonl"
         path.write_text("".join(line + "\n" for t, line in lines if t == task))
         out = tmp_path / f"{task}.out.jsonl"
-        summaries.append(grade_file(task, path, out, workers=2))
+        summaries.append(load_task(task).grader.grade_file(path, out, workers=2))
         graded = [json.loads(line) for line in out.read_bytes().decode("utf-8").splitlines()]
         assert [g["id"] for g in graded] == [json.loads(l)["id"] for t, l in lines if t == task]
         assert all(g["correct"] is False or g["reason"] in ("exact", "number") for g in graded)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from ppa_eval.grading import grade_many
+from ppa_eval.grading import MATH
 
 CASES_PATH = Path(__file__).parent / "data" / "math_verify_suite.jsonl"
 CASES = [json.loads(line) for line in CASES_PATH.read_text().splitlines()]
@@ -90,7 +90,7 @@ def test_every_case_is_cited_and_every_exclusion_explained():
 @pytest.mark.slow
 def test_agreement_with_the_suite_labels():
     pairs = [convert(c)[::-1] for c in CASES]
-    verdicts = grade_many("math500", pairs, timeout=10)
+    verdicts = MATH.grade_many(pairs, timeout=10)
     counted = [(c, v) for c, v in zip(CASES, verdicts) if "excluded" not in c]
     disagreements = [
         (c["source"], convert(c)[0], v.extracted, v.reason)

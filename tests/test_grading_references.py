@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from ppa_eval.grading import gold_answer, grade_many
+from ppa_eval.grading import GSM8K, MATH, gold_answer
 
 DATA = Path(__file__).resolve().parents[1] / "tasks" / "data"
 
@@ -14,7 +14,7 @@ def _rows(path: Path) -> list[dict]:
 
 def test_math500_reference_solutions():
     rows = _rows(DATA / "math500" / "test.jsonl")
-    verdicts = grade_many("math500", [(r["solution"], r["answer"]) for r in rows], timeout=10)
+    verdicts = MATH.grade_many([(r["solution"], r["answer"]) for r in rows], timeout=10)
     wrong = [(r["unique_id"], r["answer"], v) for r, v in zip(rows, verdicts) if not v.correct]
     assert len(rows) == 500
     assert wrong == []
@@ -23,7 +23,7 @@ def test_math500_reference_solutions():
 def test_gsm8k_reference_answers():
     rows = _rows(DATA / "gsm8k" / "test.jsonl")
     items = [(r["answer"], gold_answer(r["answer"])) for r in rows]
-    verdicts = grade_many("gsm8k", items, timeout=10)
+    verdicts = GSM8K.grade_many(items, timeout=10)
     wrong = [(r["answer"][-40:], v) for r, v in zip(rows, verdicts) if not v.correct]
     assert len(rows) == 1319
     assert wrong == []

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ppa_eval.grading import grade, grade_many
+from ppa_eval.grading import MATH
 from ppa_eval.grading.sandbox import Sandbox, SandboxLimit
 
 TIMEOUT = 1.0
@@ -41,7 +41,7 @@ HOSTILE = {
 @pytest.mark.parametrize("response", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_response_gets_a_verdict_in_time(response):
     start = time.monotonic()
-    verdict = grade("math500", response, "5", timeout=TIMEOUT)
+    verdict = MATH.grade(response, "5", timeout=TIMEOUT)
     assert time.monotonic() - start < BUDGET
     assert verdict.correct is False
     # wrong for a stated reason: refused, out of time, or not equal; never a crash ("error") or a pass
@@ -50,11 +50,11 @@ def test_hostile_response_gets_a_verdict_in_time(response):
 
 def test_a_timeout_is_counted_logged_and_the_worker_replaced(caplog):
     with caplog.at_level(logging.WARNING, logger="ppa_eval.grading"):
-        verdict = grade("math500", HOSTILE["slow sum"], "5", timeout=TIMEOUT)
+        verdict = MATH.grade(HOSTILE["slow sum"], "5", timeout=TIMEOUT)
     assert (verdict.correct, verdict.reason, verdict.timed_out) == (False, "timeout", True)
     assert any("timed out" in record.getMessage() for record in caplog.records)
     # The next item is graded normally by a fresh worker.
-    assert grade("math500", "\\boxed{\\sqrt{25}}", "5").reason == "symbolic"
+    assert MATH.grade("\\boxed{\\sqrt{25}}", "5").reason == "symbolic"
 
 
 def test_sandbox_kills_its_worker_at_the_deadline():
@@ -90,7 +90,7 @@ def test_limit_holds_off_the_main_thread():
         ("\\boxed{\\frac{1}{\\sqrt{3}}}", "\\frac{\\sqrt{3}}{3}"),
     ]
     start = time.monotonic()
-    tower, fraction = grade_many("math500", items, timeout=TIMEOUT, workers=2)
+    tower, fraction = MATH.grade_many(items, timeout=TIMEOUT, workers=2)
     assert time.monotonic() - start < BUDGET
     assert (tower.reason, tower.timed_out) == ("timeout", True)
     assert (fraction.correct, fraction.reason) == (True, "symbolic")

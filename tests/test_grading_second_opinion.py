@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from ppa_eval.grading import grade
+from ppa_eval.grading import GSM8K, MATH
 
 KNOWN_ERRORS = [
     ("\\frac{1}{2^{99}}", "So the probability is $\\boxed{\\frac{1}{2^{98}}}$."),
@@ -23,7 +23,7 @@ KNOWN_ERRORS = [
 @pytest.mark.parametrize("gold, response", KNOWN_ERRORS)
 def test_our_verdict_is_right_and_the_disagreement_logged(gold, response, caplog):
     with caplog.at_level(logging.INFO, logger="ppa_eval.grading"):
-        verdict = grade("math500", response, gold)
+        verdict = MATH.grade(response, gold)
     assert (verdict.correct, verdict.reason) == (False, "mismatch")
     assert verdict.math_verify is True
     assert any("math-verify disagrees" in r.getMessage() for r in caplog.records)
@@ -41,12 +41,12 @@ def test_our_verdict_is_right_and_the_disagreement_logged(gold, response, caplog
 )
 def test_agreement_is_not_logged(gold, response, correct, caplog):
     with caplog.at_level(logging.INFO, logger="ppa_eval.grading"):
-        verdict = grade("math500", response, gold)
+        verdict = MATH.grade(response, gold)
     assert verdict.correct is correct
     assert verdict.math_verify is correct
     assert not any("math-verify disagrees" in r.getMessage() for r in caplog.records)
 
 
 def test_gsm8k_second_opinion():
-    verdict = grade("gsm8k_cot", "So she makes 9 * 2 = $18 a day.", "18")
+    verdict = GSM8K.grade("So she makes 9 * 2 = $18 a day.", "18")
     assert (verdict.correct, verdict.math_verify) == (True, True)

@@ -14,15 +14,12 @@ import pytest
 
 from record_lm_eval_stock import vendored_task_yaml
 
-from ppa_eval.tasks import DATA_DIR
-from ppa_eval.lm_eval_metrics import (
-    LM_EVAL_METRICS,
-    LmEvalMetricError,
-    gsm8k_filters,
-    lm_eval_scores,
-    minerva_doc,
-)
+from ppa_eval.tasks import DATA_DIR, TASKS
+from ppa_eval.lm_eval_metrics import LmEvalMetricError, minerva_doc
 from ppa_eval.lm_eval_preset import LM_EVAL_PRESET, preset_options
+
+# The lm-eval metrics of our tasks, as their registry entries name them.
+GSM8K_METRICS, COT_METRICS, MATH_METRICS = (TASKS[name].lm_eval_metrics for name in ("gsm8k", "gsm8k_cot", "math500"))
 
 RECORDS = Path(__file__).parent / "data"
 # The answer line Minerva's exemplars end with; lm-eval's exact_match reads only this line.
@@ -52,8 +49,8 @@ def test_gsm8k_filters_and_verdicts_equal_stock_lm_eval():
     assert len(records) == 20
     for record in records:
         stock = {name: (f["filtered"], f["exact_match"]) for name, f in record["filters"].items()}
-        assert gsm8k_filters("gsm8k", record["response"], record["doc"]) == stock, record["doc_id"]
-        assert lm_eval_scores("gsm8k", record["response"], record["doc"]) == {
+        assert GSM8K_METRICS.filters(record["response"], record["doc"]) == stock, record["doc_id"]
+        assert GSM8K_METRICS.scores(record["response"], record["doc"]) == {
             "lm_eval_strict_match": stock["strict-match"][1], "lm_eval_flexible_extract": stock["flexible-extract"][1]}
 
 
@@ -64,7 +61,7 @@ def test_math500_verdicts_equal_stock_lm_eval(math500_docs):
         doc = math500_docs[record["doc_id"]]  # the vendored record; lm-eval logged its processed form
         assert minerva_doc(doc)["answer"] == record["doc"]["answer"]
         stock = record["filters"]["none"]
-        assert lm_eval_scores("math500", record["response"], doc) == {
+        assert MATH_METRICS.scores(record["response"], doc) == {
             "lm_eval_exact_match": stock["exact_match"], "lm_eval_math_verify": stock["math_verify"]}
 
 
@@ -120,7 +117,7 @@ def test_gsm8k_equals_the_stock_task_on_right_and_wrong_responses(stock_tasks):
         for response in responses:
             stock = stock_scores(stock_tasks["gsm8k"], record["doc_id"], response)
             expected = {name: (filtered, scores["exact_match"]) for name, (filtered, scores) in stock.items()}
-            assert gsm8k_filters("gsm8k", response, record["doc"]) == expected, (record["doc_id"], response)
+            assert GSM8K_METRICS.filters(response, record["doc"]) == expected, (record["doc_id"], response)
             correct += sum(score for _, score in expected.values())
     assert correct >= 2 * len(records)  # the reference solutions
 
@@ -133,7 +130,7 @@ def test_math500_equals_the_stock_task_on_right_and_wrong_responses(stock_tasks,
             ((_, stock),) = stock_scores(stock_tasks["minerva_math500"], doc_id, response).values()
             expected = {"lm_eval_exact_match": float(stock["exact_match"]),
                         "lm_eval_math_verify": float(stock["math_verify"])}
-            assert lm_eval_scores("math500", response, doc) == expected, (doc_id, response)
+            assert MATH_METRICS.scores(response, doc) == expected, (doc_id, response)
             verdicts.add(tuple(expected.values()))
     assert {(1.0, 1.0), (0.0, 1.0), (0.0, 0.0)} <= verdicts
 
@@ -159,7 +156,7 @@ def test_math500_equals_the_stock_task_on_right_and_wrong_responses(stock_tasks,
     (8, " $\\sqrt{117}$." + FINAL.format("\\sqrt{117}"), 1.0, 1.0),
 ])
 def test_math500_hand_checked(math500_docs, doc_index, response, exact_match, math_verify):
-    assert lm_eval_scores("math500", response, math500_docs[doc_index]) == {
+    assert MATH_METRICS.scores(response, math500_docs[doc_index]) == {
         "lm_eval_exact_match": exact_match, "lm_eval_math_verify": math_verify}
 
 
@@ -174,19 +171,19 @@ def test_math500_hand_checked(math500_docs, doc_index, response, exact_match, ma
     (" The answer is 18. Next, 3 eggs", ("[invalid]", 0.0), ("3", 0.0)),
 ])
 def test_gsm8k_hand_checked(gsm8k_doc, response, strict, flexible):
-    assert gsm8k_filters("gsm8k", response, gsm8k_doc) == {"strict-match": strict, "flexible-extract": flexible}
+    assert GSM8K_METRICS.filters(response, gsm8k_doc) == {"strict-match": strict, "flexible-extract": flexible}
 
 
 def test_gsm8k_cot_uses_its_own_strict_pattern(gsm8k_doc):
-    filters = gsm8k_filters("gsm8k_cot", " 16 - 3 - 4 = 9 eggs, 9 * 2 = 18. The answer is 18.", gsm8k_doc)
+    filters = COT_METRICS.filters(" 16 - 3 - 4 = 9 eggs, 9 * 2 = 18. The answer is 18.", gsm8k_doc)
     assert filters == {"strict-match": ("18", 1.0), "flexible-extract": ("18.", 1.0)}
-    assert gsm8k_filters("gsm8k", " The answer is 18.", gsm8k_doc)["strict-match"] == ("[invalid]", 0.0)
+    assert GSM8K_METRICS.filters(" The answer is 18.", gsm8k_doc)["strict-match"] == ("[invalid]", 0.0)
 
 
 def test_metric_names_are_what_scores_returns(gsm8k_doc, math500_docs):
-    assert tuple(lm_eval_scores("gsm8k", " #### 18", gsm8k_doc)) == LM_EVAL_METRICS["gsm8k"]
-    assert tuple(lm_eval_scores("gsm8k_cot", " The answer is 18.", gsm8k_doc)) == LM_EVAL_METRICS["gsm8k_cot"]
-    assert tuple(lm_eval_scores("math500", " 3", math500_docs[3])) == LM_EVAL_METRICS["math500"]
+    assert tuple(GSM8K_METRICS.scores(" #### 18", gsm8k_doc)) == GSM8K_METRICS.names
+    assert tuple(COT_METRICS.scores(" The answer is 18.", gsm8k_doc)) == COT_METRICS.names
+    assert tuple(MATH_METRICS.scores(" 3", math500_docs[3])) == MATH_METRICS.names
 
 
 # Refusals
@@ -197,25 +194,23 @@ def test_math500_refuses_to_score_off_the_main_thread(math500_docs):
 
     def score():
         try:
-            lm_eval_scores("math500", FINAL.format("\\frac{28}{6}"), math500_docs[2])
+            MATH_METRICS.scores(FINAL.format("\\frac{28}{6}"), math500_docs[2])
         except LmEvalMetricError as error:
             errors.append(str(error))
 
     thread = threading.Thread(target=score)
     thread.start()
     thread.join()
-    assert len(errors) == 1 and "call lm_eval_scores from the main thread" in errors[0]
+    assert len(errors) == 1 and "score MATH-500 from the main thread" in errors[0]
 
 
 def test_bad_input_is_refused(gsm8k_doc):
-    with pytest.raises(LmEvalMetricError, match="no lm-eval metrics for task 'mmlu'; known tasks: gsm8k, gsm8k_cot"):
-        lm_eval_scores("mmlu", "", gsm8k_doc)
-    with pytest.raises(LmEvalMetricError, match="a gsm8k record needs the field 'answer'"):
-        lm_eval_scores("gsm8k", " #### 18", {"question": gsm8k_doc["question"]})
-    with pytest.raises(LmEvalMetricError, match="a math500 record needs the field 'solution'"):
-        lm_eval_scores("math500", " 3", {"problem": "?", "answer": "3"})
+    with pytest.raises(LmEvalMetricError, match="a GSM8K record needs the field 'answer'"):
+        GSM8K_METRICS.scores(" #### 18", {"question": gsm8k_doc["question"]})
+    with pytest.raises(LmEvalMetricError, match="a MATH-500 record needs the field 'solution'"):
+        MATH_METRICS.scores(" 3", {"problem": "?", "answer": "3"})
     with pytest.raises(LmEvalMetricError, match=r"solution must end its answer in \\boxed"):
-        lm_eval_scores("math500", " 3", {"problem": "?", "solution": "It is 3."})
+        MATH_METRICS.scores(" 3", {"problem": "?", "solution": "It is 3."})
 
 
 # The preset
@@ -237,5 +232,5 @@ def test_preset_is_what_stock_lm_eval_uses():
         assert LM_EVAL_PRESET["num_fewshot"].value[task] == config["num_fewshot"]
         assert LM_EVAL_PRESET["stop"].value[task] == tuple(config["generation_kwargs"]["until"])
         assert config["generation_kwargs"]["do_sample"] is False and LM_EVAL_PRESET["greedy"].value
-    assert preset_options() == {"tasks": "gsm8k,math500", "chat_template": "none", "thinking": "none",
+    assert preset_options() == {"tasks": "math500,gsm8k", "chat_template": "none", "thinking": "none",
                                 "max_new_tokens": 256}

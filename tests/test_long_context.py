@@ -8,17 +8,12 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from ppa_eval.long_context import (
-    CHAT_TEMPLATE_MARGIN,
-    LONG_CONTEXT_TASKS,
-    MAX_NEW_TOKENS,
-    LongContextError,
-    depths,
-    grade,
-    make_docs,
-)
+from ppa_eval.grading import GradingError, StringMatch
+from ppa_eval.long_context import CHAT_TEMPLATE_MARGIN, LongContextError, depths
 from ppa_eval.prompts import render_prompt
-from ppa_eval.tasks import TASKS_DIR
+from ppa_eval.tasks import TASKS, TASKS_DIR
+
+LONG_CONTEXT_TASKS = ("passkey", "niah_multikey", "variable_tracking")
 
 LENGTHS = (1024, 2048)
 PER_LENGTH = 5
@@ -42,7 +37,7 @@ def tokenizer(checkpoint):
 
 @pytest.fixture(scope="module")
 def sets(tokenizer):
-    return {task: make_docs(task, tokenizer, LENGTHS, PER_LENGTH, seed=3) for task in LONG_CONTEXT_TASKS}
+    return {task: TASKS[task].generate(tokenizer, LENGTHS, PER_LENGTH, seed=3) for task in LONG_CONTEXT_TASKS}
 
 
 def count(tokenizer, text: str) -> int:
@@ -65,9 +60,9 @@ def token_depth(tokenizer, text: str, fact: str) -> float:
 
 @pytest.mark.parametrize("task", LONG_CONTEXT_TASKS)
 def test_sets_are_deterministic_and_seeded(tokenizer, sets, task):
-    again = make_docs(task, tokenizer, LENGTHS, PER_LENGTH, seed=3)
+    again = TASKS[task].generate(tokenizer, LENGTHS, PER_LENGTH, seed=3)
     assert again == sets[task]
-    other = make_docs(task, tokenizer, LENGTHS, PER_LENGTH, seed=4)
+    other = TASKS[task].generate(tokenizer, LENGTHS, PER_LENGTH, seed=4)
     assert other != sets[task]
     assert {d["gold"][0] for d in other}.isdisjoint({d["gold"][0] for d in sets[task]})
 
@@ -84,13 +79,15 @@ def test_ids_lengths_and_depths(sets, task):
 
 @pytest.mark.parametrize("task", LONG_CONTEXT_TASKS)
 def test_prompts_fill_the_length_with_room_for_template_and_answer(tokenizer, sets, task):
+    answer_tokens = TASKS[task].max_gen_toks
+    assert answer_tokens == 32  # the long-context YAMLs' max_gen_toks, written once in _ppa_long_context.yaml
     for doc in sets[task]:
-        budget = doc["context_length"] - CHAT_TEMPLATE_MARGIN - MAX_NEW_TOKENS
+        budget = doc["context_length"] - CHAT_TEMPLATE_MARGIN - answer_tokens
         assert doc["prompt_tokens"] == count(tokenizer, doc["prompt"] + " " + doc["answer_prefix"])
         # one filler sentence more would not fit: the longest sentence is under 20 tokens
         assert budget - 20 < doc["prompt_tokens"] <= budget
         rendered = render_prompt(doc["prompt"], tokenizer, "auto", "off") + doc["answer_prefix"]
-        assert count(tokenizer, rendered) + MAX_NEW_TOKENS <= doc["context_length"]
+        assert count(tokenizer, rendered) + answer_tokens <= doc["context_length"]
 
 
 FACTS = {
@@ -193,23 +190,16 @@ def test_variable_tracking_gold_is_every_name_holding_the_value(sets):
 ])
 def test_bad_lengths_are_refused(tokenizer, lengths, per_length, max_context, message):
     with pytest.raises(LongContextError, match=message):
-        make_docs("passkey", tokenizer, lengths, per_length, max_context=max_context)
+        TASKS["passkey"].generate(tokenizer, lengths, per_length, seed=0, max_context=max_context)
 
 
 def test_too_short_names_the_shortest_length(tokenizer):
     with pytest.raises(LongContextError) as error:
-        make_docs("passkey", tokenizer, [100], 1)
+        TASKS["passkey"].generate(tokenizer, [100], 1, seed=0)
     shortest = int(re.search(r"at least (\d+)", str(error.value)).group(1))
-    make_docs("passkey", tokenizer, [shortest], 1)
+    TASKS["passkey"].generate(tokenizer, [shortest], 1, seed=0)
     with pytest.raises(LongContextError):
-        make_docs("passkey", tokenizer, [shortest - 1], 1)
-
-
-def test_unknown_task_is_refused(tokenizer):
-    with pytest.raises(LongContextError, match="use one of passkey, niah_multikey, variable_tracking"):
-        make_docs("needle", tokenizer, [1024], 1)
-    with pytest.raises(LongContextError, match="unknown long-context task"):
-        grade("needle", "12345", ["12345"])
+        TASKS["passkey"].generate(tokenizer, [shortest - 1], 1, seed=0)
 
 
 # ------------------------------------------------------------------------------ grading
@@ -234,7 +224,14 @@ NAMES = ["ABCDE", "FGHIJ", "KLMNO", "PQRST", "UVWXY"]
      (False, "ABCDEF, FGHIJ", "missing ABCDE, KLMNO, PQRST, UVWXY; found ABCDEF, FGHIJ")),
 ])
 def test_grading(task, response, gold, expected):
-    assert grade(task, response, gold) == expected
+    verdict = TASKS[task].grader.grade(response, gold)
+    assert (verdict.correct, verdict.extracted, verdict.reason) == expected
+
+
+def test_string_match_takes_numbers_or_names():
+    assert TASKS["variable_tracking"].grader == StringMatch("names") != TASKS["passkey"].grader
+    with pytest.raises(GradingError, match="use one of numbers, names"):
+        StringMatch("words")
 
 
 # ------------------------------------------------------------------------------ lm-eval
@@ -252,10 +249,10 @@ def test_lm_eval_generates_and_grades_the_same_set(checkpoint, tokenizer, task):
     loaded = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata).load(name)
     lm_task = loaded["tasks"][name]
     lm_task.build_all_requests()
-    expected = make_docs(task, tokenizer, [1024], 2)
+    expected = TASKS[task].generate(tokenizer, [1024], 2, seed=0)
     # without a chat template lm-eval sends the prompt, a space and the answer prefix (gen_prefix)
     assert [instance.args[0] for instance in lm_task.instances] == [f"{d['prompt']} {d['answer_prefix']}" for d in expected]
-    assert lm_task.instances[0].args[1]["max_gen_toks"] == MAX_NEW_TOKENS
+    assert lm_task.instances[0].args[1]["max_gen_toks"] == TASKS[task].max_gen_toks == 32
     doc = lm_task.eval_docs[0]
     assert lm_task.process_results(doc, [" ".join(doc["gold"])]) == {"acc": 1.0}
     assert lm_task.process_results(doc, ["no idea"]) == {"acc": 0.0}

@@ -15,6 +15,7 @@ from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
 from lm_eval.tasks.minerva_math.utils import list_fewshot_samples
 
+from ppa_eval.grading import GSM8K, MATH
 from ppa_eval.tasks import (
     DATA_DIR,
     TASKS,
@@ -132,10 +133,12 @@ def test_unknown_names_are_refused_with_the_known_ones():
 
 def test_task_settings_come_from_the_yaml():
     math500, gsm8k, cot = (load_task(name) for name in PROMPT_TASKS)
-    assert (math500.lm_eval_name, math500.grader, math500.stop, math500.max_gen_toks) == (
-        "ppa_math500", "math500", ("Problem:",), 1024)
-    assert (gsm8k.lm_eval_name, gsm8k.grader, gsm8k.stop) == ("ppa_gsm8k", "gsm8k", ("Question:", "</s>", "<|im_end|>"))
-    assert (cot.lm_eval_name, cot.grader, cot.stop) == ("ppa_gsm8k_cot", "gsm8k", ("Q:", "</s>", "<|im_end|>"))
+    assert (math500.lm_eval_name, math500.grader, math500.stop, math500.max_gen_toks, math500.num_fewshot) == (
+        "ppa_math500", MATH, ("Problem:",), 1024, 4)
+    assert (gsm8k.lm_eval_name, gsm8k.grader, gsm8k.stop, gsm8k.num_fewshot) == (
+        "ppa_gsm8k", GSM8K, ("Question:", "</s>", "<|im_end|>"), 5)
+    assert (cot.lm_eval_name, cot.grader, cot.stop, cot.num_fewshot) == (
+        "ppa_gsm8k_cot", GSM8K, ("Q:", "</s>", "<|im_end|>"), 8)
     hashes = {task.config_sha256 for task in (math500, gsm8k, cot)}
     assert len(hashes) == 3 and all(re.fullmatch("[0-9a-f]{64}", h) for h in hashes)
 
@@ -147,7 +150,7 @@ def test_docs_carry_ids_and_gold_answers(docs):
     assert docs["math500"][0].gold == r"\left( 3, \frac{\pi}{2} \right)"
     assert [d.doc_id for d in docs["gsm8k"]] == [f"test-{i}" for i in range(COMPARED_DOCS)]
     assert docs["gsm8k"][0].gold == docs["gsm8k_cot"][0].gold == "18"  # Janet's ducks
-    assert TASKS["gsm8k"].gold({"answer": "... so 2,125 in all.\n#### 2,125"}) == "2125"
+    assert TASKS["gsm8k"].docs.gold({"answer": "... so 2,125 in all.\n#### 2,125"}) == "2125"
 
 
 def test_lm_eval_loads_ppa_math500_from_the_include_path(docs):

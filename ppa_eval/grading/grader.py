@@ -1,4 +1,8 @@
-"""grade / grade_many / grade_file: one response against one gold answer, a verdict each.
+"""The answer graders MATH and GSM8K: one response against one gold answer, a verdict each.
+
+    MATH.grade(response, gold) -> Verdict
+    GSM8K.grade_many([(response, gold), ...]) -> [Verdict, ...]
+    MATH.grade_file(Path("in.jsonl"), Path("out.jsonl")) -> summary dict
 
 MATH: extract the final answer (extract), normalise both sides (Minerva), decide in-process when
 every comparison is between identical strings or plain numbers, else send the pair to the
@@ -13,7 +17,7 @@ and math-verify what remains after it (nothing, after a timeout). A hostile resp
 about the budget plus the restart of the killed worker.
 
 No run lost: grade_many never raises for a bad item (it gets an "error" verdict with the
-reason), only for an unknown task or a worker that cannot start at all. grade_file checks its
+reason), only for a worker that cannot start at all. grade_file checks its
 output path before grading, writes each line as soon as it and the lines before it are graded,
 always as valid UTF-8 (a lone surrogate is written as its JSON escape), and turns lines it
 cannot read into error lines.
@@ -45,8 +49,6 @@ from ppa_eval.grading.structure import Unordered, list_items, parse_answer
 
 logger = logging.getLogger("ppa_eval.grading")
 
-# The two sets of grading rules; which task uses which is the task registry's to say.
-RULES = ("math500", "gsm8k")
 # No MATH answer is this long; a response whose answer is, is wrong without sympy's opinion.
 MAX_ANSWER_CHARS = 10_000
 # Structure reading and comparison are decided in-process only below this size, where their
@@ -72,7 +74,8 @@ class Verdict:
     digits, refused before sympy builds it), "unparsable" (sympy could not read an expression), "timeout" (past the time or memory limit), "error" (the item could not be
     graded: `error` says why, e.g. an empty gold answer or a response that is no string).
     extracted_by: how the answer was found: "footer", "box", "boxes" (several boxes read as
-    one list), "fallback" (the last math span or number: see extract), "gsm8k", or None.
+    one list), "fallback" (the last math span or number: see extract), "number" (GSM8K's final
+    number: see gsm8k), "exact_match" (string_match), or None.
     """
 
     correct: bool
@@ -82,22 +85,6 @@ class Verdict:
     timed_out: bool
     extracted_by: str | None = None
     error: str | None = None
-
-
-def gradable_tasks() -> dict[str, str]:
-    """Task name -> the rules it is graded by, for every task whose registry entry names rules here
-    (gsm8k_cot -> gsm8k); the long-context tasks are graded by ppa_eval.long_context as they run."""
-    from ppa_eval.tasks import TASKS  # the registry; imported here, it imports nothing of grading
-
-    return {name: task.grader for name, task in TASKS.items() if task.grader in RULES}
-
-
-def grading_rules(task: str) -> str:
-    """The rules a task is graded by ("math500" or "gsm8k"); GradingError for anything else."""
-    graded = gradable_tasks()
-    if task in graded:
-        return graded[task]
-    raise GradingError(f"unknown task {task!r}: known tasks are {', '.join(sorted(graded))}")
 
 
 def _is_list(normal_form: str) -> bool:
@@ -156,12 +143,12 @@ def _grade_math(sandbox: Sandbox, response: str, gold: str, deadline: float):
     return (several, boxed, "boxes") if several.correct else (decision, extraction.answer, extraction.method)
 
 
-def _math_verify(sandbox: Sandbox, rules: str, gold: str, response: str, deadline: float):
+def _math_verify(sandbox: Sandbox, gold: str, response: str, deadline: float):
     remaining = deadline - time.monotonic()
     if remaining < MIN_SECOND_OPINION_S:
         return None
     try:
-        return sandbox.run("math_verify", rules, gold, response, timeout=remaining)
+        return sandbox.run("math_verify", gold, response, timeout=remaining)
     except (SandboxLimit, SandboxError) as failure:
         logger.info("math-verify gave no verdict (%s)", failure)
         return None
@@ -174,95 +161,159 @@ def _check_item(response, gold) -> None:
         raise GradingError(f"the gold answer must be a string or a number, not {type(gold).__name__}")
 
 
-def _grade(sandbox: Sandbox, task: str, response: str, gold: str, timeout: float) -> Verdict:
-    """One verdict; never raises for a bad item (only WorkerStartError: a broken install)."""
-    rules = grading_rules(task)
-    deadline = time.monotonic() + timeout
-    try:
-        _check_item(response, gold)
-        gold = str(gold)
-        if rules == "gsm8k":
-            reference = gold_answer(gold)
-            extracted, extracted_by = extract_gsm8k_answer(response), "gsm8k"
-            decision = (Decision(False, "no_answer") if extracted is None
-                        else decide_gsm8k(reference, extracted))
-        else:
-            reference = gold
-            decision, extracted, extracted_by = _grade_math(sandbox, response, gold, deadline)
-    except WorkerStartError:
-        raise
-    except Exception as error:  # GradingError: bad data; anything else: a bug, logged
-        if not isinstance(error, GradingError):
-            logger.exception("grading raised on gold %r", str(gold)[:200])
-        message = f"{type(error).__name__}: {error}" if not isinstance(error, GradingError) else str(error)
-        return Verdict(False, None, "error", None, False, error=message)
-    asked = len(response) <= MAX_SECOND_OPINION_CHARS and decision.reason not in _NO_SECOND_OPINION
-    second_opinion = _math_verify(sandbox, rules, reference, response, deadline) if asked else None
-    if second_opinion is not None and second_opinion != decision.correct:
-        logger.info(
-            "math-verify disagrees: ours %s (%s), math-verify %s; gold %r, extracted %r",
-            decision.correct, decision.reason, second_opinion, gold[:200], (extracted or "")[:200],
-        )
-    return Verdict(
-        correct=decision.correct,
-        extracted=extracted,
-        reason=decision.reason,
-        math_verify=second_opinion,
-        timed_out=decision.reason == "timeout",
-        extracted_by=extracted_by,
-    )
-
 
 _shared_sandbox = Sandbox()
 _shared_lock = threading.Lock()
 atexit.register(_shared_sandbox.close)
 
 
-def grade(task: str, response: str, gold: str, timeout: float = 5.0) -> Verdict:
-    """Grade one response against its gold answer (task "math500", "gsm8k" or "gsm8k_cot")."""
-    with _shared_lock:
-        return _grade(_shared_sandbox, task, response, gold, timeout)
+class AnswerGrader:
+    """Rules that find a response's final answer and compare it with the gold answer, in a sandbox
+    with a hard time limit, with math-verify's second opinion: `MATH` and `GSM8K`. Stateless: the
+    sandboxes belong to each call (one shared by `grade`, one per worker for the others)."""
 
+    def _decide(self, sandbox: Sandbox, response: str, gold: str, deadline: float):
+        """(decision, extracted, extracted_by, the gold answer as math-verify reads it)."""
+        raise NotImplementedError
 
-def iter_grades(
-    task: str,
-    items: Iterable[tuple[str, str]],
-    timeout: float = 5.0,
-    workers: int | None = None,
-) -> Iterator[Verdict]:
-    """Verdicts for (response, gold) pairs, in order, each as soon as it and those before it are
-    graded, over `workers` sandbox processes (default: CPUs)."""
-    grading_rules(task)
-    items = list(items)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(items)))
-    idle: SimpleQueue[Sandbox] = SimpleQueue()
-    sandboxes = [Sandbox() for _ in range(workers)]
-    for sandbox in sandboxes:
-        idle.put(sandbox)
-
-    def grade_item(item: tuple[str, str]) -> Verdict:
-        sandbox = idle.get()
+    def _grade(self, sandbox: Sandbox, response: str, gold: str, timeout: float) -> Verdict:
+        """One verdict; never raises for a bad item (only WorkerStartError: a broken install)."""
+        deadline = time.monotonic() + timeout
         try:
-            return _grade(sandbox, task, item[0], item[1], timeout)
-        finally:
+            _check_item(response, gold)
+            gold = str(gold)
+            decision, extracted, extracted_by, reference = self._decide(sandbox, response, gold, deadline)
+        except WorkerStartError:
+            raise
+        except Exception as error:  # GradingError: bad data; anything else: a bug, logged
+            if not isinstance(error, GradingError):
+                logger.exception("grading raised on gold %r", str(gold)[:200])
+            message = f"{type(error).__name__}: {error}" if not isinstance(error, GradingError) else str(error)
+            return Verdict(False, None, "error", None, False, error=message)
+        asked = len(response) <= MAX_SECOND_OPINION_CHARS and decision.reason not in _NO_SECOND_OPINION
+        second_opinion = _math_verify(sandbox, reference, response, deadline) if asked else None
+        if second_opinion is not None and second_opinion != decision.correct:
+            logger.info(
+                "math-verify disagrees: ours %s (%s), math-verify %s; gold %r, extracted %r",
+                decision.correct, decision.reason, second_opinion, gold[:200], (extracted or "")[:200],
+            )
+        return Verdict(
+            correct=decision.correct,
+            extracted=extracted,
+            reason=decision.reason,
+            math_verify=second_opinion,
+            timed_out=decision.reason == "timeout",
+            extracted_by=extracted_by,
+        )
+
+    def grade(self, response: str, gold: str, timeout: float = 5.0) -> Verdict:
+        """Grade one response against its gold answer."""
+        with _shared_lock:
+            return self._grade(_shared_sandbox, response, gold, timeout)
+
+    def iter_grades(self, items: Iterable[tuple[str, str]], timeout: float = 5.0,
+                    workers: int | None = None) -> Iterator[Verdict]:
+        """Verdicts for (response, gold) pairs, in order, each as soon as it and those before it are
+        graded, over `workers` sandbox processes (default: CPUs)."""
+        items = list(items)
+        workers = max(1, min(workers or os.cpu_count() or 1, len(items)))
+        idle: SimpleQueue[Sandbox] = SimpleQueue()
+        sandboxes = [Sandbox() for _ in range(workers)]
+        for sandbox in sandboxes:
             idle.put(sandbox)
 
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            yield from pool.map(grade_item, items)
-    finally:
-        for sandbox in sandboxes:
-            sandbox.close()
+        def grade_item(item: tuple[str, str]) -> Verdict:
+            sandbox = idle.get()
+            try:
+                return self._grade(sandbox, item[0], item[1], timeout)
+            finally:
+                idle.put(sandbox)
+
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                yield from pool.map(grade_item, items)
+        finally:
+            for sandbox in sandboxes:
+                sandbox.close()
+
+    def grade_many(self, items: Iterable[tuple[str, str]], timeout: float = 5.0,
+                   workers: int | None = None) -> list[Verdict]:
+        """Grade (response, gold) pairs, in order; a bad pair gets an "error" verdict, never raises."""
+        return list(self.iter_grades(items, timeout=timeout, workers=workers))
+
+    def grade_file(self, in_path: Path, out_path: Path | None, timeout: float = 5.0,
+                   workers: int | None = None) -> dict:
+        """Grade a JSONL file of {"gold", "response", ...} lines; write each line with its verdict.
+
+        Output lines are the input objects plus correct, extracted, extracted_by, reason and
+        math_verify (and error, for a line that could not be graded; an unreadable line is written
+        as {"line": n, ...} with its error), to out_path or to stdout when it is None. Returns the
+        summary: n, correct, accuracy, no_answer, fallback, errors, timeouts, disagreements (with
+        math-verify). A file without a line is a GradingError: it has no accuracy.
+        """
+        lines = _read_lines(Path(in_path))
+        if not lines:  # an accuracy of nothing would read as 0%
+            raise GradingError(f"{in_path} holds no line to grade; give a JSONL file with gold and response on each line")
+        with _open_output(out_path) as out:
+            gradable = [(r["response"], r["gold"]) for _, r, why in lines if why is None]
+            verdicts = self.iter_grades(gradable, timeout=timeout, workers=workers)
+            counts = dict.fromkeys(
+                ["n", "correct", "no_answer", "fallback", "errors", "timeouts", "disagreements"], 0
+            )
+            for number, record, why in lines:
+                if why is None:
+                    verdict = next(verdicts)
+                else:
+                    verdict = Verdict(False, None, "error", None, False, error=f"line {number}: {why}")
+                line = {"line": number} if record is None else dict(record)
+                line.update(correct=verdict.correct, extracted=verdict.extracted,
+                            extracted_by=verdict.extracted_by, reason=verdict.reason,
+                            math_verify=verdict.math_verify)
+                if verdict.error is not None:
+                    line["error"] = verdict.error
+                out.write(_encode(line))
+                out.flush()
+                counts["n"] += 1
+                counts["correct"] += verdict.correct
+                counts["no_answer"] += verdict.reason == "no_answer"
+                counts["fallback"] += verdict.extracted_by == "fallback"
+                counts["errors"] += verdict.reason == "error"
+                counts["timeouts"] += verdict.timed_out
+                counts["disagreements"] += (verdict.math_verify is not None
+                                            and verdict.math_verify != verdict.correct)
+        n = counts["n"]
+        return {"n": n, "correct": counts["correct"], "accuracy": counts["correct"] / n,
+                **{k: v for k, v in counts.items() if k not in ("n", "correct")}}
 
 
-def grade_many(
-    task: str,
-    items: Iterable[tuple[str, str]],
-    timeout: float = 5.0,
-    workers: int | None = None,
-) -> list[Verdict]:
-    """Grade (response, gold) pairs, in order; a bad pair gets an "error" verdict, never raises."""
-    return list(iter_grades(task, items, timeout=timeout, workers=workers))
+class MathGrader(AnswerGrader):
+    """MATH rules: the final answer (footer, box, else the last math span), Minerva-normalised,
+    compared in-process or by sympy; math-verify reads the gold as LaTeX."""
+
+    def _decide(self, sandbox, response, gold, deadline):
+        decision, extracted, extracted_by = _grade_math(sandbox, response, gold, deadline)
+        return decision, extracted, extracted_by, f"${gold}$"
+
+    def __repr__(self) -> str:
+        return "MATH"
+
+
+class GSM8KGrader(AnswerGrader):
+    """GSM8K rules: the final number, compared exactly with the number of the gold (a bare number
+    or a reference solution ending "#### N")."""
+
+    def _decide(self, sandbox, response, gold, deadline):
+        reference = gold_answer(gold)
+        extracted = extract_gsm8k_answer(response)
+        decision = Decision(False, "no_answer") if extracted is None else decide_gsm8k(reference, extracted)
+        return decision, extracted, "number", reference
+
+    def __repr__(self) -> str:
+        return "GSM8K"
+
+
+MATH = MathGrader()
+GSM8K = GSM8KGrader()
 
 
 def _read_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
@@ -311,54 +362,3 @@ def _encode(record: dict) -> bytes:
     """One JSON line as UTF-8. A lone surrogate (valid in JSON input, "\\udc80") cannot be
     encoded; it is written as its JSON escape, which reads back as the same string."""
     return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
-
-
-def grade_file(
-    task: str,
-    in_path: Path,
-    out_path: Path | None,
-    timeout: float = 5.0,
-    workers: int | None = None,
-) -> dict:
-    """Grade a JSONL file of {"gold", "response", ...} lines; write each line with its verdict.
-
-    Output lines are the input objects plus correct, extracted, extracted_by, reason and
-    math_verify (and error, for a line that could not be graded; an unreadable line is written
-    as {"line": n, ...} with its error), to out_path or to stdout when it is None. Returns the
-    summary: n, correct, accuracy, no_answer, fallback, errors, timeouts, disagreements (with
-    math-verify). A file without a line is a GradingError: it has no accuracy.
-    """
-    grading_rules(task)
-    lines = _read_lines(Path(in_path))
-    if not lines:  # an accuracy of nothing would read as 0%
-        raise GradingError(f"{in_path} holds no line to grade; give a JSONL file with gold and response on each line")
-    with _open_output(out_path) as out:
-        gradable = [(r["response"], r["gold"]) for _, r, why in lines if why is None]
-        verdicts = iter_grades(task, gradable, timeout=timeout, workers=workers)
-        counts = dict.fromkeys(
-            ["n", "correct", "no_answer", "fallback", "errors", "timeouts", "disagreements"], 0
-        )
-        for number, record, why in lines:
-            if why is None:
-                verdict = next(verdicts)
-            else:
-                verdict = Verdict(False, None, "error", None, False, error=f"line {number}: {why}")
-            line = {"line": number} if record is None else dict(record)
-            line.update(correct=verdict.correct, extracted=verdict.extracted,
-                        extracted_by=verdict.extracted_by, reason=verdict.reason,
-                        math_verify=verdict.math_verify)
-            if verdict.error is not None:
-                line["error"] = verdict.error
-            out.write(_encode(line))
-            out.flush()
-            counts["n"] += 1
-            counts["correct"] += verdict.correct
-            counts["no_answer"] += verdict.reason == "no_answer"
-            counts["fallback"] += verdict.extracted_by == "fallback"
-            counts["errors"] += verdict.reason == "error"
-            counts["timeouts"] += verdict.timed_out
-            counts["disagreements"] += (verdict.math_verify is not None
-                                        and verdict.math_verify != verdict.correct)
-    n = counts["n"]
-    return {"n": n, "correct": counts["correct"], "accuracy": counts["correct"] / n,
-            **{k: v for k, v in counts.items() if k not in ("n", "correct")}}

@@ -10,11 +10,10 @@ from __future__ import annotations
 from math_verify import parse, verify
 
 
-def math_verify_verdict(task: str, gold: str, response: str) -> bool | None:
-    """math-verify's verdict; None when it cannot read the gold answer."""
-    # MATH gold answers are LaTeX without their $; GSM8K's are plain numbers.
-    gold_text = f"${gold}$" if task == "math500" else gold
-    gold_parsed = parse(gold_text, parsing_timeout=None)
+def math_verify_verdict(gold: str, response: str) -> bool | None:
+    """math-verify's verdict; None when it cannot read the gold answer (given as math-verify reads
+    it: a MATH answer in $...$, a GSM8K number bare)."""
+    gold_parsed = parse(gold, parsing_timeout=None)
     if not gold_parsed:
         return None
     answer = parse(response, parsing_timeout=None)
