@@ -38,13 +38,11 @@ def requested_pattern(hf_config):
     refuse_retired_environment(ATTENTION_ENV)
     configured = pattern_from_config(vars(hf_config)) if hf_config is not None else None
     named = os.environ.get(ATTENTION_ENV)
-    if not named:
-        return configured
-    pattern = parse_spec(named)
-    if configured is not None and configured != pattern:
+    from_environment = parse_spec(named) if named else None
+    if from_environment is not None and configured is not None and from_environment != configured:
         raise PatternError(f"{ATTENTION_ENV}={named} contradicts {format_spec(configured)} in the model config; "
                            f"unset {ATTENTION_ENV} or set it to the config's pattern")
-    return pattern
+    return from_environment or configured
 
 
 def ppa_requested(hf_config, max_model_len: int | None) -> bool:
