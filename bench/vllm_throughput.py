@@ -35,8 +35,7 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
-from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
-from ppa_eval.patterns import PowerPattern, format_spec
+from ppa_eval.patterns import PowerPattern
 
 WINDOW = 64
 # vLLM captures CUDA graphs for steps of up to 512 tokens by default (decode batches, short mixed
@@ -107,10 +106,7 @@ def engine(directory: Path, name: str, power: str, eager: bool, dtype: str = "bf
     options = VLLMOptions(enforce_eager=eager, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len)
     arguments = engine_arguments(directory, pattern, "cuda", dtype, 0, options)
     if name == "stock":
-        os.environ.pop(ATTENTION_ENV, None)
         del arguments["hf_overrides"]  # the pattern: without it, vLLM's own attention everywhere
-    else:
-        os.environ[ATTENTION_ENV] = format_spec(pattern)
     return vllm.LLM(**arguments, skip_tokenizer_init=True, **extra)
 
 

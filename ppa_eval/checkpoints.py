@@ -2,7 +2,7 @@
 it was trained with.
 
 The convention: the checkpoint's config.json names the pattern as a spec string
-(ppa_eval.patterns.spec), or, for PPA, in the older keys, which keep working:
+(ppa_eval.patterns.spec), or, for PPA, in the older keys, which keep working (ppa_eval.compat):
 
     "ppa_attention": "ppa:p=3/4,w=64"           (any family: "powerattention:block=64,window=1,sink=1", ...)
 or  "ppa_power": "3/4",  "ppa_window": 64
@@ -24,10 +24,10 @@ from fractions import Fraction
 from pathlib import Path
 
 from ppa_eval.cache import cache_root
+from ppa_eval.compat import pattern_from_config
 from ppa_eval.errors import PPAEvalError
-from ppa_eval.patterns import (BlockPattern, PatternError, PowerPattern, format_spec, parse_power, parse_spec,
-                               parse_window, pattern_from_config, sort_key)
-from ppa_eval.patterns.spec import DEFAULT_WINDOW
+from ppa_eval.patterns import (DEFAULT_WINDOW, BlockPattern, PatternError, PowerPattern, format_spec, parse_power,
+                               parse_spec, parse_window, sort_key)
 
 
 class CheckpointError(PPAEvalError):

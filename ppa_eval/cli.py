@@ -32,11 +32,10 @@ MAX_PATTERN_LENGTH = 1 << 24
 
 
 def _pattern(args) -> None:
-    from ppa_eval.patterns import (dense_pairs, format_spec, keys_per_query, layers_to_last, match_cost, pairs,
-                                   parse_spec)
+    from ppa_eval.patterns import (DEFAULT_WINDOW, dense_pairs, format_spec, keys_per_query, layers_to_last,
+                                   match_cost, pairs, parse_spec)
     from ppa_eval.checkpoints import check_one_form
     from ppa_eval.patterns.receptive_field import summarize
-    from ppa_eval.patterns.spec import DEFAULT_WINDOW
 
     length = args.length
     if not 1 <= length <= MAX_PATTERN_LENGTH:

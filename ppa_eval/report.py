@@ -29,8 +29,8 @@ import pandas as pd
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.runs import read_metrics, read_samples, read_verdicts
 from ppa_eval.stats import accuracy_ci, mcnemar_exact
+from ppa_eval.patterns import dense_pairs, pairs, parse_power, parse_spec, sort_key
 from ppa_eval.tasks import PAPER_TASKS, TASKS
-from ppa_eval.patterns import PowerPattern, dense_pairs, pairs, parse_power, parse_spec, series, sort_key
 
 PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))  # its task columns: PAPER_TASKS
 TABLE_FORMATS = ("md", "csv", "latex")
@@ -78,9 +78,9 @@ def _unfinished_notes(run_dirs: set[Path], finished: set[Path], results_dir: Pat
     return notes
 
 
-def _on_p_curve(pattern) -> bool:
-    """Sink-free PPA, the paper's family: the runs a curve over p is drawn from."""
-    return isinstance(pattern, PowerPattern) and not pattern.sink
+def _on_p_curve(metrics: dict, pattern) -> bool:
+    """Sink-free PPA, the paper's family (the runs that have a p): the runs a curve over p is drawn from."""
+    return metrics["power"] is not None and not pattern.sink
 
 
 def collect(results_dir: str | Path) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
     sink; then PowerAttention), run, task.
 
     Columns: run (run directory relative to results_dir), task_dir, checkpoint, attention (the
-    spec), series (ppa_eval.patterns.series), p_curve (sink-free PPA), power (Fraction; None
+    spec), series (the pattern's series()), p_curve (sink-free PPA), power (Fraction; None
     outside PPA), power_str, window (PPA's; None outside PPA), task, accuracy, ci_low, ci_high, n,
     and every other metrics.json key as is.
     Lines about unfinished runs or limited evaluations are in `df.attrs["notes"]`.
@@ -112,7 +112,7 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
             )
         low, high = metrics.pop("ci95")
         rows.append({"run": name, "task_dir": str(path.parent), **metrics, **metrics.pop("lm_eval", {}),
-                     "series": series(pattern), "p_curve": _on_p_curve(pattern),
+                     "series": pattern.series(), "p_curve": _on_p_curve(metrics, pattern),
                      "power_str": "" if metrics["power"] is None else str(metrics["power"]),
                      "ci_low": low, "ci_high": high, "_order": sort_key(pattern)})
     rows.sort(key=lambda row: (row["_order"], row["run"], row["task"]))

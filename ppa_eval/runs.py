@@ -34,10 +34,10 @@ from hashlib import sha256
 from itertools import accumulate
 from pathlib import Path
 
+from ppa_eval.compat import with_attention
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
-from ppa_eval.patterns import BlockPattern, PatternError, PowerPattern, format_spec, parse_spec
-from ppa_eval.patterns.spec import DEFAULT_WINDOW
+from ppa_eval.patterns import BlockPattern, PatternError, format_spec, parse_power, parse_spec
 from ppa_eval.stats import accuracy_ci
 
 
@@ -64,14 +64,12 @@ GENERATION_VERSIONS = ("ppa_eval", "transformers", "lm_eval", "vllm")
 
 
 def run_name(checkpoint_name: str, pattern: BlockPattern) -> str:
-    """The directory of one (checkpoint, pattern) run: `<checkpoint>__p<p>_w<w>` for sink-free PPA
-    (the name runs have always had), else `<checkpoint>__` and the spec with its punctuation made
-    safe for a file name, e.g. `__powerattention_block64_window1_sink1`, `__ppa_p3-4_w64_sink4`.
-    A checkpoint whose name already ends so (a fine-tune, named by the run of its base) keeps its name."""
-    if isinstance(pattern, PowerPattern) and not pattern.sink:
-        suffix = f"__p{str(pattern.power).replace('/', '-')}_w{pattern.window}"
-    else:
-        suffix = "__" + format_spec(pattern).replace(":", "_").replace(",", "_").replace("=", "").replace("/", "-")
+    """The directory of one (checkpoint, pattern) run: `<checkpoint>__` and the pattern's run_name(),
+    by default its spec with its punctuation made safe for a file name, e.g.
+    `__powerattention_block64_window1_sink1`, `__ppa_p3-4_w64_sink4`; `__p<p>_w<w>` for sink-free PPA
+    (the name runs have always had). A checkpoint whose name already ends so (a fine-tune, named by
+    the run of its base) keeps its name."""
+    suffix = "__" + pattern.run_name()
     return checkpoint_name if checkpoint_name.endswith(suffix) else checkpoint_name + suffix
 
 
@@ -83,22 +81,9 @@ def shard_of(run: str, count: int) -> int:
 
 
 def pattern_fields(pattern: BlockPattern) -> dict:
-    """How manifest.json and metrics.json name the pattern: its spec, and for PPA also p and w,
-    which the paper's tables and S-curves are keyed on (and which runs made before specs have)."""
-    fields = {"attention": format_spec(pattern)}
-    if isinstance(pattern, PowerPattern):
-        fields |= {"power": str(pattern.power), "window": pattern.window}
-    return fields
-
-
-def _with_attention(record: dict) -> dict:
-    """A manifest or metrics.json made before specs names PPA by power and window only: add its spec
-    (PatternError when those do not name a pattern)."""
-    if "attention" in record or "power" not in record:
-        return record
-    if not isinstance(record["power"], (str, int)) or isinstance(record["power"], bool):
-        raise PatternError(f"'power' must be a fraction string such as \"3/4\", got {record['power']!r}")
-    return {**record, "attention": format_spec(PowerPattern(record["power"], record.get("window", DEFAULT_WINDOW)))}
+    """How manifest.json and metrics.json name the pattern: its spec, and the family's own fields
+    (for PPA p and w, which the paper's tables and S-curves are keyed on)."""
+    return {"attention": format_spec(pattern), **pattern.fields()}
 
 
 def sample_record(doc, prompt: str, generation, verdict, seconds: float, lm_eval: dict | None = None) -> dict:
@@ -277,7 +262,7 @@ def check_manifest(path: Path, manifest: dict, compared: tuple[str, ...]) -> lis
         write_json_atomic(path, manifest)
         return []
     try:
-        existing = _with_attention(json.loads(path.read_text()))
+        existing = with_attention(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RunError(f"{path} is not valid JSON; delete the run directory to start it again") from None
 
@@ -384,7 +369,7 @@ def read_metrics(path: Path) -> dict:
     """A finished task's metrics, checked; `pattern` is its pattern, and `power` and `window` are
     p and w for PPA (None for other families)."""
     try:
-        metrics = _with_attention(_load_json(path))
+        metrics = with_attention(_load_json(path))
     except PatternError as err:
         raise RunError(f"{path}: {err}") from None
     for key, (valid, expected) in _REQUIRED_METRICS.items():
@@ -396,9 +381,9 @@ def read_metrics(path: Path) -> dict:
         pattern = parse_spec(metrics["attention"])
     except PatternError as err:
         raise RunError(f"{path}: {err}") from None
-    is_ppa = isinstance(pattern, PowerPattern)
-    return {**metrics, "pattern": pattern, "power": pattern.power if is_ppa else None,
-            "window": pattern.window if is_ppa else None}
+    fields = pattern.fields()
+    return {**metrics, "pattern": pattern, "power": parse_power(fields["power"]) if "power" in fields else None,
+            "window": fields.get("window")}
 
 
 def read_verdicts(path: Path) -> dict[str, bool]:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from ppa_eval.patterns import (PatternError, PowerAttention, PowerPattern, config_entries, format_spec, mask_mod,
-                               match_cost, parse_spec, pattern_from_config)
+from ppa_eval.compat import config_entries, pattern_from_config
+from ppa_eval.patterns import PatternError, PowerAttention, PowerPattern, format_spec, mask_mod, match_cost, parse_spec
 from ppa_eval.patterns.cost import MAX_DENOMINATOR
 from reference import brute_matrix, cached_and_full_logits, left_padded_batch
 

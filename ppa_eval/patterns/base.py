@@ -11,14 +11,23 @@ So a query attends whole earlier blocks, and in its own block (d = 0) the keys u
 from the sinks the pattern is the same for every query, which is what makes the counts below
 closed-form and the receptive field a breadth-first search over distances (receptive_field.py).
 
-A family is a frozen dataclass that inherits BlockPattern and gives `block`, `sink`,
-`distance_table(n)` and `mask_parts(length, device)`: named attention-gym style mask functions
-(b, h, q_idx, kv_idx) -> bool whose union is the pattern; `mask_mod` and-s causality onto them.
+A family is a frozen dataclass that inherits BlockPattern, in one module, and declares
+  - what it computes: `block`, `sink`, `distance_table(n)` and `mask_parts(length, device)`, named
+    attention-gym style mask functions (b, h, q_idx, kv_idx) -> bool whose union is the pattern
+    (`mask_mod` and-s causality onto them);
+  - how it is named: `spellings`, the spec names it is parsed from (keys, defaults, an example,
+    the key match_cost may choose), and `spec()`, its canonical spec string (spec.py);
+  - where it runs: `kernels`, the attention kernels that implement it;
+  - how results name and order it: `run_name()`, `series()`, `sort_key()`, `fields()`, each with a
+    default here.
+families.py registers the families: the built-in ones and those installed through an entry point.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -42,11 +51,62 @@ def parse_count(value: str | int, name: str, unit: str, minimum: int = 0) -> int
     return count
 
 
+# The attention kernels a family runs on: boolean-mask SDPA and flex attention run every family
+# (they evaluate mask_parts); the Triton kernels (ppa_eval.kernels) only families that declare them:
+# they walk a token-level distance list whose first `window` distances are the dense band, as PPA's.
+SDPA, FLEX, TRITON = "sdpa", "flex", "triton"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """The key of a spelling that `match_cost` chooses: an exact fraction in [0, 1] (`minimum` None)
+    or a whole number from `minimum` up to the number of blocks in the length, and pairs(L) must
+    not decrease as it grows."""
+    key: str
+    minimum: int | None = None
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """One spec name of a family, `name:key=value,...`: its keys and their defaults (None: required),
+    an example for error messages, and `build(**values)`, the pattern from the values (as typed, or
+    already values; the pattern class checks them)."""
+    name: str
+    keys: dict = field(hash=False)
+    example: str
+    build: Callable[..., "BlockPattern"]
+    knob: Knob | None = None
+
+
 class BlockPattern:
     """Shared behaviour of the pattern families (see the module docstring)."""
 
     block: int  # tokens per block (1: token level)
     sink: int   # sink blocks: every query attends blocks 0 .. sink-1 (tokens when block = 1)
+    spellings: ClassVar[tuple[Spelling, ...]]
+    kernels: ClassVar[frozenset[str]] = frozenset({SDPA, FLEX})
+
+    def spec(self) -> str:
+        """The canonical spec string: parse_spec(pattern.spec()) == pattern."""
+        raise NotImplementedError
+
+    def run_name(self) -> str:
+        """How a run directory names the pattern (after `<checkpoint>__`): the spec, safe for a file name."""
+        return self.spec().replace(":", "_").replace(",", "_").replace("=", "").replace("/", "-")
+
+    def series(self) -> str:
+        """The curve the pattern belongs to when patterns are compared across costs: its spelling,
+        and its sink when it has one ("window+sink4")."""
+        name = self.spec().partition(":")[0]
+        return f"{name}+sink{self.sink}" if self.sink else name
+
+    def sort_key(self) -> tuple:
+        """Order among the patterns of its own family (spec.sort_key orders the families)."""
+        return (self.spec(),)
+
+    def fields(self) -> dict:
+        """What manifest.json and metrics.json record beside the spec (JSON values): none by default."""
+        return {}
 
     def distance_table(self, n: int) -> np.ndarray:
         """Boolean [n] over block distances d = 0 .. n-1: True where d is in D."""

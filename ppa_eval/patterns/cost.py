@@ -1,10 +1,11 @@
 """Equal-cost comparisons: choose one family's free parameter so that its attended pairs at length L
 come as close as possible to a target (another pattern's pairs).
 
-Free parameters: PPA's p (an exact fraction), window's w, PowerAttention's window (in blocks).
-pairs(L) grows with each of them (for p up to floor effects of a few pairs), so the search is a
-bisection: on integers for w and window, and down the Stern-Brocot tree for p, which visits the
-simplest fractions first and so returns p = 2/5 rather than 0.40000057 when both cost the same.
+The free parameter is the knob a spelling declares (base.Knob): PPA's p (an exact fraction),
+window's w, PowerAttention's window (in blocks). pairs(L) grows with each of them (for p up to
+floor effects of a few pairs), so the search is a bisection: on whole numbers, and down the
+Stern-Brocot tree for fractions, which visits the simplest ones first and so returns p = 2/5
+rather than 0.40000057 when both cost the same.
 """
 
 from __future__ import annotations
@@ -12,34 +13,34 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ppa_eval.patterns.base import BlockPattern, PatternError, pairs
+from ppa_eval.patterns.families import spellings
 from ppa_eval.patterns.spec import build, split_spec
 
-FREE_PARAMETER = {"ppa": "p", "window": "w", "powerattention": "window"}
 MAX_DENOMINATOR = 1000  # p to three significant digits: finer steps change pairs by less than rounding noise
 
 
 def match_cost(text: str, target: int, length: int) -> BlockPattern:
     """The pattern `text` names, its free parameter (left out of `text`) chosen so that its pairs at
     `length` are nearest `target` (ties: the simpler value)."""
-    family, params = split_spec(text)
-    if family not in FREE_PARAMETER:
-        raise PatternError(f"{family} has no parameter to match a cost with; use ppa, window or powerattention")
-    free = FREE_PARAMETER[family]
-    if free in params:
-        raise PatternError(f"--match-cost chooses {family}'s {free}; drop {free}={params[free]} from {text!r}")
+    spelling, params = split_spec(text)
+    knob = spelling.knob
+    if knob is None:
+        tunable = ", ".join(name for name, other in spellings().items() if other.knob)
+        raise PatternError(f"{spelling.name} has no parameter to match a cost with; use {tunable}")
+    if knob.key in params:
+        raise PatternError(f"--match-cost chooses {spelling.name}'s {knob.key}; drop {knob.key}={params[knob.key]} "
+                           f"from {text!r}")
 
     def with_value(value) -> BlockPattern:
-        return build(family, params | {free: value})
+        return build(spelling, params | {knob.key: value})
 
     def cost(value) -> int:
         return pairs(with_value(value), length)
 
-    if free == "p":
+    if knob.minimum is None:
         return with_value(_nearest_fraction(cost, target))
-    if free == "w":
-        return with_value(_nearest_integer(cost, target, 0, length))
-    blocks = (length - 1) // with_value(1).block + 1  # a wider window attends nothing new
-    return with_value(_nearest_integer(cost, target, 1, blocks))
+    blocks = (length - 1) // with_value(knob.minimum).block + 1  # a wider window attends nothing new
+    return with_value(_nearest_integer(cost, target, knob.minimum, blocks))
 
 
 def _nearest_integer(cost, target: int, lo: int, hi: int) -> int:

@@ -10,7 +10,8 @@ Each block attends O(log L) blocks, and the distances 1, 2, 4, ... let informati
 distance r in popcount(r) <= log2(r) + 1 layers, so the receptive field grows exponentially with
 depth (the paper's point). block = 1 is the token form.
 
-Defaults, `powerattention:block=64,window=1,sink=1`, and why:
+Its spec is `powerattention:block=B,window=W,sink=S`. Defaults, `powerattention:block=64,window=1,sink=1`,
+and why:
   - block = 64: the paper used 256-token blocks at 32k (Qwen2-7B), i.e. 128 blocks. Our models
     stop at 8k (the embedded model's max_position_embeddings is 8192), where 64-token blocks give
     the same 128 blocks; 64 is also PPA's window, so both patterns see the same local band. For
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ppa_eval.patterns.base import BlockPattern, parse_count, sink_part
+from ppa_eval.patterns.base import BlockPattern, Knob, Spelling, parse_count, sink_part
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class PowerAttention(BlockPattern):
     block: int = 64
     window: int = 1  # blocks, the query's own included; >= 1 so that every query sees itself
     sink: int = 1    # blocks
+    spellings = (Spelling("powerattention", {"block": 64, "window": 1, "sink": 1},
+                          "powerattention:block=64,window=1,sink=1",
+                          lambda block, window, sink: PowerAttention(block, window, sink), Knob("window", minimum=1)),)
 
     def __post_init__(self):
         object.__setattr__(self, "block", parse_count(self.block, "block", "tokens", minimum=1))
@@ -57,3 +61,13 @@ class PowerAttention(BlockPattern):
             return (d > 0) & ((d & (d - 1)) == 0)
 
         return {"window": in_window, "power of two": power_of_two} | sink_part(self.sink * block)
+
+    def spec(self) -> str:
+        return f"powerattention:block={self.block},window={self.window},sink={self.sink}"
+
+    def series(self) -> str:
+        """One curve whatever the sink: the family's default has one."""
+        return "powerattention"
+
+    def sort_key(self) -> tuple:
+        return (self.block, self.window, self.sink)

@@ -28,8 +28,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ppa_eval.patterns.base import BlockPattern, PatternError, parse_count, sink_part
+from ppa_eval.patterns.base import FLEX, SDPA, TRITON, BlockPattern, Knob, PatternError, Spelling, parse_count, sink_part
 
+DEFAULT_WINDOW = 64  # tokens; every PPA variant in the paper was fine-tuned with w = 64
 
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _FRACTION = re.compile(r"^[+-]?\d+\s*/\s*\d+$")
@@ -121,14 +122,26 @@ class PowerPattern(BlockPattern):
     """PPA: a sliding window of `window` tokens united with the power positions of `power`, plus
     `sink` sink tokens (keys 0 .. sink-1, seen by every query).
 
-    PowerPattern(0, w) is sliding-window attention (spec `window:w=W`); PowerPattern(1, 0) is full
-    causal attention (spec `full`).
+    Its specs:
+        ppa:p=3/4,w=64[,sink=S]   w defaults to 64, the paper's window; sink to 0
+        window:w=W[,sink=S]       sliding window of W tokens = PPA with p = 0
+        full                      full causal attention = PPA with p = 1, w = 0
+    The canonical form prints sink only when nonzero, a PPA with p = 0 as window, and p = 1 with
+    w = 0 and no sink as full.
     """
 
     power: Fraction
     window: int
     sink: int = 0
     block: ClassVar[int] = 1
+    spellings = (
+        Spelling("ppa", {"p": None, "w": DEFAULT_WINDOW, "sink": 0}, "ppa:p=3/4,w=64",
+                 lambda p, w, sink: PowerPattern(p, w, sink), Knob("p")),
+        Spelling("window", {"w": DEFAULT_WINDOW, "sink": 0}, "window:w=64",
+                 lambda w, sink: PowerPattern(Fraction(0), w, sink), Knob("w", minimum=0)),
+        Spelling("full", {}, "full", lambda: PowerPattern(Fraction(1), 0)),
+    )
+    kernels = frozenset({SDPA, FLEX, TRITON})
 
     def __post_init__(self):
         object.__setattr__(self, "power", parse_power(self.power))
@@ -171,6 +184,27 @@ class PowerPattern(BlockPattern):
 
             parts["power"] = power_position
         return parts | sink_part(self.sink)
+
+    def spec(self) -> str:
+        sink = f",sink={self.sink}" if self.sink else ""
+        if self.power == 0:
+            return f"window:w={self.window}{sink}"
+        if self.power == 1 and self.window == 0 and not self.sink:
+            return "full"
+        return f"ppa:p={format_power(self.power)},w={self.window}{sink}"
+
+    def run_name(self) -> str:
+        """Sink-free PPA keeps the name runs have always had, `p3-4_w64` (results/ holds such runs)."""
+        if self.sink:
+            return super().run_name()
+        return f"p{format_power(self.power).replace('/', '-')}_w{self.window}"
+
+    def sort_key(self) -> tuple:
+        return (self.power, self.window, self.sink)
+
+    def fields(self) -> dict:
+        """p and w, which the paper's tables and S-curves are keyed on."""
+        return {"power": format_power(self.power), "window": self.window}
 
     def __str__(self) -> str:
         return f"p={format_power(self.power)} w={self.window}" + (f" sink={self.sink}" if self.sink else "")
