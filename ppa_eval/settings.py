@@ -66,6 +66,7 @@ def _setting(setting: Setting, default=None, factory: Callable | None = None):
 
 @dataclass(frozen=True)
 class Settings:
+    """How a run generates and grades; each field's metadata is its `Setting`."""
     tasks: list[str] = _setting(Setting(
         f"comma-separated, from: {', '.join(TASKS)}", parse=lambda text, flag: [task.name for task in parse_tasks(text)],
         manifest=False),  # the manifest's `tasks` holds every task's hashes

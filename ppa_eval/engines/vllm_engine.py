@@ -52,9 +52,6 @@ class VLLMOptions:
 CPU_KV_CACHE_GIB = 1.0
 
 
-VLLM_ATTENTION = "vllm-ppa"  # the manifest's attn_kernel of a vLLM run
-
-
 def require_vllm():
     try:
         import vllm
@@ -110,8 +107,8 @@ class VLLMEngine:
 
     @staticmethod
     def attention_kernel(requested: str | None, device: str, pattern: BlockPattern) -> str:
-        """Always the plug-in's pattern backend (vllm_backend.py), whatever was requested."""
-        return VLLM_ATTENTION
+        """Always the plug-in's pattern backend (vllm_backend.py), under the name every vLLM run has recorded."""
+        return "vllm-ppa"
 
     @staticmethod
     def library_versions() -> dict[str, str]:
