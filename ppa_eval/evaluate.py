@@ -14,7 +14,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from hashlib import sha256
 from importlib import metadata
 from pathlib import Path
@@ -23,44 +23,32 @@ from tqdm import tqdm
 
 from ppa_eval import __version__
 from ppa_eval.checkpoints import content_sha256
-from ppa_eval.engines.hf import default_attn_kernel, load_tokenizer, max_context, resolve_dtype
+from ppa_eval.engines import ENGINES, engine_type
+from ppa_eval.engines.model_files import load_tokenizer, max_context, resolve_dtype
 from ppa_eval.patterns import BlockPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.runs import (RESULT_SETTINGS, append_batch, check_manifest, exclusive, finished, pattern_fields,
                            read_samples, resume_samples, run_name, sample_record, task_metrics, write_json_atomic)
-from ppa_eval.tasks import PAPER_TASKS, TASKS, Doc, TaskSpec, load_docs
+from ppa_eval.settings import Settings, columns, manifest_entries
+from ppa_eval.tasks import TASKS, Doc, TaskSpec, load_docs
 
 
-@dataclass
-class Settings:
-    """How a run generates and grades (the pattern is the run's other half, passed beside it)."""
-    engine: str = "hf"
-    device: str = "cpu"
-    dtype: str = "auto"
-    attn_kernel: str | None = None
-    batch_size: int = 8
-    max_new_tokens: int | None = None   # None: each task's own max_gen_toks
-    limit: int | None = None
-    chat_template: str = "auto"
-    thinking: str = "off"
-    data_source: str = "vendored"
-    seed: int = 1234
-    tasks: list[str] = field(default_factory=lambda: list(PAPER_TASKS))
-    context_lengths: list[int] | None = None  # generated (long-context) tasks; None: their defaults
-    engine_options: dict = field(default_factory=dict)  # vLLM: parallelism and memory, see VLLMOptions
+def resolved(settings: Settings, pattern: BlockPattern) -> Settings:
+    """The settings as the run records and uses them: the dtype, attention kernel and batch size that
+    were left to their defaults made explicit."""
+    engine = engine_type(settings.engine)
+    return replace(settings, dtype=str(resolve_dtype(settings.dtype, settings.device)).removeprefix("torch."),
+                   attn_kernel=engine.attention_kernel(settings.attn_kernel, settings.device, pattern),
+                   batch_size=settings.batch_size or ENGINES[settings.engine].batch_size)
 
 
 def _versions(engine: str) -> dict:
     import torch
     import transformers
 
-    versions = {"ppa_eval": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                "lm_eval": _installed("lm-eval"), "python": platform.python_version()}
-    if engine == "vllm":
-        import vllm
-
-        versions["vllm"] = vllm.__version__
-    return versions
+    return {"ppa_eval": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "lm_eval": _installed("lm-eval"), "python": platform.python_version(),
+            **engine_type(engine).library_versions()}
 
 
 def _installed(distribution: str) -> str:
@@ -71,26 +59,13 @@ def _installed(distribution: str) -> str:
 
 
 def manifest(checkpoint: Path, pattern: BlockPattern, settings: Settings, generated: dict[str, str]) -> dict:
-    """What the run is: `generated` holds the sha256 of each generated task's problem set."""
+    """What the run is (`settings` resolved): `generated` holds the sha256 of each generated task's problem set."""
     tasks = TASKS.values()  # all of them, so a later run may add tasks
-    dtype = resolve_dtype(settings.dtype, settings.device)
     return {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": content_sha256(checkpoint),
         **pattern_fields(pattern),
-        "engine": settings.engine,
-        "engine_options": settings.engine_options,
-        "dtype": str(dtype).removeprefix("torch."),
-        "attn_kernel": settings.attn_kernel or default_attn_kernel(settings.device, pattern),
-        "device": settings.device,
-        "batch_size": settings.batch_size,
-        "max_new_tokens": settings.max_new_tokens,
-        "limit": settings.limit,
-        "chat_template": settings.chat_template,
-        "thinking": settings.thinking,
-        "data_source": settings.data_source,
-        "seed": settings.seed,
-        "context_lengths": settings.context_lengths,
+        **manifest_entries(settings),
         "generated_sha256": generated,
         "tasks": {t.name: {"lm_eval_name": t.lm_eval_name, "config_sha256": t.config_sha256,
                            "data_sha256": t.data_sha256} for t in tasks},
@@ -174,7 +149,7 @@ def evaluate_task(engine, task: TaskSpec, docs: list[Doc], pattern: BlockPattern
         progress.update(len(batch))
         progress.set_postfix(tok_s=f"{sum(g.completion_tokens for g in generations) / seconds:.1f}")
     progress.close()
-    result = task_metrics(task.name, read_samples(samples_path), checkpoint, pattern, settings.limit)
+    result = task_metrics(task.name, read_samples(samples_path), checkpoint, pattern, columns(settings))
     write_json_atomic(metrics_path, result)
     return result
 
@@ -183,6 +158,7 @@ def evaluate(checkpoint: Path, name: str, pattern: BlockPattern, settings: Setti
              engine_factory) -> Path:
     """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are
     skipped; the engine is closed before returning, so a sweep holds one model at a time."""
+    settings = resolved(settings, pattern)
     tasks = [TASKS[t] for t in settings.tasks]
     run_dir = out / run_name(name, pattern)
     with exclusive(run_dir):

@@ -221,7 +221,7 @@ def _write_summary(training_dir: Path, device: str) -> None:
 def finetune(base: Path, name: str, patterns: list[BlockPattern], recipe: Recipe, out: Path, device: str,
              attn_kernel: str = "sdpa") -> list[Path]:
     """Fine-tune `base` once per pattern into OUT (see the module's docstring); returns the checkpoints."""
-    from ppa_eval.engines.hf import load_tokenizer
+    from ppa_eval.engines.model_files import load_tokenizer
 
     if attn_kernel not in TRAIN_KERNELS:
         raise FinetuneError(f"--attn-kernel {attn_kernel} has no backward pass; fine-tune with one of "

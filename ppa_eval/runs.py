@@ -38,6 +38,7 @@ from ppa_eval.compat import with_attention
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
 from ppa_eval.patterns import BlockPattern, PatternError, format_spec, parse_power, parse_spec
+from ppa_eval.settings import RESUMED
 from ppa_eval.stats import accuracy_ci
 
 
@@ -51,12 +52,11 @@ class RunLocked(RunError):
     exit_status = 75  # EX_TEMPFAIL: a sweep's `evaluate` worker tells "another sweep has it" from a failure
 
 
-# Manifest keys that change what a run computes: a resumed run must match every one of them,
-# the generation-relevant library versions included (a run must not mix two software stacks).
-# `limit` is apart: a run may grow (a larger limit), never shrink.
-RESULT_SETTINGS = ("checkpoint_sha256", "attention", "engine", "dtype", "attn_kernel", "batch_size",
-                   "max_new_tokens", "chat_template", "thinking", "data_source", "seed", "tasks",
-                   "context_lengths", "generated_sha256", "versions")
+# Manifest keys that change what a run computes: a resumed run must match every one of them: the
+# run settings that say so (settings.RESUMED), and what the run is beside them, the generation-relevant
+# library versions included (a run must not mix two software stacks). `limit` is apart: a run may
+# grow (a larger limit), never shrink.
+RESULT_SETTINGS = ("checkpoint_sha256", "attention", *RESUMED, "tasks", "generated_sha256", "versions")
 # Of those, per-task tables: a resumed run may add tasks, and the entries both runs have must agree.
 PER_TASK_SETTINGS = ("generated_sha256",)
 # The entries of `versions` that must match to resume; the others (torch, python) are noted.
@@ -118,10 +118,10 @@ def _accuracy(samples: list[dict]) -> dict:
     return {"accuracy": correct / len(samples), "ci95": [low, high], "n": len(samples)}
 
 
-def task_metrics(task: str, samples: list[dict], checkpoint: str, pattern: BlockPattern,
-                 limit: int | None) -> dict:
+def task_metrics(task: str, samples: list[dict], checkpoint: str, pattern: BlockPattern, settings: dict) -> dict:
     """metrics.json of a finished task: accuracy with its Wilson 95% interval, rates, speed, and
-    lm-eval's own metrics (means of the per-sample `lm_eval` scores) where the task has them."""
+    lm-eval's own metrics (means of the per-sample `lm_eval` scores) where the task has them, with
+    `settings` (settings.columns: the run's limit)."""
     n = len(samples)
     seconds = sum(s["generation_s"] for s in samples)
     metrics = {
@@ -140,7 +140,7 @@ def task_metrics(task: str, samples: list[dict], checkpoint: str, pattern: Block
         "grader_timeouts": sum(s["grader_timed_out"] for s in samples),
         "tokens_per_s": sum(s["completion_tokens"] for s in samples) / seconds if seconds else 0.0,
         "wall_s": seconds,
-        "limit": limit,
+        **settings,
     }
     lengths = sorted({s["context_length"] for s in samples if "context_length" in s})
     if lengths:  # long context: accuracy at each length too

@@ -25,7 +25,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from ppa_eval.evaluate import Settings
+from ppa_eval.settings import Settings
 from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS, answers
 from ppa_eval.prompts import render_prompt
 from ppa_eval.tasks import PLAIN_TRAINING_DATA, RETRIEVAL_TRAINING_TASKS, TASKS, TaskSpec

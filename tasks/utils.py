@@ -55,7 +55,7 @@ def long_context(long_context_task: str, pretrained: str | None = None, tokenize
     sized in the evaluated model's tokenizer (`pretrained`, or `tokenizer` where it is given) and
     `--metadata '{"context_lengths": [2048], "per_length": 16, "seed": 0}'` chooses the set.
     Lengths beyond the model's max_position_embeddings are refused."""
-    from ppa_eval.engines.hf import load_tokenizer, max_context
+    from ppa_eval.engines.model_files import load_tokenizer, max_context
 
     name = tokenizer or pretrained
     if not name:

@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ppa_eval.checkpoints import content_sha256, discover
-from ppa_eval.engines.hf import HFEngine, load_model, load_tokenizer
+from ppa_eval.engines.hf import HFEngine, load_model
+from ppa_eval.engines.model_files import load_tokenizer
 from ppa_eval.finetune import Recipe, collate, loss_of, target_logits, train_one
 from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS
 from ppa_eval.patterns import PowerPattern, parse_spec

@@ -11,9 +11,10 @@ from hashlib import sha256
 import pytest
 
 from ppa_eval.engines import EngineError, Generation
-from ppa_eval.evaluate import Settings, evaluate
+from ppa_eval.evaluate import evaluate
 from ppa_eval.patterns import parse_spec
 from ppa_eval.runs import RunError
+from ppa_eval.settings import Settings
 
 PATTERN = parse_spec("ppa:p=1/2,w=8")
 
@@ -105,3 +106,19 @@ def test_a_run_grows_by_its_new_problems_only(checkpoint, tmp_path):
     assert samples(torn) == samples(grown)
     with pytest.raises(RunError, match="limit: 6 -> 4: a run may grow, not shrink"):
         run(checkpoint, tmp_path / "grown", 4)
+
+
+def test_the_manifest_keeps_the_format_older_runs_have(checkpoint, tmp_path):
+    """A run made before settings.py owned the settings resumes: the same keys, the same values."""
+    manifest = json.loads((run(checkpoint, tmp_path / "out", 2, batch_size=2) / "manifest.json").read_text())
+    assert sorted(manifest) == sorted([
+        "checkpoint", "checkpoint_sha256", "attention", "power", "window", "engine", "engine_options", "dtype",
+        "attn_kernel", "device", "batch_size", "max_new_tokens", "limit", "chat_template", "thinking", "data_source",
+        "seed", "context_lengths", "generated_sha256", "tasks", "versions"])
+    assert {key: manifest[key] for key in ("engine", "engine_options", "dtype", "attn_kernel", "device", "batch_size",
+                                           "max_new_tokens", "limit", "chat_template", "thinking", "data_source",
+                                           "seed", "context_lengths")} == {
+        "engine": "hf", "engine_options": {}, "dtype": "float32", "attn_kernel": "sdpa", "device": "cpu",
+        "batch_size": 2, "max_new_tokens": 8, "limit": 2, "chat_template": "none", "thinking": "off",
+        "data_source": "vendored", "seed": 1234, "context_lengths": None}
+    assert json.loads((tmp_path / "out" / "ckpt__p1-2_w8" / "gsm8k" / "metrics.json").read_text())["limit"] == 2

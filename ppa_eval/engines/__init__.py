@@ -1,13 +1,16 @@
 """Engines: what turns prompts into greedy completions under an attention pattern.
 
-Every engine implements the same small interface, `Engine`; `make_engine` picks one from the
-run's settings. The transformers engine (engines/hf.py) is the exact reference and runs on CPU;
-the vLLM engine (engines/vllm_engine.py) is the fast one for real checkpoints on GPUs.
+Every engine implements the same small interface, `Engine`; its class (`EngineType`) loads it and
+says what a run's manifest records of it. ENGINES names the classes: the transformers engine
+(engines/hf.py) is the exact reference and runs on CPU; the vLLM engine (engines/vllm_engine.py) is
+the fast one for real checkpoints on GPUs. A class is imported only when its name is asked for, so
+a transformers run never imports vLLM.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Protocol
 
@@ -37,16 +40,41 @@ class Engine(Protocol):
         """Free the model and any processes; the engine is unusable afterwards."""
 
 
+class EngineType(Protocol):
+    """An engine's class: it loads the engine and says what a run's manifest records of it."""
+
+    def load(self, checkpoint: Path, pattern, settings) -> Engine:
+        """The engine with `checkpoint` loaded under `pattern` (settings: ppa_eval.settings.Settings)."""
+
+    def attention_kernel(self, requested: str | None, device: str, pattern) -> str:
+        """The attention it runs `pattern` with (the manifest's attn_kernel), given --attn-kernel or None."""
+
+    def library_versions(self) -> dict[str, str]:
+        """The versions of the libraries it generates with, beyond those every run records."""
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    path: str        # "module:class" of its EngineType, imported when the engine is asked for
+    batch_size: int  # prompts per generate call when the settings give none
+
+
+ENGINES = {
+    "hf": EngineEntry("ppa_eval.engines.hf:HFEngine", 8),  # padded batches: padding grows with the batch
+    "vllm": EngineEntry("ppa_eval.engines.vllm_engine:VLLMEngine", 256),  # continuous batching: more is faster
+}
+
+
+def engine_type(name: str) -> EngineType:
+    if name not in ENGINES:
+        raise EngineError(f"unknown engine {name!r}; use one of {', '.join(ENGINES)}")
+    module, _, cls = ENGINES[name].path.partition(":")
+    return getattr(import_module(module), cls)
+
+
 def make_engine(checkpoint: Path, pattern, settings) -> Engine:
-    """The engine `settings.engine` names ("hf" or "vllm"), loaded with `checkpoint` under `pattern`."""
+    """The engine `settings.engine` names, loaded with `checkpoint` under `pattern`."""
     import torch
 
     torch.manual_seed(settings.seed)
-    if settings.engine == "vllm":
-        from ppa_eval.engines.vllm_engine import VLLMOptions, start_engine
-
-        return start_engine(checkpoint, pattern, settings.device, settings.dtype, settings.seed,
-                            VLLMOptions(**settings.engine_options))
-    from ppa_eval.engines.hf import HFEngine
-
-    return HFEngine(checkpoint, pattern, settings.device, settings.dtype, settings.attn_kernel)
+    return engine_type(settings.engine).load(checkpoint, pattern, settings)

@@ -7,12 +7,12 @@ for those). Batches are formed from prompts sorted by length, so padding stays s
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from ppa_eval.engines import EngineError, Generation, hf_attention, hf_graph
+from ppa_eval.engines.model_files import load_tokenizer, pretrained_source, reading, resolve_dtype
 from ppa_eval.patterns import BlockPattern
 
 
@@ -27,15 +27,6 @@ def default_attn_kernel(device: str, pattern: BlockPattern) -> str:
     return "ppa" if runs_pattern(pattern) else "flex"
 
 
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise EngineError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
-
-
 def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
                attn_kernel: str | None = None):
     """(model, tokenizer) with `pattern` on every attention layer. `checkpoint` is a directory or a .gguf file."""
@@ -46,9 +37,9 @@ def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dty
     if attn_kernel not in hf_attention.ATTENTION_IMPLEMENTATIONS:
         raise EngineError(f"unknown attention kernel {attn_kernel!r}; use one of {sorted(hf_attention.ATTENTION_IMPLEMENTATIONS)}")
     tokenizer = load_tokenizer(checkpoint)  # first: it fails in a second, the weights take longer
-    with _loading(checkpoint, "model"):
+    with reading(checkpoint, "model"):
         model = AutoModelForCausalLM.from_pretrained(
-            **_source(checkpoint),
+            **pretrained_source(checkpoint),
             dtype=resolve_dtype(dtype, device),
             attn_implementation=hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel],
         )
@@ -56,49 +47,6 @@ def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dty
     hf_attention.set_pattern(model.config, pattern)
     model.eval()
     return model, tokenizer
-
-
-@contextmanager
-def _loading(checkpoint: Path, what: str):
-    """What transformers raises for a damaged or incomplete checkpoint, as one EngineError (the
-    original stays its cause, shown with PPA_EVAL_DEBUG=1)."""
-    from safetensors import SafetensorError
-
-    try:
-        yield
-    except (OSError, ValueError, SafetensorError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(": ")
-        raise EngineError(f"cannot load the {what} of {checkpoint} ({reason}); check that the checkpoint is complete "
-                          "(config.json, weights, tokenizer files) or a valid .gguf file") from error
-
-
-def _source(checkpoint: Path) -> dict:
-    """from_pretrained arguments for a checkpoint directory or a .gguf file."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.suffix == ".gguf":
-        return {"pretrained_model_name_or_path": checkpoint.parent, "gguf_file": checkpoint.name}
-    return {"pretrained_model_name_or_path": checkpoint}
-
-
-def load_tokenizer(checkpoint: Path):
-    """The checkpoint's tokenizer, padding on the left for batched generation."""
-    from transformers import AutoTokenizer
-
-    with _loading(checkpoint, "tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(**_source(checkpoint))
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def max_context(checkpoint: Path) -> int | None:
-    """The longest sequence the checkpoint was built for (max_position_embeddings), if it says."""
-    from transformers import AutoConfig
-
-    with _loading(checkpoint, "config"):
-        config = AutoConfig.from_pretrained(**_source(checkpoint))
-    return getattr(config, "max_position_embeddings", None)
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
@@ -116,10 +64,23 @@ def _tokens_to_stop(row: list[int], holds_stop) -> int:
 
 
 class HFEngine:
+    @classmethod
+    def load(cls, checkpoint: Path, pattern: BlockPattern, settings) -> HFEngine:
+        return cls(checkpoint, pattern, settings.device, settings.dtype, settings.attn_kernel)
+
+    @staticmethod
+    def attention_kernel(requested: str | None, device: str, pattern: BlockPattern) -> str:
+        """--attn-kernel, or the kernel this device runs `pattern` with by default."""
+        return requested or default_attn_kernel(device, pattern)
+
+    @staticmethod
+    def library_versions() -> dict[str, str]:
+        return {}  # torch and transformers: every run records them
+
     def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
                  attn_kernel: str | None = None):
         self.device = device
-        self.attn_kernel = attn_kernel or default_attn_kernel(device, pattern)
+        self.attn_kernel = self.attention_kernel(attn_kernel, device, pattern)
         self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, self.attn_kernel)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         # Decode steps from a CUDA graph (hf_graph.py) where the attention can be captured: the

@@ -31,6 +31,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import and_masks, flex_attention_mask, sdpa_mask
 
 from ppa_eval.compat import CONFIG_KEYS, config_entries, pattern_from_config
+from ppa_eval.engines import EngineError
 from ppa_eval.kernels.tables import table_length
 from ppa_eval.patterns import CONFIG_KEY, BlockPattern, format_spec, mask_mod
 
@@ -123,7 +124,7 @@ register()
 ATTENTION_IMPLEMENTATIONS["ppa"] = "ppa_kernel"
 
 
-class KernelMaskError(ValueError):
+class KernelMaskError(EngineError):
     """A generation setting the ppa_kernel attention does not implement."""
 
 

@@ -60,6 +60,7 @@ from vllm.v1.attention.backend import (
 )
 from vllm.platforms import current_platform
 
+from ppa_eval.engines import EngineError
 from ppa_eval.engines.vllm_plugin import ATTENTION_ENV, requested_pattern
 from ppa_eval.kernels.tables import table_length
 from ppa_eval.patterns import BlockPattern, format_spec, mask_mod
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vllm.ppa_eval")
 
 
-class PatternMissingError(ValueError):
+class PatternMissingError(EngineError):
     """The pattern backend is in use but nothing names the pattern."""
 
 

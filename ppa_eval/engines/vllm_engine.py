@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines import EngineError, Generation
-from ppa_eval.engines.hf import resolve_dtype
 from ppa_eval.compat import config_overrides
+from ppa_eval.engines.model_files import resolve_dtype
 from ppa_eval.patterns import BlockPattern
 
 
@@ -99,8 +99,23 @@ def engine_arguments(checkpoint: Path, pattern: BlockPattern, device: str, dtype
 
 
 class VLLMEngine:
-    def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cuda", dtype: str = "auto",
-                 seed: int = 1234, options: VLLMOptions = VLLMOptions()):
+    @classmethod
+    def load(cls, checkpoint: Path, pattern: BlockPattern, settings):
+        """One engine, or data-parallel replicas of it (`start_engine`)."""
+        return start_engine(checkpoint, pattern, settings.device, settings.dtype, settings.seed,
+                            VLLMOptions(**settings.engine_options))
+
+    @staticmethod
+    def attention_kernel(requested: str | None, device: str, pattern: BlockPattern) -> str:
+        """Always the plug-in's pattern backend (vllm_backend.py), under the name every vLLM run has recorded."""
+        return "vllm-ppa"
+
+    @staticmethod
+    def library_versions() -> dict[str, str]:
+        return {"vllm": require_vllm().__version__}
+
+    def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str, dtype: str, seed: int,
+                 options: VLLMOptions):
         vllm = require_vllm()
         self.llm = vllm.LLM(**engine_arguments(Path(checkpoint), pattern, device, dtype, seed, options))
         self.tokenizer = self.llm.get_tokenizer()
@@ -124,8 +139,7 @@ class VLLMEngine:
         self.llm.llm_engine.engine_core.shutdown()
 
 
-def start_engine(checkpoint: Path, pattern: BlockPattern, device: str = "cuda", dtype: str = "auto",
-                 seed: int = 1234, options: VLLMOptions = VLLMOptions()):
+def start_engine(checkpoint: Path, pattern: BlockPattern, device: str, dtype: str, seed: int, options: VLLMOptions):
     """One engine, or data_parallel_size replicas of it behind the same generate_batch."""
     if options.data_parallel_size > 1:
         return Replicas(checkpoint, pattern, device, dtype, seed, options)
