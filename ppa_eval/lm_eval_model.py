@@ -77,7 +77,7 @@ def resolve_attention(checkpoint: Path, attention: str | None, force: bool) -> B
     return resolve_pattern(checkpoint, attention=attention, force=force)
 
 
-def start_engine(checkpoint: Path, pattern: BlockPattern, engine: str, device: str, dtype: str,
+def _start_engine(checkpoint: Path, pattern: BlockPattern, engine: str, device: str, dtype: str,
                  attn_kernel: str | None, seed: int, options: dict):
     """The engine `engine` names, as `ppa-eval evaluate` starts it; `options` are VLLMOptions fields."""
     from ppa_eval.engines import make_engine
@@ -88,9 +88,9 @@ def start_engine(checkpoint: Path, pattern: BlockPattern, engine: str, device: s
         raise LMEvalModelError(f"unknown engine {engine!r}; use engine=hf or engine=vllm")
     known = {field.name for field in fields(VLLMOptions)}
     if unknown := sorted(set(options) - known):
-        raise LMEvalModelError(f"unknown model argument(s) {', '.join(unknown)} for the ppa model; it takes pretrained, "
-                               "attention, engine, device, dtype, attn_kernel, thinking, max_length, batch_size, seed, "
-                               f"force and, with engine=vllm, {', '.join(sorted(known))}")
+        raise LMEvalModelError(f"unknown model argument(s) {', '.join(unknown)} for the ppa model; it takes "
+                               "pretrained, attention, force, engine, device, dtype, attn_kernel, thinking, max_length, "
+                               f"batch_size, seed and, with engine=vllm, {', '.join(sorted(known))}")
     if options and engine != "vllm":
         raise LMEvalModelError(f"{', '.join(options)} set vLLM options; add engine=vllm or drop them")
     if int(options.get("data_parallel_size", 1)) != 1:
@@ -110,9 +110,8 @@ class PPALM(TemplateLM):
     def __init__(self, pretrained: str | None = None, attention: str | None = None, engine: str = "hf",
                  device: str | None = None, dtype: str = "auto", attn_kernel: str | None = None,
                  thinking: str = "off", max_length: int | None = None, batch_size: int | str = 1,
-                 max_batch_size: int | None = None, seed: int = 1234, force: bool = False, **extra):
-        import torch
-
+                 max_batch_size: int | None = None,  # lm-eval passes it for its "auto" batch size; unused
+                 seed: int = 1234, force: bool = False, **extra):
         from ppa_eval.checkpoints import check_readable
         from ppa_eval.engines.embedded import embedded_checkpoint
         from ppa_eval.engines.hf import max_context
@@ -122,10 +121,11 @@ class PPALM(TemplateLM):
         check_readable(checkpoint)
         attention, options = rejoin_spec(attention, extra)
         self.pattern = resolve_attention(checkpoint, attention, force)
-        self._device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._device = _device(device)
         self.engine_name, self.checkpoint, self.thinking = engine, checkpoint, thinking
         self.batch_size = _batch_size(batch_size)
-        self.engine = start_engine(checkpoint, self.pattern, engine, self._device, dtype, attn_kernel, int(seed), options)
+        self.engine = _start_engine(checkpoint, self.pattern, engine, self._device, dtype, attn_kernel, int(seed),
+                                    options)
         self.tokenizer = self.engine.tokenizer
         if max_length:
             self.max_length = int(max_length)
@@ -214,16 +214,23 @@ class PPALM(TemplateLM):
 
     def apply_chat_template(self, chat_history: list[dict], add_generation_prompt: bool = True) -> str:
         """lm-eval's chat history as `ppa-eval evaluate` renders a prompt: one user message through
-        render_prompt (its thinking switch and empty think block), then the answer's start, if any."""
+        render_prompt (its thinking switch and empty think block), then the answer's start, if any.
+        Other histories (lm-eval's few-shot turns, a system message) go through the chat template as
+        lm-eval's hf model renders them, which knows no thinking switch: only with thinking=none."""
         messages, gen_prefix = list(chat_history), ""
         if not add_generation_prompt and messages and messages[-1]["role"] == "assistant":
             gen_prefix = messages.pop()["content"]
-        if [message["role"] for message in messages] != ["user"]:
+        if [message["role"] for message in messages] == ["user"]:
+            return render_prompt(messages[0]["content"], self.tokenizer, "auto", self.thinking, gen_prefix)
+        if self.thinking != "none":
             raise LMEvalModelError(
-                f"the ppa model renders a chat of one user message, as ppa-eval evaluate does, not the roles "
-                f"{[message['role'] for message in chat_history]}; leave out --fewshot_as_multiturn and "
-                "--system_instruction (and tasks with a description)")
-        return render_prompt(messages[0]["content"], self.tokenizer, "auto", self.thinking, gen_prefix)
+                f"lm-eval sent a chat of the roles {[message['role'] for message in chat_history]} (few-shot turns "
+                "are its default with --apply_chat_template); ppa-eval renders one user message: pass "
+                "--fewshot_as_multiturn false (and no --system_instruction), or the model argument thinking=none to "
+                "render the turns as lm-eval's hf model does")
+        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt,
+                                                  continue_final_message=not add_generation_prompt)
 
     # ---- helpers ----------------------------------------------------------------------------------
 
@@ -243,7 +250,18 @@ class PPALM(TemplateLM):
             raise LMEvalModelError("the ppa model decodes greedily; set do_sample: false and temperature: 0 "
                                    "(--gen_kwargs do_sample=false,temperature=0)")
         until = options.get("until") or ()
-        return ((until,) if isinstance(until, str) else tuple(until)), int(options.get("max_gen_toks", self.max_gen_toks))
+        stop = (until,) if isinstance(until, str) else tuple(until)
+        return stop, int(options.get("max_gen_toks", self.max_gen_toks))
+
+
+def _device(requested: str | None) -> str:
+    """lm-eval's --device, which is "cuda:0" unless given: on a machine without CUDA that means the
+    CPU, as it does for lm-eval's hf model."""
+    import torch
+
+    if requested is None or requested.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
 
 
 def _batch_size(value: int | str) -> int:

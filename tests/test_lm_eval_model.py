@@ -25,7 +25,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
 from ppa_eval.engines.hf import HFEngine
-from ppa_eval.lm_eval_model import LMEvalModelError, PPALM, rejoin_spec
+from ppa_eval.lm_eval_model import LMEvalModelError, PPALM, rejoin_spec, resolve_attention
 from ppa_eval.patterns import PowerPattern, parse_spec
 from ppa_eval.prompts import render_prompt
 from reference import brute_matrix
@@ -93,6 +93,30 @@ def test_a_spec_split_at_its_commas_by_lm_eval_is_put_back_together():
     assert parse_spec(attention) == PowerPattern(parse_spec("ppa:p=3/4").power, 16) and rest == {"dtype": "float32"}
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"bogus": 1}, "unknown model argument"),
+    ({"max_model_len": 64}, "add engine=vllm"),
+    ({"engine": "sglang"}, "unknown engine"),
+    ({"batch_size": "auto"}, "no 'auto'"),
+])
+def test_model_arguments_it_cannot_use_are_one_line_errors(tiny, arguments, message):
+    with pytest.raises(LMEvalModelError, match=message):
+        PPALM(pretrained=str(tiny), device="cpu", **arguments)
+
+
+def test_the_pattern_defaults_to_the_checkpoints_own_and_a_contradiction_needs_force(make_tiny_checkpoint, tiny,
+                                                                                     tmp_path):
+    from ppa_eval.checkpoints import CheckpointError
+
+    trained = make_tiny_checkpoint(tmp_path / "trained", ppa_attention="ppa:p=1/2,w=8")
+    assert resolve_attention(trained, None, force=False) == parse_spec("ppa:p=1/2,w=8")
+    assert resolve_attention(tiny, None, force=False) == parse_spec("full")  # its config names none
+    assert resolve_attention(tiny, "window:w=8", force=False) == parse_spec("window:w=8")
+    with pytest.raises(CheckpointError, match="force"):
+        resolve_attention(trained, "full", force=False)
+    assert resolve_attention(trained, "full", force=True) == parse_spec("full")
+
+
 @pytest.mark.parametrize("spec", PATTERNS)
 def test_loglikelihood_of_a_left_padded_batch_equals_the_brute_force_masked_forward(tiny_models, stock_tiny, spec):
     lm = tiny_models(spec)
@@ -147,16 +171,23 @@ def test_rolling_loglikelihood_equals_brute_force_windows_each_with_its_own_sink
     assert total == pytest.approx(expected, abs=1e-3)
 
 
-def test_chat_rendering_is_the_evaluate_path_and_refuses_what_it_cannot_render(tiny_models):
+def test_chat_rendering_is_the_evaluate_path_and_refuses_what_it_cannot_render(tiny_models, monkeypatch):
     lm = tiny_models(PATTERNS[0])
     prompt = "Question: What is 2 + 3?\nAnswer:"
     assert lm.apply_chat_template([{"role": "user", "content": prompt}]) == render_prompt(prompt, lm.tokenizer)
+    assert lm.apply_chat_template([{"role": "user", "content": prompt}]).endswith("<think></think>")
     # a task's gen_prefix arrives as an unfinished assistant turn
     assert (lm.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": "The sum"}],
                                    add_generation_prompt=False)
             == render_prompt(prompt, lm.tokenizer, gen_prefix="The sum"))
-    with pytest.raises(LMEvalModelError, match="fewshot_as_multiturn"):
-        lm.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}])
+    # few-shot turns, lm-eval's default under --apply_chat_template: no think block can be placed there
+    turns = [{"role": "user", "content": "Question: 1 + 1?\nAnswer:"}, {"role": "assistant", "content": "2"},
+             {"role": "user", "content": prompt}]
+    with pytest.raises(LMEvalModelError, match="--fewshot_as_multiturn false"):
+        lm.apply_chat_template(turns)
+    monkeypatch.setattr(lm, "thinking", "none")  # then the turns are rendered as lm-eval's hf model renders them
+    assert lm.apply_chat_template(turns) == lm.tokenizer.apply_chat_template(turns, tokenize=False,
+                                                                             add_generation_prompt=True)
     with pytest.raises(LMEvalModelError, match="greedily"):
         lm.generate_until([Instance("generate_until", {}, (prompt, {"do_sample": True}), 0)])
 
@@ -251,8 +282,8 @@ def test_at_full_attention_loglikelihoods_equal_stock_lm_eval_hf(embedded_checkp
 
     window = 64  # the long document runs several windows, the short one fits in one
     tasks = ["ppa_test_choice", "ppa_test_rolling"]
-    stock = responses(run_tasks(HFLM(pretrained=str(embedded_checkpoint), dtype="float32", max_length=window, batch_size=4,
-                           device="cpu"), tasks, task_dir))
+    stock = responses(run_tasks(HFLM(pretrained=str(embedded_checkpoint), dtype="float32", max_length=window,
+                                     batch_size=4, device="cpu"), tasks, task_dir))
     ours = responses(run_tasks(PPALM(pretrained=str(embedded_checkpoint), dtype="float32", max_length=window,
                                      batch_size=4, device="cpu"), tasks, task_dir))
     assert len(ours["ppa_test_choice"]) == len(CHOICE_DOCS) and len(ours["ppa_test_rolling"]) == len(ROLLING_DOCS)
