@@ -15,7 +15,7 @@ device, dtype, attn_kernel (hf), thinking (off, on or none: the think block unde
 --apply_chat_template), max_length (tokens per scored sequence; default the model's context),
 batch_size, seed, and for vLLM the fields of VLLMOptions (tensor_parallel_size, max_model_len, ...).
 lm-eval splits model_args at every comma, so `attention=ppa:p=3/4,w=64` arrives as `attention` and
-`w`: a key the pattern's family takes is put back into the spec.
+`w`: an argument that is neither the model's nor a vLLM option is put back into the spec.
 
 The three request types:
   - generate_until: the engine's greedy generation (generate_batch), as `ppa-eval evaluate` runs
@@ -47,7 +47,6 @@ from tqdm import tqdm
 
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.patterns import BlockPattern, format_spec, full_causal
-from ppa_eval.patterns.spec import FAMILIES, split_spec
 from ppa_eval.prompts import render_prompt
 
 ENGINES = ("hf", "vllm")
@@ -58,14 +57,16 @@ class LMEvalModelError(PPAEvalError):
 
 
 def rejoin_spec(attention: str | None, extra: dict) -> tuple[str | None, dict]:
-    """(the attention spec, the other arguments): the keys of `extra` that the spec's family takes
-    go back into the spec, from which lm-eval's comma split took them."""
+    """(the attention spec, the vLLM options) from `attention` and the model arguments that are not
+    the model's own: lm-eval split the spec at its commas into arguments of their own, so those that
+    are not vLLM options go back into it (its parser names any key its family does not take)."""
+    from ppa_eval.engines.vllm_engine import VLLMOptions
+
     if attention is None:
         return None, extra
-    family, _ = split_spec(attention)
-    taken = {key: value for key, value in extra.items() if key in FAMILIES[family]}
-    spec = ",".join([str(attention), *(f"{key}={value}" for key, value in taken.items())])
-    return spec, {key: value for key, value in extra.items() if key not in taken}
+    vllm_options = {field.name for field in fields(VLLMOptions)}
+    spec = ",".join([str(attention), *(f"{key}={value}" for key, value in extra.items() if key not in vllm_options)])
+    return spec, {key: value for key, value in extra.items() if key in vllm_options}
 
 
 def resolve_attention(checkpoint: Path, attention: str | None, force: bool) -> BlockPattern:

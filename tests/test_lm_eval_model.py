@@ -26,7 +26,7 @@ from lm_eval.tasks import TaskManager
 
 from ppa_eval.engines.hf import HFEngine
 from ppa_eval.lm_eval_model import LMEvalModelError, PPALM, rejoin_spec, resolve_attention
-from ppa_eval.patterns import PowerPattern, parse_spec
+from ppa_eval.patterns import PatternError, PowerPattern, parse_spec
 from ppa_eval.prompts import render_prompt
 from reference import brute_matrix
 
@@ -84,13 +84,18 @@ def tiny_models(tiny):
 def test_a_spec_split_at_its_commas_by_lm_eval_is_put_back_together():
     from lm_eval._cli.utils import key_val_to_dict  # how `lm_eval --model_args` reads its argument
 
-    args = key_val_to_dict("pretrained=/m,attention=powerattention:block=16,window=2,sink=1,engine=hf")
-    assert set(args) == {"pretrained", "attention", "window", "sink", "engine"}
-    attention, rest = rejoin_spec(args.pop("attention"), args)
+    args = key_val_to_dict("pretrained=/m,attention=powerattention:block=16,window=2,sink=1,engine=vllm,"
+                           "tensor_parallel_size=2")
+    assert set(args) == {"pretrained", "attention", "window", "sink", "engine", "tensor_parallel_size"}
+    extra = {key: value for key, value in args.items() if key not in ("pretrained", "attention", "engine")}
+    attention, options = rejoin_spec(args["attention"], extra)  # as PPALM(**args) binds them
     assert parse_spec(attention) == parse_spec("powerattention:block=16,window=2,sink=1")
-    assert rest == {"pretrained": "/m", "engine": "hf"}
-    attention, rest = rejoin_spec("ppa:p=3/4", {"w": 16, "dtype": "float32"})
-    assert parse_spec(attention) == PowerPattern(parse_spec("ppa:p=3/4").power, 16) and rest == {"dtype": "float32"}
+    assert options == {"tensor_parallel_size": 2}
+    attention, options = rejoin_spec("ppa:p=3/4", {"w": 16})
+    assert parse_spec(attention) == PowerPattern(parse_spec("ppa:p=3/4").power, 16) and options == {}
+    with pytest.raises(PatternError, match="bogus"):  # a typo is named by the spec's parser
+        parse_spec(rejoin_spec("ppa:p=3/4", {"bogus": 1})[0])
+    assert rejoin_spec(None, {"bogus": 1}) == (None, {"bogus": 1})  # reported as an unknown argument
 
 
 @pytest.mark.parametrize("arguments, message", [
