@@ -414,6 +414,12 @@ def _grade(args) -> None:
     print(json.dumps(summary), file=sys.stderr)
 
 
+def _lm_eval(args) -> None:
+    from ppa_eval.lm_eval_model import run_lm_eval
+
+    run_lm_eval(args.lm_eval_args)
+
+
 ATTENTION_HELP = ("pattern spec: ppa:p=3/4,w=64[,sink=S], powerattention:block=B,window=W,sink=S (B = 1: token "
                   "level), window:w=W[,sink=S] or full; see ppa-eval pattern")
 
@@ -549,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="JSONL with gold and response on each line")
     p.add_argument("--out", help="output JSONL (default: stdout)")
     p.set_defaults(run=_grade)
+
+    # Everything after `lm-eval` is lm-eval's: no prefix character of ours, so `--model`, `-h` are its too.
+    p = commands.add_parser("lm-eval", help="lm-eval's command line with ppa-eval's engines as --model ppa "
+                                            "(see docs/lm-eval-model.md)", add_help=False, prefix_chars="\0")
+    p.add_argument("lm_eval_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_lm_eval)
     return parser
 
 

@@ -111,6 +111,12 @@ class HFEngine:
         return [self._finish(row, n_prompt, eos, stop)
                 for row, n_prompt in zip(new_tokens, enc["attention_mask"].sum(dim=1).tolist())]
 
+    def score_tokens(self, rows: list[list[int]]) -> list[tuple[list[float], list[bool]]]:
+        """Each token's log-probability after the first, and whether it is the greedy choice (hf_scoring.py)."""
+        from ppa_eval.engines.hf_scoring import token_logprobs
+
+        return token_logprobs(self.model, rows, self.tokenizer.pad_token_id)
+
     def close(self) -> None:
         """Drop the model's weights (and its GPU memory) now rather than whenever Python collects it."""
         device = torch.device(self.device)

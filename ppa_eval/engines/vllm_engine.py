@@ -134,6 +134,19 @@ class VLLMEngine:
                            prompt_tokens=len(o.prompt_token_ids), completion_tokens=len(o.outputs[0].token_ids))
                 for o in outputs]
 
+    def score_tokens(self, rows: list[list[int]]) -> list[tuple[list[float], list[bool]]]:
+        """Each token's log-probability after the first, and whether it is the greedy choice: vLLM's
+        prompt log-probs (0 extra: the prompt's own token, with its rank among all), under the pattern."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": row} for row in rows], params, use_tqdm=False)
+        scores = []
+        for row, output in zip(rows, outputs):
+            entries = [logprobs[token] for token, logprobs in zip(row[1:], output.prompt_logprobs[1:])]
+            scores.append(([entry.logprob for entry in entries], [entry.rank == 1 for entry in entries]))
+        return scores
+
     def close(self) -> None:
         """Stop vLLM's engine process (and its workers)."""
         self.llm.llm_engine.engine_core.shutdown()
