@@ -48,8 +48,8 @@ from tqdm import tqdm
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.patterns import BlockPattern, format_spec, full_causal
 from ppa_eval.prompts import render_prompt
+from ppa_eval.settings import Settings
 
-ENGINES = ("hf", "vllm")
 
 
 class LMEvalModelError(PPAEvalError):
@@ -81,12 +81,12 @@ def resolve_attention(checkpoint: Path, attention: str | None, force: bool) -> B
 def _start_engine(checkpoint: Path, pattern: BlockPattern, engine: str, device: str, dtype: str,
                  attn_kernel: str | None, seed: int, options: dict):
     """The engine `engine` names, as `ppa-eval evaluate` starts it; `options` are VLLMOptions fields."""
-    from ppa_eval.engines import make_engine
+    from ppa_eval.engines import ENGINES, make_engine
     from ppa_eval.engines.vllm_engine import VLLMOptions
-    from ppa_eval.evaluate import Settings
+    from ppa_eval.settings import Settings
 
     if engine not in ENGINES:
-        raise LMEvalModelError(f"unknown engine {engine!r}; use engine=hf or engine=vllm")
+        raise LMEvalModelError(f"unknown engine {engine!r}; use engine=" + " or engine=".join(ENGINES))
     known = {field.name for field in fields(VLLMOptions)}
     if unknown := sorted(set(options) - known):
         raise LMEvalModelError(f"unknown model argument(s) {', '.join(unknown)} for the ppa model; it takes "
@@ -112,10 +112,10 @@ class PPALM(TemplateLM):
                  device: str | None = None, dtype: str = "auto", attn_kernel: str | None = None,
                  thinking: str = "off", max_length: int | None = None, batch_size: int | str = 1,
                  max_batch_size: int | None = None,  # lm-eval passes it for its "auto" batch size; unused
-                 seed: int = 1234, force: bool = False, **extra):
+                 seed: int = Settings.seed, force: bool = False, **extra):
         from ppa_eval.checkpoints import check_readable
         from ppa_eval.engines.embedded import embedded_checkpoint
-        from ppa_eval.engines.hf import max_context
+        from ppa_eval.engines.model_files import max_context
 
         super().__init__()
         checkpoint = Path(pretrained) if pretrained else embedded_checkpoint()
