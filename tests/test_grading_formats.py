@@ -60,6 +60,7 @@ GSM8K = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, cases", [("math500", MATH), ("gsm8k", GSM8K)])
 def test_formats_and_false_positives(task, cases):
     verdicts = grade_many(task, [(response, gold) for gold, response, _ in cases], timeout=10)

@@ -48,6 +48,7 @@ def test_hostile_response_gets_a_verdict_in_time(response):
     assert verdict.reason in {"timeout", "too_long", "too_large", "unparsable", "mismatch", "no_answer"}, verdict
 
 
+@pytest.mark.slow
 def test_a_timeout_is_counted_logged_and_the_worker_replaced(caplog):
     with caplog.at_level(logging.WARNING, logger="ppa_eval.grading"):
         verdict = grade("math500", HOSTILE["slow sum"], "5", timeout=TIMEOUT)
@@ -57,6 +58,7 @@ def test_a_timeout_is_counted_logged_and_the_worker_replaced(caplog):
     assert grade("math500", "\\boxed{\\sqrt{25}}", "5").reason == "symbolic"
 
 
+@pytest.mark.slow
 def test_sandbox_kills_its_worker_at_the_deadline():
     with Sandbox() as sandbox:
         assert sandbox.run("decide", "2", "\\sqrt{4}", timeout=30) == [True, "symbolic"]

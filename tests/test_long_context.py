@@ -63,6 +63,7 @@ def token_depth(tokenizer, text: str, fact: str) -> float:
 # ------------------------------------------------------------------------------ generation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", LONG_CONTEXT_TASKS)
 def test_sets_are_deterministic_and_seeded(tokenizer, sets, task):
     again = make_docs(task, tokenizer, LENGTHS, PER_LENGTH, seed=3)
