@@ -151,6 +151,7 @@ def finetune_in_process(capsys, *args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, status, *capsys.readouterr())
 
 
+@pytest.mark.slow
 def test_finetune_refuses_another_recipe_in_the_same_directory(tmp_path, tiny, capsys):
     assert finetune_in_process(capsys, tiny, "--powers", "1", "--window", "8", *TINY_FLAGS, "--out", tmp_path).returncode == 0
     result = finetune_in_process(capsys, tiny, "--powers", "1", "--window", "8", *TINY_FLAGS, "--lr", "5e-4",
