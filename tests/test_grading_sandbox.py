@@ -85,6 +85,7 @@ def test_the_worker_does_not_need_the_source_tree_on_its_path(monkeypatch):
         assert sandbox.run("decide", "2", "\\sqrt{4}", timeout=30) == [True, "symbolic"]
 
 
+@pytest.mark.slow
 def test_limit_holds_off_the_main_thread():
     # grade_many grades from worker threads, where SIGALRM-based timeouts cannot work.
     items = [

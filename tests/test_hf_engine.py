@@ -103,6 +103,7 @@ def test_static_cache_decode_ends_rows_where_generate_does(embedded_checkpoint):
     assert engine.generate_batch(prompts, max_new_tokens=24, stop=stop) == stock
 
 
+@pytest.mark.slow
 def test_nemotron_mask_reaches_only_attention_layers(tiny_nemotron):
     ppa, _ = load_model(tiny_nemotron, PowerPattern("1/2", 4))
     full = stock(tiny_nemotron)

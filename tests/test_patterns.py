@@ -42,8 +42,8 @@ def ppa_eval_pattern(capsys, *args) -> tuple[int, str, str]:
     installed command in a process of its own; here a process start per call would cost more than the check.)"""
     try:
         status = main(["pattern", *map(str, args)])
-    except SystemExit as exit:  # argparse's errors
-        status = exit.code
+    except SystemExit as error:  # argparse's errors
+        status = error.code
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -143,6 +143,7 @@ def test_match_cost_picks_the_nearest_parameter(text, target_spec, length):
     assert gap <= min(abs(pairs(o, length) - target) for o in others)
 
 
+@pytest.mark.slow
 def test_match_cost_through_the_cli(capsys):
     target = "powerattention:block=16,window=1,sink=1"
     out = ppa_eval_json(capsys, "--attention", "ppa:w=16", "--match-cost", target, "--length", 512)
