@@ -2,6 +2,7 @@
 (floor_power is the kernels' brute-force reference; it shares nothing with ppa_eval.patterns)."""
 
 from fractions import Fraction
+from functools import cache
 
 import numpy as np
 import torch
@@ -15,22 +16,29 @@ def attends(p: Fraction, w: int, i: int, k: int) -> bool:
     return j >= 1 and (j <= w or floor_power(j, p) - floor_power(j - 1, p) == 1)
 
 
-def spec_attends(spec: str, i: int, k: int) -> bool:
-    """Every family's definition (0-based query i, key k), read off the spec string by hand."""
+@cache
+def _family_and_params(spec: str) -> tuple[str, dict]:
+    """The spec string read by hand (ints, and the power as a Fraction); cached: brute_matrix asks L^2 times."""
     family, _, rest = spec.partition(":")
     params = dict(item.split("=") for item in rest.split(",")) if rest else {}
-    sink = int(params.get("sink", 0))
+    return family, {key: Fraction(value) if key == "p" else int(value) for key, value in params.items()}
+
+
+def spec_attends(spec: str, i: int, k: int) -> bool:
+    """Every family's definition (0-based query i, key k), read off the spec string by hand."""
+    family, params = _family_and_params(spec)
+    sink = params.get("sink", 0)
     if k > i:
         return False
     j = i - k + 1
     if family == "full":
         return True
     if family == "window":
-        return j <= int(params["w"]) or k < sink
+        return j <= params["w"] or k < sink
     if family == "ppa":
-        p = Fraction(params["p"])
-        return j <= int(params["w"]) or floor_power(j, p) - floor_power(j - 1, p) == 1 or k < sink
-    block, window = int(params["block"]), int(params["window"])
+        p = params["p"]
+        return j <= params["w"] or floor_power(j, p) - floor_power(j - 1, p) == 1 or k < sink
+    block, window = params["block"], params["window"]
     a, b = i // block, k // block
     d = a - b
     return d < window or (d > 0 and d & (d - 1) == 0) or b < sink

@@ -13,7 +13,6 @@ import pytest
 
 from ppa_eval.patterns import PowerPattern
 from ppa_eval.report import PAPER_TABLE1
-from reference import attends
 
 # Not the repository root: there `python -m` would import the source tree instead of the installed package.
 RUN_DIR = Path(__file__).resolve().parent
@@ -49,20 +48,6 @@ def assert_clean_error(result, *fragments):
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-
-
-def test_pattern_json_matches_brute_force():
-    out = json.loads(ppa_eval("pattern", "--power", "0.75", "--window", "4", "--length", "200", "--json").stdout)
-    assert out["spec"] == "ppa:p=3/4,w=4" and out["length"] == 200
-    p = PowerPattern("3/4", 4).power
-    assert out["relative_positions"] == [j for j in range(1, 201) if attends(p, 4, 200, 200 - j + 1)]
-    assert out["pairs"] == sum(attends(p, 4, i, k) for i in range(1, 201) for k in range(1, i + 1))
-
-
-def test_pattern_plot(tmp_path):
-    result = ppa_eval("pattern", "--power", "1/2", "--window", "4", "--length", "64", "--plot", tmp_path / "m.png")
-    assert "attended pairs" in result.stdout
-    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_reproduce_paper_prints_the_papers_numbers():
@@ -179,12 +164,20 @@ def read_run(out):
     return runs
 
 
+@pytest.fixture(scope="module")
+def clean_sweep(tmp_path_factory, make_tiny_checkpoint):
+    """(checkpoints, out, result): the sweep directory and an uninterrupted sweep of it, which the
+    interrupted, concurrent and sharded sweeps below must each end up equal to."""
+    root = tmp_path_factory.mktemp("sweep")
+    checkpoints = build_sweep_dir(root / "ckpts", make_tiny_checkpoint)
+    return checkpoints, root / "clean", ppa_eval("sweep", checkpoints, *FAST, "--out", root / "clean")
+
+
 @pytest.mark.slow
-def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
-    checkpoints = build_sweep_dir(tmp_path / "ckpts", make_tiny_checkpoint)
-    clean = ppa_eval("sweep", checkpoints, *FAST, "--out", tmp_path / "clean")
+def test_sweep_survives_sigkill(tmp_path, clean_sweep):
+    checkpoints, clean_out, clean = clean_sweep
     assert "unknown" in clean.stderr and "no ppa_attention or ppa_power" in clean.stderr
-    table = (tmp_path / "clean" / "table.md").read_text().splitlines()
+    table = (clean_out / "table.md").read_text().splitlines()
     rows = [line for line in table[2:] if line.startswith("|")]
     assert [row.split("|")[2].strip() for row in rows] == ["window:w=64", "ppa:p=1/2,w=64", "ppa:p=1,w=64"]
 
@@ -193,17 +186,16 @@ def test_sweep_survives_sigkill(tmp_path, make_tiny_checkpoint):
     kill_9_when(lambda: list(interrupted.glob("*p1-2*/*/samples.jsonl")), "sweep", checkpoints, *FAST, "--out", interrupted)
     assert not (interrupted / "table.md").exists()
     ppa_eval("sweep", checkpoints, *FAST, "--out", interrupted)
-    assert read_run(interrupted) == read_run(tmp_path / "clean")
+    assert read_run(interrupted) == read_run(clean_out)
 
 
 @pytest.mark.slow
-def test_sweeps_share_one_directory_killed_concurrent_or_sharded(tmp_path, make_tiny_checkpoint):
+def test_sweeps_share_one_directory_killed_concurrent_or_sharded(tmp_path, clean_sweep):
     """Workers on one results directory (job arrays, one process per GPU): a worker killed mid-run
     leaves its run to the next; two started together evaluate each run once (the run lock: the other
     skips it); shards I/N together cover every run once. Each ends with an uninterrupted sweep's results."""
-    checkpoints = build_sweep_dir(tmp_path / "ckpts", make_tiny_checkpoint)
-    ppa_eval("sweep", checkpoints, *FAST, "--out", tmp_path / "clean")
-    expected = read_run(tmp_path / "clean")
+    checkpoints, clean_out, _ = clean_sweep
+    expected = read_run(clean_out)
 
     shared = tmp_path / "shared"
     kill_9_when(lambda: list(shared.glob("*p1-2*/*/samples.jsonl")), "sweep", checkpoints, *FAST, "--out", shared)
@@ -358,6 +350,7 @@ def test_a_failed_start_does_not_block_the_corrected_command(tmp_path, make_tiny
     assert json.loads(next(out.glob("*/gsm8k/metrics.json")).read_text())["n"] == 1
 
 
+@pytest.mark.slow
 def test_pattern_mistakes_get_one_line_errors(tmp_path):
     assert_clean_error(ppa_eval("pattern", "--power", "1/2", "--length", "100000000000", check=False),
                        "--length must be between 1 and 16,777,216")
@@ -394,6 +387,7 @@ def test_max_new_tokens_zero_is_refused_not_replaced(tmp_path, make_tiny_checkpo
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("samples.jsonl"))
 
 
+@pytest.mark.slow
 def test_grade_help_names_only_the_tasks_grade_takes(tmp_path):
     help_text = " ".join(ppa_eval("grade", "--help").stdout.split())
     offered = help_text.split("a task name: ")[1].split(" (")[0].split(", ")

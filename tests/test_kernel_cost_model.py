@@ -4,13 +4,11 @@ from collections import Counter
 
 import pytest
 
-pytest.importorskip("triton")
-
-from ppa_eval.kernels import cost_model  # noqa: E402
-from ppa_eval.kernels.reference import attended_distances  # noqa: E402
-from ppa_eval.kernels.tables import offset_tables  # noqa: E402
-from ppa_eval.kernels.tiles import row_bits  # noqa: E402
-from ppa_eval.patterns import PowerPattern  # noqa: E402
+from ppa_eval.kernels import cost_model
+from ppa_eval.kernels.reference import attended_distances
+from ppa_eval.kernels.tables import offset_tables
+from ppa_eval.kernels.tiles import row_bits
+from ppa_eval.patterns import PowerPattern
 
 
 @pytest.mark.parametrize("block_n", [32, 64])

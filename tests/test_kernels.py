@@ -13,16 +13,14 @@ import itertools
 import pytest
 import torch
 
-pytest.importorskip("triton")
-
-from ppa_eval.kernels import (KernelInputError, plan_prefill_paged, ppa_attention, ppa_attention_paged,  # noqa: E402
+from ppa_eval.kernels import (KernelInputError, plan_prefill_paged, ppa_attention, ppa_attention_paged,
                               ppa_prefill_paged, runs_pattern)
-from ppa_eval.kernels import decode, prefill  # noqa: E402
-from ppa_eval.kernels.chunks import program_table  # noqa: E402
-from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
-from ppa_eval.kernels.tables import offset_tables  # noqa: E402
-from ppa_eval.kernels.tiles import masked_tiles  # noqa: E402
-from ppa_eval.patterns import PowerAttention, PowerPattern  # noqa: E402
+from ppa_eval.kernels import decode, prefill
+from ppa_eval.kernels.chunks import program_table
+from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
+from ppa_eval.kernels.tables import offset_tables
+from ppa_eval.kernels.tiles import masked_tiles
+from ppa_eval.patterns import PowerAttention, PowerPattern
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16
@@ -162,6 +160,7 @@ def test_paged_decode_matches_reference(pattern):
         assert_close(out[b:b + 1], ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", [PowerPattern("3/4", 8), PowerPattern("1/2", 4, 6), PowerPattern("7/8", 16)])
 def test_a_steps_prefill_chunks_match_reference_in_one_launch(pattern):
     # A vLLM step: two one-token decodes first, then a whole prompt, a later chunk of a longer one,
@@ -198,6 +197,7 @@ def assert_chunks_close(out, q, k, v, query_starts, lengths, pattern, scale=HEAD
                                           pattern, scale=scale))
 
 
+@pytest.mark.slow
 def test_a_steps_later_layers_replay_the_first_layers_launches():
     # The layers of a vLLM step share one plan. The first launches through Triton and keeps its
     # launches in the plan; the next, laid out alike, replays them with its own queries, cache and
@@ -227,6 +227,7 @@ def test_program_table_gives_each_program_its_chunk():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "power, window, n_queries, kv_len, splits, tiles",
     [
@@ -269,6 +270,7 @@ def test_full_attention_with_padding_or_a_cache_stays_on_the_tiles(kv_start, n_q
     assert_close(out, reference(q, k, v, PowerPattern(1, 0), kv_start))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", [PowerPattern("1/2", 4, 6), PowerPattern("7/8", 16, 9), PowerPattern(0, 0, 3)])
 def test_prefill_sinks_at_every_split(pattern):
     # A sink below the split is a masked-tile key; beyond it, a tile key only if S does not reach

@@ -9,13 +9,11 @@ kernels run in Triton's interpreter (float16 model, float32 reference).
 
 import pytest
 import torch
+import transformers
 
-pytest.importorskip("triton")
-transformers = pytest.importorskip("transformers")
-
-from ppa_eval.engines import hf_attention  # noqa: E402
-from ppa_eval.kernels.reference import relative_error  # noqa: E402
-from ppa_eval.patterns import PowerPattern  # noqa: E402
+from ppa_eval.engines import hf_attention
+from ppa_eval.kernels.reference import relative_error
+from ppa_eval.patterns import PowerPattern
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEVICE == "cuda" else torch.float16
@@ -59,6 +57,7 @@ def logits_of_prefill_and_decode(model, ids, mask, steps):
     return torch.cat(logits, dim=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, pattern, padding", [
     (llama_config, PowerPattern("3/4", 4), 11),
     (nemotron_h_config, PowerPattern("3/4", 4), 11),
@@ -88,6 +87,7 @@ def until_eos(row, eos):
     return row[: row.index(eos) + 1] if eos in row else row
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, pattern", [
     (llama_config, PowerPattern("3/4", 4)),
     (llama_config, PowerPattern("1/2", 4, 3)),

@@ -4,12 +4,10 @@
 import pytest
 import torch
 
-pytest.importorskip("triton")
-
-from ppa_eval.kernels import cost_model, flash4, ppa_attention  # noqa: E402
-from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error  # noqa: E402
-from ppa_eval.kernels.tables import offset_tables  # noqa: E402
-from ppa_eval.patterns import PowerPattern  # noqa: E402
+from ppa_eval.kernels import cost_model, flash4, ppa_attention
+from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
+from ppa_eval.kernels.tables import offset_tables
+from ppa_eval.patterns import PowerPattern
 
 
 @pytest.mark.parametrize("power, window, kv_len, tile", [("1/2", 4, 203, 16), ("3/4", 40, 160, 16),

@@ -122,6 +122,7 @@ def test_gsm8k_equals_the_stock_task_on_right_and_wrong_responses(stock_tasks):
     assert correct >= 2 * len(records)  # the reference solutions
 
 
+@pytest.mark.slow
 def test_math500_equals_the_stock_task_on_right_and_wrong_responses(stock_tasks, math500_docs):
     verdicts = set()
     for doc_id, doc in enumerate(math500_docs[:12]):

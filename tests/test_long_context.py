@@ -58,6 +58,7 @@ def token_depth(tokenizer, text: str, fact: str) -> float:
 # ------------------------------------------------------------------------------ generation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", LONG_CONTEXT_TASKS)
 def test_sets_are_deterministic_and_seeded(tokenizer, sets, task):
     again = TASKS[task].generate(tokenizer, LENGTHS, PER_LENGTH, seed=3)

@@ -1,28 +1,25 @@
 """Every pattern family against a brute-force O(L^2) evaluation of its definition in plain integers.
 
 The references below share nothing with ppa_eval.patterns: reference.spec_attends() is the issue's definition
-written out (0-based query i, key k <= i), the receptive field is a BFS over the explicit boolean
-matrix, and costs are sums over that matrix.
+written out (0-based query i, key k <= i), reference.attends() is PPA's in exact integers, the receptive
+field is a BFS over the explicit boolean matrix, and costs are sums over that matrix.
 """
 
 import json
-import subprocess
-import sys
+import random
 from collections import deque
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ppa_eval.cli import main
 from ppa_eval.compat import config_entries, pattern_from_config
-from ppa_eval.patterns import PatternError, PowerAttention, PowerPattern, format_spec, mask_mod, match_cost, parse_spec
+from ppa_eval.patterns import (PatternError, PowerAttention, PowerPattern, format_spec, full_causal, mask_mod, match_cost,
+                               parse_power, parse_spec, parse_window, sliding_window)
 from ppa_eval.patterns.cost import MAX_DENOMINATOR
-from reference import brute_matrix, cached_and_full_logits, left_padded_batch
-
-# Not the repository root: there `python -m` would import the source tree instead of the installed package.
-RUN_DIR = Path(__file__).resolve().parent
+from reference import attends, brute_matrix, cached_and_full_logits, floor_power, left_padded_batch
 
 
 def brute_layers(matrix: np.ndarray) -> list:
@@ -40,11 +37,21 @@ def brute_layers(matrix: np.ndarray) -> list:
     return layers
 
 
-def ppa_eval_json(*args):
-    result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", *map(str, args), "--json"],
-                            capture_output=True, text=True, cwd=RUN_DIR)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout)
+def ppa_eval_pattern(capsys, *args) -> tuple[int, str, str]:
+    """`ppa-eval pattern ARGS` in this process: its exit status, stdout and stderr. (test_cli.py runs the
+    installed command in a process of its own; here a process start per call would cost more than the check.)"""
+    try:
+        status = main(["pattern", *map(str, args)])
+    except SystemExit as error:  # argparse's errors
+        status = error.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def ppa_eval_json(capsys, *args):
+    status, out, err = ppa_eval_pattern(capsys, *args, "--json")
+    assert status == 0, err[-2000:]
+    return json.loads(out)
 
 
 SPECS = [
@@ -57,10 +64,10 @@ SPECS = [
 
 
 @pytest.mark.parametrize("spec", SPECS)
-def test_cli_json_equals_brute_force(spec):
+def test_cli_json_equals_brute_force(spec, capsys):
     for length in (1, 7, 50, 97):
         matrix = brute_matrix(spec, length)
-        out = ppa_eval_json("--attention", spec, "--length", length, "--layers", 3)
+        out = ppa_eval_json(capsys, "--attention", spec, "--length", length, "--layers", 3)
         assert out["spec"] == spec and out["length"] == length
         assert out["relative_positions"] == [length - k for k in range(length - 1, -1, -1) if matrix[-1, k]]
         assert out["pairs"] == int(matrix.sum())
@@ -74,7 +81,7 @@ def test_cli_json_equals_brute_force(spec):
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_layers_and_counts_equal_brute_force_in_process(spec):
-    """The same, in process, at more lengths (the CLI test above pays a process start per length)."""
+    """The same at more lengths, through the functions the command calls."""
     from ppa_eval.patterns import keys_per_query, layers_to_last
 
     pattern = parse_spec(spec)
@@ -91,9 +98,9 @@ def test_mask_function_equals_brute_force(spec):
     assert np.array_equal(got.numpy(), brute_matrix(spec, length))
 
 
-def test_ppa_shorthand_is_the_ppa_spec():
-    shorthand = ppa_eval_json("--power", "0.75", "--window", "4", "--length", 200)
-    spec = ppa_eval_json("--attention", "ppa:p=3/4,w=4", "--length", 200)
+def test_ppa_shorthand_is_the_ppa_spec(capsys):
+    shorthand = ppa_eval_json(capsys, "--power", "0.75", "--window", "4", "--length", 200)
+    spec = ppa_eval_json(capsys, "--attention", "ppa:p=3/4,w=4", "--length", 200)
     assert shorthand == spec
 
 
@@ -136,9 +143,10 @@ def test_match_cost_picks_the_nearest_parameter(text, target_spec, length):
     assert gap <= min(abs(pairs(o, length) - target) for o in others)
 
 
-def test_match_cost_through_the_cli():
+@pytest.mark.slow
+def test_match_cost_through_the_cli(capsys):
     target = "powerattention:block=16,window=1,sink=1"
-    out = ppa_eval_json("--attention", "ppa:w=16", "--match-cost", target, "--length", 512)
+    out = ppa_eval_json(capsys, "--attention", "ppa:w=16", "--match-cost", target, "--length", 512)
     assert out["matched"] == {"spec": target, "pairs": int(brute_matrix(target, 512).sum())}
     assert out["spec"].startswith("ppa:p=") and out["spec"].endswith(",w=16")
     assert out["pairs"] == int(brute_matrix(out["spec"], 512).sum())
@@ -195,19 +203,79 @@ def test_bad_specs_name_the_fix(spec, fragment):
     (["--attention", "window:w=4", "--match-cost", "full"], "drop w=4"),
     (["--attention", "nope"], "unknown attention pattern"),
 ])
-def test_cli_errors(args, fragment):
-    result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", *args, "--length", "64"],
-                            capture_output=True, text=True, cwd=RUN_DIR)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert fragment in result.stderr, result.stderr
+def test_cli_errors(args, fragment, capsys):
+    status, _, err = ppa_eval_pattern(capsys, *args, "--length", "64")
+    assert status == 2 and fragment in err, err
 
 
-def test_plot_with_receptive_field(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "ppa_eval.cli", "pattern", "--attention",
-                             "powerattention:block=4,window=1,sink=1", "--length", "300", "--layers", "4",
-                             "--plot", str(tmp_path / "m.png")], capture_output=True, text=True, cwd=RUN_DIR)
-    assert result.returncode == 0, result.stderr
+def test_plot_with_receptive_field(tmp_path, capsys):
+    status, out, err = ppa_eval_pattern(capsys, "--attention", "powerattention:block=4,window=1,sink=1",
+                                        "--length", "300", "--layers", "4", "--plot", tmp_path / "m.png")
+    assert status == 0, err
+    assert "attended pairs" in out
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- PPA's attended set at long lengths and many powers, against floor(j^p) in exact integers
+
+rng = random.Random(1234)
+POWERS = [Fraction(k, 8) for k in range(9)] + [Fraction(1, 3), Fraction(9, 10)]
+POWERS += [Fraction(rng.randint(1, 999), 1000) for _ in range(10)]
+POWERS += [Fraction(rng.randint(1, 99), rng.randint(100, 400)) for _ in range(10)]
+
+
+@pytest.mark.parametrize("p", POWERS, ids=str)
+def test_ppa_attended_set_equals_brute_force(p):
+    length = 8192
+    floors = [floor_power(j, p) for j in range(length + 1)]
+    brute = {j for j in range(1, length + 1) if floors[j] - floors[j - 1] == 1}
+    for w in (0, 1, 16, 64):
+        assert PowerPattern(p, w).relative_positions(length).tolist() == sorted(brute | set(range(1, w + 1)))
+    # shorter lengths are prefixes, including lengths that are not powers of anything
+    for short in (1, 2, 63, 100, 1000):
+        expected = [j for j in sorted(brute | set(range(1, 17))) if j <= short]
+        assert PowerPattern(p, 16).relative_positions(short).tolist() == expected
+
+
+def test_paper_examples():
+    assert PowerPattern("1/2", 0).relative_positions(100).tolist() == [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]
+    assert PowerPattern("1/3", 0).relative_positions(100).tolist() == [1, 8, 27, 64]
+    assert sliding_window(3).relative_positions(100).tolist() == [1, 2, 3]
+    assert full_causal().relative_positions(50).tolist() == list(range(1, 51))
+
+
+@pytest.mark.parametrize("power, dtype", [("1/3", np.float64), ("2/3", np.float64), ("9/10", np.float32)])
+def test_exact_where_a_float_pow_mask_goes_wrong(power, dtype):
+    """The pattern equals the integer brute force at every j to 4,096, at powers where a float
+    `pow` mask (floor(j**p) in float64 or float32) marks some j wrongly: 64 ** (1/3) is
+    3.9999999999999996 in float64."""
+    p, length = Fraction(power), 4096
+    exact = [j for j in range(1, length + 1) if attends(p, 0, length, length - j + 1)]
+    j = np.arange(1, length + 1).astype(dtype)
+    steps = np.floor(j ** dtype(float(p))) - np.floor((j - 1) ** dtype(float(p)))
+    assert PowerPattern(power, 0).relative_positions(length).tolist() == exact
+    assert j[steps == 1].astype(int).tolist() != exact  # the case this exactness exists for
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("0.75", Fraction(3, 4)), ("1/3", Fraction(1, 3)), ("0.3333", Fraction(3333, 10000)), ("0", 0), ("1", 1),
+     (" 7/8 ", Fraction(7, 8)), (".5", Fraction(1, 2)), ("1e-1", Fraction(1, 10)), (0.1, Fraction(1, 10))],
+)
+def test_parse_power_is_exact(text, expected):
+    assert parse_power(text) == expected
+
+
+@pytest.mark.parametrize("text", ["1.5", "-0.1", "nan", "inf", "abc", "1/0", "3/2", "", float("nan")])
+def test_parse_power_rejects(text):
+    with pytest.raises(PatternError, match="power"):
+        parse_power(text)
+
+
+@pytest.mark.parametrize("text", ["-1", "2.5", "x"])
+def test_parse_window_rejects(text):
+    with pytest.raises(PatternError, match="window"):
+        parse_window(text)
 
 
 # ---- the transformers engine: every family's SDPA mask against the stock model given the brute-force mask

@@ -51,6 +51,7 @@ def test_the_prompt_holds_exemplars_then_problem(prompt):
                            "\n\nSolution:")
 
 
+@pytest.mark.slow
 def test_embedded_model_template_gets_the_empty_think_block(smollm2, prompt):
     chat = SMOLLM2_SYSTEM + "<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n"
     assert render_prompt(prompt, smollm2) == chat + EMPTY_THINK
@@ -60,6 +61,7 @@ def test_embedded_model_template_gets_the_empty_think_block(smollm2, prompt):
     assert render_prompt(prompt, smollm2, thinking="none") == chat
 
 
+@pytest.mark.slow
 def test_thinking_none_is_what_lm_eval_sends_with_apply_chat_template(smollm2, prompt):
     task = TaskManager(include_path=str(TASKS_DIR), include_defaults=False).load("ppa_math500")["tasks"]["ppa_math500"]
 
@@ -71,6 +73,7 @@ def test_thinking_none_is_what_lm_eval_sends_with_apply_chat_template(smollm2, p
     assert render_prompt(prompt, smollm2, thinking="none") == lm_eval_chat
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("thinking", ["off", "on", "none"])
 def test_chat_template_none_sends_the_plain_prompt(smollm2, prompt, thinking):
     assert render_prompt(prompt, smollm2, chat_template="none", thinking=thinking) == prompt

@@ -379,6 +379,7 @@ def test_cost_is_the_brute_force_fraction_of_dense_pairs(family_results):
     assert pa["accuracy % [95% CI] (n)"].startswith("50.0 [")
 
 
+@pytest.mark.slow
 def test_report_compares_families_and_full_is_the_reference(family_results):
     tests = paired_significance(collect(family_results), "passkey")
     assert dict(zip(tests["attention"], tests["c"]))["window:w=8"] == 7  # full right, window wrong
@@ -388,6 +389,7 @@ def test_report_compares_families_and_full_is_the_reference(family_results):
     assert matplotlib.image.imread(family_results / "equal_cost.png").shape[1] > 500
 
 
+@pytest.mark.slow
 def test_report_against_a_baseline_sets_each_p_beside_the_baselines(family_results, tmp_path_factory):
     """The fine-tuned layout: a row per p on the PPA curve, a column per task and length, and beside
     it the baseline's accuracy at that p (here a baseline whose window run found one more key at 32)."""
@@ -455,6 +457,7 @@ def assert_legible(fig, name):
         assert common is None or common.width * common.height < 1, (name, text, other)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["family_results", "narrow_cost_results"])
 def test_plots_keep_their_labels_whole_and_apart(request, fixture, monkeypatch):
     """The heatmap's depth label inside the picture, each panel's clear of its left neighbour's tick
@@ -473,6 +476,7 @@ def test_plots_keep_their_labels_whole_and_apart(request, fixture, monkeypatch):
     assert "equal_cost.png" in checked and any(name.startswith("heatmap_") for name in checked)
 
 
+@pytest.mark.slow
 def test_every_csv_table_is_one_table_a_csv_reader_takes(narrow_cost_results):
     import pandas
 

@@ -61,6 +61,7 @@ def n(run_dir):
     return json.loads((run_dir / "gsm8k" / "metrics.json").read_text())["n"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit, whole_lines, torn_bytes", [(16, 6, 300), (8, 5, 100)])
 def test_a_torn_batch_is_generated_again_and_counted_once(checkpoint, tmp_path, limit, whole_lines, torn_bytes):
     clean = run(checkpoint, tmp_path / "clean", limit)
@@ -75,6 +76,7 @@ def test_a_torn_batch_is_generated_again_and_counted_once(checkpoint, tmp_path, 
     assert len({s["doc_id"] for s in samples(torn)}) == n(torn) == limit
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_the_directory_to_the_corrected_command(checkpoint, tmp_path):
     def broken(*_):
         raise EngineError("the model does not load")
@@ -86,6 +88,7 @@ def test_a_failed_start_leaves_the_directory_to_the_corrected_command(checkpoint
     assert json.loads((run_dir / "manifest.json").read_text())["max_new_tokens"] == 8 and n(run_dir) == 2
 
 
+@pytest.mark.slow
 def test_a_run_grows_by_its_new_problems_only(checkpoint, tmp_path):
     calls = []
     quick = run(checkpoint, tmp_path / "grown", 4, calls=calls)

@@ -102,6 +102,7 @@ def test_malformed_line_names_file_and_line(tmp_path):
         read_jsonl(copy, hashlib.sha256(copy.read_bytes()).hexdigest())
 
 
+@pytest.mark.slow
 def test_hub_source_fails_clearly_when_offline(tmp_path):
     # The hub is out of reach here; offline mode must give one clear line, not a traceback.
     script = (
@@ -143,6 +144,7 @@ def test_task_settings_come_from_the_yaml():
     assert len(hashes) == 3 and all(re.fullmatch("[0-9a-f]{64}", h) for h in hashes)
 
 
+@pytest.mark.slow
 def test_docs_carry_ids_and_gold_answers(docs):
     records = read_jsonl(DATA_DIR / "math500/test.jsonl", readme_table()["math500/test.jsonl"][1])
     assert [(d.doc_id, d.gold) for d in docs["math500"]] == [
@@ -166,6 +168,7 @@ def test_lm_eval_loads_ppa_math500_from_the_include_path(docs):
     assert task.instances[0].args[1]["do_sample"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, own_task, directory, data_files",
     [
