@@ -33,12 +33,12 @@ from ppa_eval.settings import Settings, columns, manifest_entries
 from ppa_eval.tasks import TASKS, Doc, TaskSpec, load_docs
 
 
-def resolved(settings: Settings, pattern: BlockPattern) -> Settings:
+def resolved(settings: Settings, pattern: BlockPattern, checkpoint: Path) -> Settings:
     """The settings as the run records and uses them: the dtype, attention kernel and batch size that
     were left to their defaults made explicit."""
     engine = engine_type(settings.engine)
     return replace(settings, dtype=str(resolve_dtype(settings.dtype, settings.device)).removeprefix("torch."),
-                   attn_kernel=engine.attention_kernel(settings.attn_kernel, settings.device, pattern),
+                   attn_kernel=engine.attention_kernel(settings.attn_kernel, settings.device, pattern, checkpoint),
                    batch_size=settings.batch_size or ENGINES[settings.engine].batch_size)
 
 
@@ -158,7 +158,7 @@ def evaluate(checkpoint: Path, name: str, pattern: BlockPattern, settings: Setti
              engine_factory) -> Path:
     """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are
     skipped; the engine is closed before returning, so a sweep holds one model at a time."""
-    settings = resolved(settings, pattern)
+    settings = resolved(settings, pattern, checkpoint)
     tasks = [TASKS[t] for t in settings.tasks]
     run_dir = out / run_name(name, pattern)
     with exclusive(run_dir):

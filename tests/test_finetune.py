@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from ppa_eval.checkpoints import content_sha256, discover
 from ppa_eval.cli import main
@@ -172,12 +172,19 @@ def test_finetune_mistakes_get_one_line_errors(flags, message, tmp_path, tiny, c
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flex attention has a backward pass on GPUs only")
-def test_flex_training_matches_the_exact_mask_on_a_gpu(tiny, tiny_examples):
+def test_flex_training_matches_the_exact_mask_on_a_gpu(tmp_path, tiny, tiny_examples):
     """The two training paths give one loss and one gradient (float32, so only summation order differs)."""
+    from transformers import LlamaForCausalLM
+
     pattern = PowerPattern("1/2", 8)
+    config = AutoConfig.from_pretrained(tiny)
+    config.head_dim = 16  # flex attention's GPU kernels take heads of 16 and more; the tiny model's are 8
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "wide")
+    load_tokenizer(tiny).save_pretrained(tmp_path / "wide")
     results = {}
     for kernel in ("sdpa", "flex"):
-        model, tokenizer = load_model(tiny, pattern, "cuda", "float32", kernel)
+        model, tokenizer = load_model(tmp_path / "wide", pattern, "cuda", "float32", kernel)
         model.train()
         loss = loss_of(model, collate(tiny_examples[:4], tokenizer.pad_token_id, "cuda"))
         loss.backward()

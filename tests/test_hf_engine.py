@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from ppa_eval.engines import hf_attention
-from ppa_eval.engines.hf import HFEngine, load_model
-from ppa_eval.patterns import PowerPattern
+from ppa_eval.engines import EngineError, hf_attention
+from ppa_eval.engines.hf import HFEngine, attention_kernel, load_model
+from ppa_eval.patterns import PowerPattern, parse_spec
 from reference import cached_and_full_logits, dense_mask, left_padded_batch
 
 TOL = 1e-4  # float32, for one attention layer's output
@@ -145,6 +145,36 @@ def test_unregistered_mask_builder_fails_loudly(embedded_checkpoint, monkeypatch
     monkeypatch.delitem(ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, "ppa_sdpa")
     with pytest.raises(RuntimeError, match="without a mask"):
         ppa(torch.tensor([[5, 6, 7, 8]]))
+
+
+# The embedded model's heads are 64 wide, the tiny Llama's 8: the Triton kernels take powers of two
+# from 16, flex attention's GPU kernels 16 and more, SDPA any. The choice is made from the config
+# alone, so it is checked here without a GPU.
+@pytest.mark.parametrize("model, spec, device, requested, chosen", [
+    ("embedded", "ppa:p=1/2,w=64", "cuda", None, "ppa"),
+    ("embedded", "powerattention:block=64,window=1,sink=1", "cuda", None, "flex"),
+    ("embedded", "ppa:p=1/2,w=64", "cuda", "flex", "flex"),
+    ("tiny", "ppa:p=1/2,w=64", "cuda", None, "sdpa"),
+    ("tiny", "powerattention:block=64,window=1,sink=1", "cuda", None, "sdpa"),
+    ("tiny", "ppa:p=1/2,w=64", "cpu", None, "sdpa"),
+    ("embedded", "ppa:p=1/2,w=64", "cpu", None, "sdpa"),
+])
+def test_the_default_gpu_kernel_is_one_that_takes_the_models_heads(model, spec, device, requested, chosen,
+                                                                    embedded_checkpoint, make_tiny_checkpoint, tmp_path):
+    checkpoint = embedded_checkpoint if model == "embedded" else make_tiny_checkpoint(tmp_path / "tiny")
+    assert attention_kernel(checkpoint, parse_spec(spec), device, requested) == chosen
+
+
+@pytest.mark.parametrize("model, spec, requested", [
+    ("tiny", "ppa:p=1/2,w=64", "ppa"),
+    ("tiny", "ppa:p=1/2,w=64", "flex"),
+    ("embedded", "powerattention:block=64,window=1,sink=1", "ppa"),  # no Triton kernel for block patterns
+])
+def test_a_gpu_kernel_that_cannot_run_the_model_is_refused_before_loading(model, spec, requested,
+                                                                          embedded_checkpoint, make_tiny_checkpoint, tmp_path):
+    checkpoint = embedded_checkpoint if model == "embedded" else make_tiny_checkpoint(tmp_path / "tiny")
+    with pytest.raises(EngineError, match=f"--attn-kernel {requested} cannot run .*; use --attn-kernel sdpa"):
+        attention_kernel(checkpoint, parse_spec(spec), "cuda", requested)
 
 
 def test_attention_implementations_are_registered():

@@ -1,6 +1,8 @@
 """The run settings, defined once in ppa_eval.settings: what the command line, the manifest and the
 resume check make of them, checked against the format runs on disk already have."""
 
+from pathlib import Path
+
 import pytest
 
 from ppa_eval.cli import build_parser, evaluate_command
@@ -23,7 +25,7 @@ def test_a_resumed_run_is_checked_on_the_keys_it_always_was():
     ("vllm", {"attn_kernel": "vllm-ppa", "batch_size": 256}),  # the values every vLLM run has recorded
 ])
 def test_each_engine_records_its_own_attention_and_batch_size(engine, recorded):
-    entries = manifest_entries(resolved(Settings(engine=engine), PATTERN))
+    entries = manifest_entries(resolved(Settings(engine=engine), PATTERN, Path("not-read-on-the-cpu")))
     assert entries == {"engine": engine, "engine_options": {}, "dtype": "float32", "device": "cpu",
                        "max_new_tokens": None, "limit": None, "chat_template": "auto", "thinking": "off",
                        "data_source": "vendored", "seed": 1234, "context_lengths": None, **recorded}

@@ -46,8 +46,9 @@ class EngineType(Protocol):
     def load(self, checkpoint: Path, pattern, settings) -> Engine:
         """The engine with `checkpoint` loaded under `pattern` (settings: ppa_eval.settings.Settings)."""
 
-    def attention_kernel(self, requested: str | None, device: str, pattern) -> str:
-        """The attention it runs `pattern` with (the manifest's attn_kernel), given --attn-kernel or None."""
+    def attention_kernel(self, requested: str | None, device: str, pattern, checkpoint: Path) -> str:
+        """The attention it runs `pattern` with on `checkpoint` (the manifest's attn_kernel), given
+        --attn-kernel or None."""
 
     def library_versions(self) -> dict[str, str]:
         """The versions of the libraries it generates with, beyond those every run records."""

@@ -16,15 +16,32 @@ from ppa_eval.engines.model_files import load_tokenizer, pretrained_source, read
 from ppa_eval.patterns import BlockPattern
 
 
-def default_attn_kernel(device: str, pattern: BlockPattern) -> str:
-    # GPU: the Triton PPA kernels (bench/attention.py) for PPA, flex attention's block sparsity for
-    # the block patterns (PowerAttention); CPU: the exact boolean-mask SDPA path, since flex
-    # attention on CPU fails to compile in generate() with left padding (torch 2.13).
-    if torch.device(device).type != "cuda":
-        return "sdpa"
-    from ppa_eval.kernels import runs_pattern  # Triton: imported only where a GPU is
+FLEX_MIN_HEAD_DIM = 16  # torch inductor's flex attention kernels refuse smaller heads on a GPU
 
-    return "ppa" if runs_pattern(pattern) else "flex"
+
+def attention_kernel(checkpoint: Path, pattern: BlockPattern, device: str, requested: str | None = None) -> str:
+    """--attn-kernel checked against the checkpoint's head size on a GPU, or the kernel chosen by default.
+
+    GPU: the Triton PPA kernels (bench/attention.py) for the families that declare them, flex
+    attention's block sparsity for the others (PowerAttention), each where it takes the model's
+    heads, else the exact boolean-mask SDPA path. CPU: SDPA, since flex attention on CPU fails to
+    compile in generate() with left padding (torch 2.13)."""
+    if requested is not None and requested not in hf_attention.ATTENTION_IMPLEMENTATIONS:
+        raise EngineError(f"unknown attention kernel {requested!r}; use one of "
+                          f"{', '.join(sorted(hf_attention.ATTENTION_IMPLEMENTATIONS))}")
+    if torch.device(device).type != "cuda":
+        return requested or "sdpa"
+    from ppa_eval.engines.model_files import head_dim
+    from ppa_eval.kernels import runs_pattern, takes_head_dim  # Triton: imported only where a GPU is
+
+    size = head_dim(checkpoint)
+    runs = {"ppa": runs_pattern(pattern) and takes_head_dim(size), "flex": size >= FLEX_MIN_HEAD_DIM, "sdpa": True}
+    if requested is None:
+        return next(kernel for kernel in ("ppa", "flex", "sdpa") if runs[kernel])
+    if not runs[requested]:
+        raise EngineError(f"--attn-kernel {requested} cannot run {checkpoint} under {pattern.spec()} on a GPU "
+                          f"(heads of {size}); use --attn-kernel sdpa")
+    return requested
 
 
 def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
@@ -33,9 +50,7 @@ def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dty
     from transformers import AutoModelForCausalLM
 
     checkpoint = Path(checkpoint)
-    attn_kernel = attn_kernel or default_attn_kernel(device, pattern)
-    if attn_kernel not in hf_attention.ATTENTION_IMPLEMENTATIONS:
-        raise EngineError(f"unknown attention kernel {attn_kernel!r}; use one of {sorted(hf_attention.ATTENTION_IMPLEMENTATIONS)}")
+    attn_kernel = attention_kernel(checkpoint, pattern, device, attn_kernel)
     tokenizer = load_tokenizer(checkpoint)  # first: it fails in a second, the weights take longer
     with reading(checkpoint, "model"):
         model = AutoModelForCausalLM.from_pretrained(
@@ -69,9 +84,9 @@ class HFEngine:
         return cls(checkpoint, pattern, settings.device, settings.dtype, settings.attn_kernel)
 
     @staticmethod
-    def attention_kernel(requested: str | None, device: str, pattern: BlockPattern) -> str:
-        """--attn-kernel, or the kernel this device runs `pattern` with by default."""
-        return requested or default_attn_kernel(device, pattern)
+    def attention_kernel(requested: str | None, device: str, pattern: BlockPattern, checkpoint: Path) -> str:
+        """--attn-kernel, checked, or the kernel this device runs `pattern` with by default."""
+        return attention_kernel(checkpoint, pattern, device, requested)
 
     @staticmethod
     def library_versions() -> dict[str, str]:
@@ -80,7 +95,7 @@ class HFEngine:
     def __init__(self, checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
                  attn_kernel: str | None = None):
         self.device = device
-        self.attn_kernel = self.attention_kernel(attn_kernel, device, pattern)
+        self.attn_kernel = attention_kernel(checkpoint, pattern, device, attn_kernel)
         self.model, self.tokenizer = load_model(checkpoint, pattern, device, dtype, self.attn_kernel)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         # Decode steps from a CUDA graph (hf_graph.py) where the attention can be captured: the

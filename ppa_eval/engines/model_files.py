@@ -57,10 +57,20 @@ def load_tokenizer(checkpoint: Path):
     return tokenizer
 
 
-def max_context(checkpoint: Path) -> int | None:
-    """The longest sequence the checkpoint was built for (max_position_embeddings), if it says."""
+def model_config(checkpoint: Path):
+    """The checkpoint's transformers config."""
     from transformers import AutoConfig
 
     with reading(checkpoint, "config"):
-        config = AutoConfig.from_pretrained(**pretrained_source(checkpoint))
-    return getattr(config, "max_position_embeddings", None)
+        return AutoConfig.from_pretrained(**pretrained_source(checkpoint))
+
+
+def max_context(checkpoint: Path) -> int | None:
+    """The longest sequence the checkpoint was built for (max_position_embeddings), if it says."""
+    return getattr(model_config(checkpoint), "max_position_embeddings", None)
+
+
+def head_dim(checkpoint: Path) -> int:
+    """The size of the checkpoint's attention heads, which decides the GPU kernels that can run it."""
+    config = model_config(checkpoint)
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads

@@ -106,7 +106,7 @@ class VLLMEngine:
                             VLLMOptions(**settings.engine_options))
 
     @staticmethod
-    def attention_kernel(requested: str | None, device: str, pattern: BlockPattern) -> str:
+    def attention_kernel(requested: str | None, device: str, pattern: BlockPattern, checkpoint: Path) -> str:
         """Always the plug-in's pattern backend (vllm_backend.py), under the name every vLLM run has recorded."""
         return "vllm-ppa"
 

@@ -20,7 +20,7 @@ queries) come out 0. runs_pattern(pattern) says whether a pattern is one the ker
 """
 
 from ppa_eval.kernels.attention import (KernelInputError, plan_prefill_paged, ppa_attention, ppa_attention_paged,
-                                        ppa_prefill_paged, runs_pattern)
+                                        ppa_prefill_paged, runs_pattern, takes_head_dim)
 
 __all__ = ["KernelInputError", "plan_prefill_paged", "ppa_attention", "ppa_attention_paged", "ppa_prefill_paged",
-           "runs_pattern"]
+           "runs_pattern", "takes_head_dim"]

@@ -19,6 +19,11 @@ class KernelInputError(ValueError):
     """Tensors the PPA kernels cannot take."""
 
 
+def takes_head_dim(head_dim: int) -> bool:
+    """Do the kernels take heads of this size? Powers of two from 16: the tiles' dot products need it."""
+    return head_dim >= 16 and not head_dim & (head_dim - 1)
+
+
 def _check(q, k, v, out, n_kv_heads: int):
     if q.dim() != 4:
         raise KernelInputError(f"q must be [batch, heads, queries, head_dim], got shape {tuple(q.shape)}")
@@ -27,7 +32,7 @@ def _check(q, k, v, out, n_kv_heads: int):
     if q.dtype not in (torch.bfloat16, torch.float16) or k.dtype != q.dtype or v.dtype != q.dtype:
         raise KernelInputError(f"q, k, v must all be bfloat16 or float16, got {q.dtype}, {k.dtype}, {v.dtype}")
     head_dim = q.shape[3]
-    if k.shape[-1] != head_dim or head_dim < 16 or head_dim & (head_dim - 1):
+    if k.shape[-1] != head_dim or not takes_head_dim(head_dim):
         raise KernelInputError(f"head_dim must be a power of two >= 16 shared by q, k, v; got {head_dim} and {k.shape[-1]}")
     if q.shape[1] % n_kv_heads:
         raise KernelInputError(f"{q.shape[1]} query heads are not a multiple of {n_kv_heads} KV heads")
