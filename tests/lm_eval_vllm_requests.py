@@ -13,9 +13,25 @@ import argparse
 import json
 from pathlib import Path
 
-if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-imports this file
+
+def answer(lm, requests: dict) -> dict:
+    """The answers of the `ppa` model `lm` to every request of `requests` (test_lm_eval_vllm.py asks
+    the transformers engine the same in its own process)."""
     from lm_eval.api.instance import Instance
 
+    return {
+        "tokens": lm._loglikelihood_tokens([(None, context, continuation)
+                                            for context, continuation in requests["tokens"]]),
+        "loglikelihood": lm.loglikelihood([Instance("loglikelihood", {}, tuple(pair), 0)
+                                           for pair in requests["loglikelihood"]]),
+        "rolling": lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)
+                                             for text in requests["rolling"]]),
+        "generate": lm.generate_until([Instance("generate_until", {}, tuple(pair), 0)
+                                       for pair in requests["generate"]]),
+    }
+
+
+if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-imports this file
     from ppa_eval.lm_eval_model import PPALM
 
     parser = argparse.ArgumentParser()
@@ -30,15 +46,6 @@ if __name__ == "__main__":  # vLLM starts its engine process by spawn, which re-
         lm = PPALM(pretrained=str(args.checkpoint), attention=spec, engine="vllm", device="cpu", dtype="float32",
                    max_length=requests["max_length"], batch_size=requests["batch_size"], seed=0,
                    max_model_len=requests["max_model_len"], enforce_eager=True)
-        answers[spec] = {
-            "tokens": lm._loglikelihood_tokens([(None, context, continuation)
-                                                for context, continuation in requests["tokens"]]),
-            "loglikelihood": lm.loglikelihood([Instance("loglikelihood", {}, tuple(pair), 0)
-                                               for pair in requests["loglikelihood"]]),
-            "rolling": lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)
-                                                 for text in requests["rolling"]]),
-            "generate": lm.generate_until([Instance("generate_until", {}, tuple(pair), 0)
-                                           for pair in requests["generate"]]),
-        }
+        answers[spec] = answer(lm, requests)
         lm.engine.close()
     args.out.write_text(json.dumps(answers))

@@ -15,8 +15,7 @@ import torch
 
 pytest.importorskip("vllm")
 
-from lm_eval.api.instance import Instance  # noqa: E402
-
+from lm_eval_vllm_requests import answer  # noqa: E402
 from ppa_eval.lm_eval_model import PPALM  # noqa: E402
 from ppa_eval.prompts import render_prompt  # noqa: E402
 
@@ -41,20 +40,6 @@ def greedy_continuation(lm: PPALM, context: list[int], count: int) -> list[int]:
         for _ in range(count):
             tokens.append(int(lm.engine.model(input_ids=torch.tensor([tokens])).logits[0, -1].argmax()))
     return tokens[len(context):]
-
-
-def answer(lm: PPALM, requests: dict) -> dict:
-    """What lm_eval_vllm_requests.py answers, from a model in this process."""
-    return {
-        "tokens": lm._loglikelihood_tokens([(None, context, continuation)
-                                            for context, continuation in requests["tokens"]]),
-        "loglikelihood": lm.loglikelihood([Instance("loglikelihood", {}, tuple(pair), 0)
-                                           for pair in requests["loglikelihood"]]),
-        "rolling": lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)
-                                             for text in requests["rolling"]]),
-        "generate": lm.generate_until([Instance("generate_until", {}, tuple(pair), 0)
-                                       for pair in requests["generate"]]),
-    }
 
 
 @pytest.fixture(scope="module")
