@@ -15,8 +15,6 @@ The vLLM engine: tests/test_lm_eval_vllm.py.
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from ppa_eval.lm_eval_model import LMEvalModelError, PPALM, rejoin_spec, resolve
 from ppa_eval.patterns import PatternError, PowerPattern, parse_spec
 from ppa_eval.prompts import render_prompt
 from reference import brute_matrix
+from test_cli import ppa_eval
 
 # Each with sinks or blocks, which a left-padded row must count from its first real token.
 PATTERNS = ("ppa:p=1/2,w=3,sink=2", "powerattention:block=4,window=1,sink=1", "window:w=5,sink=3")
@@ -310,11 +309,10 @@ def test_generate_until_under_the_chat_template_equals_the_evaluate_path(tiny, t
 @pytest.mark.slow
 def test_ppa_eval_lm_eval_runs_lm_eval_with_the_ppa_model(tiny, task_dir, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "ppa_eval.cli", "lm-eval", "run", "--model", "ppa", "--model_args",
-               f"pretrained={tiny},attention=ppa:p=1/2,w=4,sink=1,dtype=float32,max_length={WINDOW}",
-               "--tasks", "ppa_test_choice", "--include_path", str(task_dir), "--output_path", str(out),
-               "--device", "cpu"]
-    subprocess.run(command, check=True, env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
+    ppa_eval("lm-eval", "run", "--model", "ppa", "--model_args",
+             f"pretrained={tiny},attention=ppa:p=1/2,w=4,sink=1,dtype=float32,max_length={WINDOW}",
+             "--tasks", "ppa_test_choice", "--include_path", task_dir, "--output_path", out, "--device", "cpu",
+             env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
     (results_file,) = out.rglob("results_*.json")
     results = json.loads(results_file.read_text())
     assert "acc,none" in results["results"]["ppa_test_choice"]

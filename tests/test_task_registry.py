@@ -23,8 +23,11 @@ def string_constants(path: Path) -> list[tuple[int, str]]:
 def test_no_module_but_the_registry_names_a_task():
     names = {name for task in TASKS.values() for name in (task.name, task.lm_eval_name)}
     assert {"math500", "ppa_gsm8k", "passkey", "ppa_variable_tracking"} <= names  # the shipped tasks are there
+    # The exceptions: the registry, and the task configs (tasks/ in the repository, installed as
+    # ppa_eval/task_configs), whose utils.py holds the hooks the YAMLs name.
     found = [f"{path.relative_to(PACKAGE)}:{line}: {value!r}"
-             for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "tasks.py"
+             for path in sorted(PACKAGE.rglob("*.py"))
+             if path != PACKAGE / "tasks.py" and "task_configs" not in path.relative_to(PACKAGE).parts
              for line, value in string_constants(path) if value in names]
     assert found == []
 
