@@ -16,6 +16,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from ppa_eval.engines import ENGINES
 from ppa_eval.errors import PPAEvalError
+from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS
 from ppa_eval.prompts import CHAT_TEMPLATE_MODES, THINKING_MODES
 from ppa_eval.tasks import DATA_SOURCES, DEFAULT_PER_LENGTH, PAPER_TASKS, TASKS, parse_tasks
 
@@ -76,7 +77,7 @@ class Settings:
         default_help=f"all; long context: {DEFAULT_PER_LENGTH}", resumed=False, column=True))  # may grow: runs.py
     context_lengths: list[int] | None = _setting(Setting(
         "prompt lengths in tokens of the long-context tasks, e.g. 1024,2048", parse=parse_context_lengths,
-        default_help="1024,2048,4096,8192"))
+        default_help=",".join(map(str, DEFAULT_CONTEXT_LENGTHS))))
     max_new_tokens: int | None = _setting(Setting(
         "tokens generated at most per problem", int, parse=_at_least_one, default_help="the task's max_gen_toks"))
     chat_template: str = _setting(Setting(
@@ -93,7 +94,8 @@ class Settings:
     dtype: str = _setting(Setting("auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16"), "auto")
     attn_kernel: str | None = _setting(Setting(
         "PPA attention of the transformers engine: ppa = Triton kernels, flex = flex attention, "
-        "sdpa = exact boolean mask", choices=("ppa", "flex", "sdpa"), default_help="GPU: ppa, or flex for patterns the kernels lack; CPU: sdpa"))
+        "sdpa = exact boolean mask", choices=("ppa", "flex", "sdpa"),
+        default_help="GPU: ppa, else flex, else sdpa, as the pattern and the model's head size allow; CPU: sdpa"))
     batch_size: int | None = _setting(Setting(
         "prompts per generate call, and per resume point", int, parse=_at_least_one,
         default_help=", ".join(f"{engine.batch_size} with {name}" for name, engine in ENGINES.items())))
