@@ -190,7 +190,7 @@ def _evaluate(args) -> None:
     run_dir = evaluate(path, name, pattern, settings, out, make_engine)
     from ppa_eval.report import collect, render_tables
 
-    print(render_tables(collect(run_dir), "md"))
+    print(render_tables(collect(run_dir), "md", perplexity=collect(run_dir, "scored")))
     print(f"results in {run_dir}")
 
 
@@ -395,10 +395,10 @@ def _reproduce(args) -> None:
 def _table(args) -> None:
     from ppa_eval.report import collect, render_tables
 
-    df = collect(Path(args.results_dir))
-    for note in df.attrs.get("notes", []):
+    df, perplexity = collect(Path(args.results_dir)), collect(Path(args.results_dir), "scored")
+    for note in df.attrs["notes"] + perplexity.attrs["notes"]:
         print(f"note: {note}", file=sys.stderr)
-    print(render_tables(df, args.format, args.metric))
+    print(render_tables(df, args.format, args.metric, perplexity))
 
 
 def _report(args) -> None:

@@ -1,5 +1,6 @@
 """One checkpoint under its attention pattern on the benchmark tasks:
-checkpoint -> engine (with mask) -> task prompts -> generations -> grader -> results on disk.
+checkpoint -> engine (with mask) -> task prompts -> generations -> grader -> results on disk
+(a scored corpus, the perplexity task: documents -> token log-probabilities -> perplexity per bucket).
 
 Work is planned as batches of the unfinished problems (prompts sorted by length, then cut every
 batch_size), and a batch is the unit that is written. Batches are written in plan order, so the
@@ -21,14 +22,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ppa_eval import __version__
+from ppa_eval import __version__, perplexity
 from ppa_eval.checkpoints import content_sha256
 from ppa_eval.engines import ENGINES, engine_type
 from ppa_eval.engines.model_files import load_tokenizer, max_context, resolve_dtype
+from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS
 from ppa_eval.patterns import BlockPattern
 from ppa_eval.prompts import render_prompt
 from ppa_eval.runs import (RESULT_SETTINGS, append_batch, check_manifest, exclusive, finished, pattern_fields,
-                           read_samples, resume_samples, run_name, sample_record, task_metrics, write_json_atomic)
+                           perplexity_metrics, perplexity_record, read_samples, resume_samples, run_name,
+                           sample_record, task_metrics, write_json_atomic)
 from ppa_eval.settings import Settings, columns, manifest_entries
 from ppa_eval.tasks import TASKS, Doc, TaskSpec, load_docs
 
@@ -73,22 +76,25 @@ def manifest(checkpoint: Path, pattern: BlockPattern, settings: Settings, genera
     }
 
 
-def _docs(task: TaskSpec, checkpoint: Path, settings: Settings) -> list[Doc]:
+def _docs(task: TaskSpec, checkpoint: Path, settings: Settings) -> list[Doc] | list[perplexity.Document]:
     """The task's documents, made once per process: building lm-eval's few-shot prompts or fitting
     160 haystacks to 1k-8k tokens takes seconds to minutes, and a sweep asks for the same set for
-    every checkpoint and p. Generated sets depend on the checkpoint only through its tokenizer and
-    context window, so the fine-tunes of one base share theirs."""
-    if not task.generated:
+    every checkpoint and p. Generated sets and scored corpora depend on the checkpoint only through
+    its tokenizer and context window, so the fine-tunes of one base share theirs."""
+    if not (task.generated or task.scored):
         key = (task.name, settings.limit, settings.data_source)
         if key not in _DOCS:
             _DOCS[key] = load_docs(task, limit=settings.limit, source=settings.data_source)
         return _DOCS[key]
-    lengths = None if settings.context_lengths is None else tuple(settings.context_lengths)
+    lengths = tuple(settings.context_lengths or DEFAULT_CONTEXT_LENGTHS)
     window = max_context(checkpoint)
     key = (task.name, _tokenizer_identity(checkpoint), window, settings.limit, lengths, settings.seed)
     if key not in _DOCS:
-        _DOCS[key] = load_docs(task, limit=settings.limit, tokenizer=load_tokenizer(checkpoint), context_lengths=lengths,
-                               seed=settings.seed, max_context=window)
+        tokenizer = load_tokenizer(checkpoint)
+        _DOCS[key] = (perplexity.documents(task.docs.data_set.read("test"), task.docs.id_field, tokenizer,
+                                           list(lengths), settings.limit, window) if task.scored else
+                      load_docs(task, limit=settings.limit, tokenizer=tokenizer, context_lengths=list(lengths),
+                                seed=settings.seed, max_context=window))
     return _DOCS[key]
 
 
@@ -154,6 +160,35 @@ def evaluate_task(engine, task: TaskSpec, docs: list[Doc], pattern: BlockPattern
     return result
 
 
+def score_task(engine, task: TaskSpec, docs: list[perplexity.Document], pattern: BlockPattern,
+               settings: Settings, task_dir: Path, checkpoint: str) -> dict:
+    """Score every unfinished document of a corpus task (perplexity), then write its metrics."""
+    metrics_path = task_dir / "metrics.json"
+    samples_path = task_dir / "samples.jsonl"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path.unlink(missing_ok=True)
+    lengths = settings.context_lengths or list(DEFAULT_CONTEXT_LENGTHS)
+    done = {s["doc_id"] for s in resume_samples(samples_path)}
+    todo = [d for d in docs if d.doc_id not in done]
+    rows = max(1, min(settings.batch_size, perplexity.TOKENS_PER_BATCH // max(lengths)))
+    progress = tqdm(total=len(docs), initial=len(docs) - len(todo), desc=task.name, unit="document",
+                    dynamic_ncols=True)
+    for batch in (todo[i : i + rows] for i in range(0, len(todo), rows)):
+        start = time.perf_counter()
+        scores = engine.score_tokens([d.token_ids for d in batch])
+        seconds = time.perf_counter() - start
+        append_batch(samples_path, [perplexity_record(d.doc_id, perplexity.bucket_scores(d, logprobs, engine.tokenizer,
+                                                                                          lengths), seconds / len(batch))
+                                    for d, (logprobs, _) in zip(batch, scores)])
+        progress.update(len(batch))
+        progress.set_postfix(tok_s=f"{sum(len(d.token_ids) for d in batch) / seconds:.0f}")
+    progress.close()
+    result = perplexity_metrics(task.name, read_samples(samples_path), checkpoint, pattern, columns(settings),
+                                settings.seed)
+    write_json_atomic(metrics_path, result)
+    return result
+
+
 def evaluate(checkpoint: Path, name: str, pattern: BlockPattern, settings: Settings, out: Path,
              engine_factory) -> Path:
     """Evaluate one checkpoint on settings.tasks; returns its run directory. Finished tasks are
@@ -179,7 +214,8 @@ def evaluate(checkpoint: Path, name: str, pattern: BlockPattern, settings: Setti
         try:
             for task in unfinished:
                 docs = generated.get(task.name) or _docs(task, checkpoint, settings)
-                evaluate_task(engine, task, docs, pattern, settings, run_dir / task.name, str(checkpoint))
+                run_task = score_task if task.scored else evaluate_task
+                run_task(engine, task, docs, pattern, settings, run_dir / task.name, str(checkpoint))
         finally:
             engine.close()
     return run_dir

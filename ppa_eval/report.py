@@ -83,14 +83,16 @@ def _on_p_curve(metrics: dict, pattern) -> bool:
     return metrics["power"] is not None and not pattern.sink
 
 
-def collect(results_dir: str | Path) -> pd.DataFrame:
-    """One row per finished (run, task) under results_dir, sorted by pattern (PPA by p, window,
-    sink; then PowerAttention), run, task.
+def collect(results_dir: str | Path, kind: str = "graded") -> pd.DataFrame:
+    """One row per finished (run, task) of `kind` under results_dir, sorted by pattern (PPA by p,
+    window, sink; then PowerAttention), run, task; empty when only tasks of the other kind finished.
 
     Columns: run (run directory relative to results_dir), task_dir, checkpoint, attention (the
     spec), series (the pattern's series()), p_curve (sink-free PPA), power (Fraction; None
-    outside PPA), power_str, window (PPA's; None outside PPA), task, accuracy, ci_low, ci_high, n,
-    and every other metrics.json key as is.
+    outside PPA), power_str, window (PPA's; None outside PPA), task, and then
+    accuracy, ci_low, ci_high, n and every other metrics.json key as is (kind "graded"), or
+    length and its `by_length` entry flattened: token_perplexity, ppl_low, ppl_high, bits_per_byte,
+    bpb_low, bpb_high, tokens, bytes, n, one row per (run, task, length) (kind "scored": perplexity).
     Lines about unfinished runs or limited evaluations are in `df.attrs["notes"]`.
     """
     results_dir = Path(results_dir)
@@ -110,14 +112,19 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
                 f"{path}: {described[0]} differs from the run's other tasks ({described[1]}); "
                 "one run directory holds one checkpoint and pattern"
             )
-        low, high = metrics.pop("ci95")
-        rows.append({"run": name, "task_dir": str(path.parent), **metrics, **metrics.pop("lm_eval", {}),
-                     "series": pattern.series(), "p_curve": _on_p_curve(metrics, pattern),
-                     "power_str": "" if metrics["power"] is None else str(metrics["power"]),
-                     "ci_low": low, "ci_high": high, "_order": sort_key(pattern)})
-    rows.sort(key=lambda row: (row["_order"], row["run"], row["task"]))
-    df = pd.DataFrame(rows).drop(columns="_order")
-    duplicated = df[df.duplicated(["run", "task"], keep=False)]
+        if metrics["kind"] != kind:
+            continue
+        row = {"run": name, "task_dir": str(path.parent), **metrics, "series": pattern.series(),
+               "p_curve": _on_p_curve(metrics, pattern),
+               "power_str": "" if metrics["power"] is None else str(metrics["power"]), "_order": sort_key(pattern)}
+        if kind == "scored":
+            rows += [{**row, **_perplexity_cell(length, cell)} for length, cell in row.pop("by_length").items()]
+        else:
+            low, high = row.pop("ci95")
+            rows.append({**row, **row.pop("lm_eval", {}), "ci_low": low, "ci_high": high})
+    rows.sort(key=lambda row: (row["_order"], row["run"], row["task"], row.get("length", 0)))
+    df = pd.DataFrame(rows).drop(columns="_order", errors="ignore")
+    duplicated = df[df.duplicated(["run", "task"], keep=False)] if kind == "graded" and rows else df[:0]
     if not duplicated.empty:
         first = duplicated.iloc[0]
         raise ReportError(
@@ -127,10 +134,19 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
     run_dirs = set(runs) | {m.parent for m in results_dir.rglob("manifest.json")}
     notes = _unfinished_notes(run_dirs, set(runs), results_dir)
     if "limit" in df:
-        for row in df[df["limit"].notna()].itertuples():
-            notes.append(f"{row.run}/{row.task}: limited to {int(row.limit)} problems (limit), n={row.n}")
+        for row in df[df["limit"].notna()].drop_duplicates(["run", "task"]).itertuples():
+            unit = "documents" if kind == "scored" else "problems"
+            notes.append(f"{row.run}/{row.task}: limited to {int(row.limit)} {unit} (limit), n={row.n}")
     df.attrs["notes"] = notes
     return df
+
+
+def _perplexity_cell(length: str, cell: dict) -> dict:
+    return {"length": int(length), "token_perplexity": cell["token_perplexity"],
+            "ppl_low": cell["token_perplexity_ci95"][0], "ppl_high": cell["token_perplexity_ci95"][1],
+            "bits_per_byte": cell["bits_per_byte"], "bpb_low": cell["bits_per_byte_ci95"][0],
+            "bpb_high": cell["bits_per_byte_ci95"][1], "tokens": cell["tokens"], "bytes": cell["bytes"],
+            "n": cell["n"]}
 
 
 # --- paired significance --------------------------------------------------------------------
@@ -292,11 +308,34 @@ def render_cost_table(df: pd.DataFrame, fmt: str = "md") -> str | None:
     return _render(table, fmt)
 
 
-def render_tables(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") -> str:
+def render_perplexity_table(cells: pd.DataFrame, fmt: str = "md") -> str | None:
+    """Perplexity by pattern (rows) and token position bucket (columns, ppa_eval/perplexity.py):
+    bits per byte [95% CI] and token perplexity. None when no perplexity task finished."""
+    if cells.empty:
+        return None
+    lengths = sorted(cells["length"].unique())
+    rows = []
+    for (task, run), group in cells.groupby(["task", "run"], sort=False):
+        by_length = {r.length: r for r in group.itertuples()}
+        row = {"task": TASKS[task].label if task in TASKS else task, "attention": group.iloc[0].attention, "run": run}
+        for length in lengths:
+            r = by_length.get(length)
+            row[f"{length} bits/byte [95% CI]"] = f"{r.bits_per_byte:.3f} [{r.bpb_low:.3f}, {r.bpb_high:.3f}]" if r else "-"
+            row[f"{length} ppl"] = f"{r.token_perplexity:.2f}" if r else "-"
+        rows.append({**row, "documents": str(group.iloc[0].n)})
+    return _render(pd.DataFrame(rows), fmt)
+
+
+def render_tables(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy",
+                  perplexity: pd.DataFrame | None = None) -> str:
     """Every table a results directory has: `metric` per run and task, then long context by length,
-    then long context against cost when several pattern families were run."""
-    extra = [table for table in (render_long_context_table(df, fmt), render_cost_table(df, fmt)) if table]
-    return "\n".join([render_table(df, fmt, metric), *extra])
+    then long context against cost when several pattern families were run, then `perplexity`
+    (collect's perplexity rows) by position."""
+    tables = [render_table(df, fmt, metric)] if not df.empty else []
+    tables += [table for table in (render_long_context_table(df, fmt), render_cost_table(df, fmt)) if table]
+    if perplexity is not None:
+        tables += [table for table in (render_perplexity_table(perplexity, fmt),) if table]
+    return "\n".join(tables)
 
 
 def _task_cells(row) -> dict[str, str]:
@@ -461,6 +500,41 @@ def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | Non
     return _save(fig, path)
 
 
+def plot_perplexity(cells: pd.DataFrame, path: str | Path) -> Path | None:
+    """Bits per byte and token perplexity against p (sink-free PPA runs at one window), one line per
+    position bucket, with 95% CIs: the perplexity counterpart of the accuracy S-curves."""
+    cells = p_curve_rows(cells)
+    if cells.empty:
+        return None
+    plt = _pyplot()
+    fig, (bits, tokens) = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    for length, group in cells.groupby("length"):
+        group = group.sort_values("power")
+        x = [float(p) for p in group["power"]]
+        label = f"tokens {_bucket_label(length, sorted(cells['length'].unique()))}"
+        bits.errorbar(x, group.bits_per_byte, yerr=[(group.bits_per_byte - group.bpb_low).clip(lower=0),
+                                                     (group.bpb_high - group.bits_per_byte).clip(lower=0)],
+                      fmt="-o", capsize=3, markersize=4, label=label)
+        tokens.errorbar(x, group.token_perplexity, yerr=[(group.token_perplexity - group.ppl_low).clip(lower=0),
+                                                         (group.ppl_high - group.token_perplexity).clip(lower=0)],
+                        fmt="-o", capsize=3, markersize=4, label=label)
+    for ax, what in ((bits, "bits per byte (95% CI)"), (tokens, "token perplexity (95% CI)")):
+        ax.set_xlabel("power p (attended keys grow as $L^{1+p}$)")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    tokens.set_yscale("log")
+    fig.suptitle("perplexity by token position against p")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _bucket_label(length: int, lengths: list[int]) -> str:
+    """A bucket's positions, as ppa_eval.perplexity.bucket_bounds draws them."""
+    below = [other for other in lengths if other < length]
+    return f"{max(below) + 1}-{length}" if below else f"2-{length}"
+
+
 def _p_cells(df: pd.DataFrame) -> pd.DataFrame:
     """Long-context cells of the curve over p, indexed by (power, task, length)."""
     return p_curve_rows(long_context_rows(df)).set_index(["power", "task", "length"])
@@ -603,12 +677,15 @@ def write_report(results_dir: str | Path, baseline_dir: str | Path | None = None
     the training-free sweep of the checkpoints' base model) also the long-context table and S-curve
     beside it (table_vs_baseline.*, s_curve_vs_baseline.png)."""
     results_dir = Path(results_dir)
-    df = collect(results_dir)
+    df, perplexity = collect(results_dir), collect(results_dir, "scored")
     baseline = collect(baseline_dir) if baseline_dir is not None else None
-    tables = {"table.md": render_tables(df, "md"), "table.tex": render_tables(df, "latex"),
+    tables = {"table.md": render_tables(df, "md", perplexity=perplexity),
+              "table.tex": render_tables(df, "latex", perplexity=perplexity),
               # a CSV file holds one table, so that any CSV reader takes it
-              "table.csv": render_table(df, "csv"), "table_long_context.csv": render_long_context_table(df, "csv"),
-              "table_cost.csv": render_cost_table(df, "csv")}
+              "table.csv": render_table(df, "csv") if not df.empty else None,
+              "table_long_context.csv": render_long_context_table(df, "csv"),
+              "table_cost.csv": render_cost_table(df, "csv"),
+              "table_perplexity.csv": render_perplexity_table(perplexity, "csv")}
     if baseline is not None:
         tables |= {f"table_vs_baseline.{suffix}": render_against_baseline(df, baseline, fmt)
                    for fmt, suffix in (("md", "md"), ("csv", "csv"), ("latex", "tex"))}
@@ -618,6 +695,7 @@ def write_report(results_dir: str | Path, baseline_dir: str | Path | None = None
             (results_dir / name).write_text(text)
             written.append(results_dir / name)
     plots = (plot_long_context_s_curves(df, results_dir / "s_curve_long_context.png"),
+             plot_perplexity(perplexity, results_dir / "perplexity.png"),
              plot_equal_cost(df, results_dir / "equal_cost.png"),
              plot_against_baseline(df, baseline, results_dir / "s_curve_vs_baseline.png") if baseline is not None
              else None)

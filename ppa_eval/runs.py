@@ -5,6 +5,10 @@
     OUT/<run>/<task>/samples.jsonl     one line per finished problem (`sample_record`), appended batch by batch
     OUT/<run>/<task>/metrics.json      written last (`task_metrics`): its presence means the task is finished
 
+A scored task (perplexity) has the same files: a line per document (`perplexity_record`) and
+metrics with `"kind": "scored"` (`perplexity_metrics`) instead of an accuracy (`"kind": "graded"`,
+the default).
+
 Nothing half-written passes for finished: JSON files are written to a temporary file and renamed,
 and samples.jsonl only grows by whole batches followed by fsync. Every line of a batch says how
 many lines its batch has (`batch_lines`), so a reader knows where the last complete batch ends: a
@@ -34,6 +38,7 @@ from hashlib import sha256
 from itertools import accumulate
 from pathlib import Path
 
+from ppa_eval import perplexity
 from ppa_eval.compat import with_attention
 from ppa_eval.errors import PPAEvalError
 from ppa_eval.jsonl import read_objects
@@ -126,6 +131,7 @@ def task_metrics(task: str, samples: list[dict], checkpoint: str, pattern: Block
     seconds = sum(s["generation_s"] for s in samples)
     metrics = {
         "task": task,
+        "kind": "graded",
         "checkpoint": checkpoint,
         **pattern_fields(pattern),
         **_accuracy(samples),
@@ -150,6 +156,23 @@ def task_metrics(task: str, samples: list[dict], checkpoint: str, pattern: Block
     if lm_eval_names:
         metrics["lm_eval"] = {name: sum(s["lm_eval"][name] for s in samples) / n for name in lm_eval_names}
     return metrics
+
+
+def perplexity_record(doc_id: str, buckets: list[dict], seconds: float) -> dict:
+    """One line of a perplexity task's samples.jsonl: a document's per-bucket tokens, bytes and
+    summed negative log-likelihood in nats (ppa_eval.perplexity.bucket_scores)."""
+    return {"doc_id": doc_id, "buckets": buckets, "scoring_s": round(seconds, 4)}
+
+
+def perplexity_metrics(task: str, samples: list[dict], checkpoint: str, pattern: BlockPattern, settings: dict,
+                       seed: int) -> dict:
+    """metrics.json of a finished perplexity task: token perplexity and bits per byte per bucket,
+    with per-document bootstrap 95% intervals drawn from `seed`, and `settings` (settings.columns)."""
+    seconds = sum(s["scoring_s"] for s in samples)
+    tokens = sum(bucket["tokens"] for s in samples for bucket in s["buckets"])
+    return {"task": task, "kind": "scored", "checkpoint": checkpoint, **pattern_fields(pattern),
+            "n": len(samples), "by_length": perplexity.by_length(samples, seed),
+            "tokens_per_s": tokens / seconds if seconds else 0.0, "wall_s": seconds, **settings}
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -342,14 +365,30 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-# metrics.json keys the report cannot do without: the check each must pass, and what it expects.
-_REQUIRED_METRICS = {
+def _is_interval(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+
+
+def _is_bucket(value) -> bool:
+    return isinstance(value, dict) and all(_is_number(value.get(key)) for key in (
+        "token_perplexity", "bits_per_byte", "tokens", "bytes", "n")) and \
+        _is_interval(value.get("token_perplexity_ci95")) and _is_interval(value.get("bits_per_byte_ci95"))
+
+
+# metrics.json keys the report cannot do without, per kind: the check each must pass, and what it expects.
+_RUN_METRICS = {
     "task": (lambda v: isinstance(v, str) and v != "", "a task name"),
     "checkpoint": (lambda v: isinstance(v, str), "a string"),
     "attention": (lambda v: isinstance(v, str), 'a pattern spec such as "ppa:p=3/4,w=64"'),
-    "accuracy": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "ci95": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)), "[low, high]"),
     "n": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+}
+_REQUIRED_METRICS = {
+    "graded": {**_RUN_METRICS,
+               "accuracy": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+               "ci95": (_is_interval, "[low, high]")},
+    "scored": {**_RUN_METRICS,
+               "by_length": (lambda v: isinstance(v, dict) and v and all(map(_is_bucket, v.values())),
+                             "a table of length -> token_perplexity, bits_per_byte and their ci95")},
 }
 
 
@@ -366,13 +405,16 @@ def _load_json(path: Path) -> dict:
 
 
 def read_metrics(path: Path) -> dict:
-    """A finished task's metrics, checked; `pattern` is its pattern, and `power` and `window` are
-    p and w for PPA (None for other families)."""
+    """A finished task's metrics, checked; `kind` is "graded" (answers; the default) or "scored"
+    (perplexity), `pattern` its pattern, and `power` and `window` are p and w for PPA (None for other families)."""
     try:
         metrics = with_attention(_load_json(path))
     except PatternError as err:
         raise RunError(f"{path}: {err}") from None
-    for key, (valid, expected) in _REQUIRED_METRICS.items():
+    metrics.setdefault("kind", "graded")
+    if metrics["kind"] not in _REQUIRED_METRICS:
+        raise RunError(f"{path}: 'kind' must be one of {', '.join(_REQUIRED_METRICS)}, got {metrics['kind']!r}")
+    for key, (valid, expected) in _REQUIRED_METRICS[metrics["kind"]].items():
         if key not in metrics:
             raise RunError(f"{path}: missing {key!r}; re-run ppa-eval evaluate for this task")
         if not valid(metrics[key]):

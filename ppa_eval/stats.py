@@ -1,4 +1,4 @@
-"""Statistics for accuracies measured on a fixed set of problems."""
+"""Statistics for accuracies and per-token rates measured on a fixed set of problems or documents."""
 
 from __future__ import annotations
 
@@ -33,3 +33,19 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     tail = Fraction(sum(math.comb(n, k) for k in range(min(b, c) + 1)), 2**n)
     return float(min(Fraction(1), 2 * tail))
+
+
+def bootstrap_ratio_ci(numerators: list[float], denominators: list[float], resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% interval of sum(numerators) / sum(denominators) when whole units (documents)
+    are resampled with replacement: the right interval for a per-token rate whose tokens come in
+    documents, where tokens of one document are not independent draws."""
+    import numpy as np
+
+    numerators, denominators = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if len(numerators) != len(denominators) or len(numerators) == 0 or denominators.sum() <= 0:
+        raise ValueError("need one numerator and one positive-sum denominator per unit, and at least one unit")
+    picks = np.random.default_rng(seed).integers(0, len(numerators), size=(resamples, len(numerators)))
+    ratios = numerators[picks].sum(axis=1) / denominators[picks].sum(axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)

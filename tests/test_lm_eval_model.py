@@ -26,7 +26,7 @@ from ppa_eval.engines.hf import HFEngine
 from ppa_eval.lm_eval_model import LMEvalModelError, PPALM, rejoin_spec, resolve_attention
 from ppa_eval.patterns import PatternError, PowerPattern, parse_spec
 from ppa_eval.prompts import render_prompt
-from reference import brute_matrix
+from reference import brute_matrix, brute_scores
 from test_cli import ppa_eval
 
 # Each with sinks or blocks, which a left-padded row must count from its first real token.
@@ -40,18 +40,6 @@ DOCUMENT = (
     "In summer the fishermen waved from their boats, and children from the village brought him bread and apples. "
     "After forty years he gave the notebooks to the town library, where they fill three long shelves."
 )
-
-
-def brute_scores(model, row: list[int], spec: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability of each token of `row` after the first, and whether it is the argmax, from the
-    stock model with the pattern's mask written out position by position."""
-    length = len(row) - 1
-    allowed = torch.from_numpy(brute_matrix(spec, length))
-    mask = torch.zeros(length, length).masked_fill(~allowed, torch.finfo(torch.float32).min)[None, None]
-    with torch.no_grad():
-        logprobs = model(input_ids=torch.tensor([row[:-1]]), attention_mask=mask).logits[0].float().log_softmax(-1)
-    targets = torch.tensor(row[1:])
-    return logprobs.gather(-1, targets[:, None])[:, 0], logprobs.argmax(-1) == targets
 
 
 @pytest.fixture(scope="module")

@@ -63,9 +63,13 @@ def relative_functions(value, directory: Path):
 def test_each_entry_reads_its_yaml_as_lm_eval_does(name):
     task = TASKS[name]
     lm_eval_config = relative_functions(load_yaml(task.yaml_path, resolve_func=False), task.yaml_path.parent)
-    assert task.config == lm_eval_config
-    assert task.lm_eval_name == f"ppa_{name}" and task.stop == tuple(lm_eval_config["generation_kwargs"]["until"])
-    assert task.generated == (task.lm_eval_metrics is None)  # the generated tasks have no stock lm-eval twin
+    assert task.config == lm_eval_config and task.lm_eval_name == f"ppa_{name}"
+    if task.scored:  # a corpus: lm-eval scores it as rolling log-likelihood, there is nothing to generate
+        assert lm_eval_config["output_type"] == "loglikelihood_rolling" and task.grader is None
+        return
+    assert task.stop == tuple(lm_eval_config["generation_kwargs"]["until"])
+    # the generated tasks have no stock lm-eval twin
+    assert task.generated == (task.lm_eval_metrics is None)
 
 
 def test_grade_takes_the_tasks_whose_grader_grades_files():

@@ -18,11 +18,11 @@ from lm_eval.tasks.minerva_math.utils import list_fewshot_samples
 from ppa_eval.grading import GSM8K, MATH
 from ppa_eval.tasks import (
     DATA_DIR,
+    DATA_SETS,
     TASKS,
     TASKS_DIR,
     TaskError,
     load_docs,
-    load_splits,
     load_task,
     read_jsonl,
 )
@@ -70,11 +70,11 @@ def lm_eval_own_task(name: str, directory: str, data_files: dict[str, str], cach
 
 def test_pinned_hashes_and_line_counts_match_the_data_readme():
     table = readme_table()
-    pinned = {**load_task("math500").data_sha256, **load_task("gsm8k").data_sha256}
+    pinned = {file: sha for task in TASKS.values() for file, sha in task.data_sha256.items()}
     assert pinned == {name: sha for name, (_, sha) in table.items()}
-    for data_set in ("math500", "gsm8k"):
-        for split, records in load_splits(data_set).items():
-            assert len(records) == table[f"{data_set}/{split}.jsonl"][0]
+    for data_set in DATA_SETS.values():
+        for split, (file, _) in data_set.files.items():
+            assert len(data_set.read(split)) == table[file][0]
 
 
 def test_sha256_mismatch_names_the_file(tmp_path):

@@ -1,4 +1,4 @@
-"""Engines: what turns prompts into greedy completions under an attention pattern.
+"""Engines: what turns prompts into greedy completions, and scores tokens, under an attention pattern.
 
 Every engine implements the same small interface, `Engine`; its class (`EngineType`) loads it and
 says what a run's manifest records of it. ENGINES names the classes: the transformers engine
@@ -35,6 +35,10 @@ class Engine(Protocol):
 
     def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list[Generation]:
         """Greedy completions of full-text prompts (special tokens included, none added)."""
+
+    def score_tokens(self, rows: list[list[int]]) -> list[tuple[list[float], list[bool]]]:
+        """For each row of token ids, each token's log-probability after the first given those before
+        it under the pattern, and whether it is the greedy choice (log-likelihoods, perplexity)."""
 
     def close(self) -> None:
         """Free the model and any processes; the engine is unusable afterwards."""
