@@ -5,6 +5,7 @@ lm-eval passes a task's metadata to `custom_dataset`; `--metadata '{"data_source
 reads the data sets from the Hugging Face hub instead of the vendored copies.
 """
 
+import random
 import re
 from importlib.resources import files
 
@@ -83,3 +84,15 @@ def long_context(long_context_task: str, pretrained: str | None = None, tokenize
 
 def process_long_context(doc: dict, results: list[str]) -> dict[str, float]:
     return {"acc": float(TASKS[doc["task"]].grader.grade(results[0], doc["gold"]).correct)}
+
+
+def passkey_choices(doc: dict) -> list[str]:
+    """The true pass key first, then three other 5-digit numbers drawn from the problem's doc_id."""
+    (key,) = doc["gold"]
+    rng, choices = random.Random(doc["doc_id"]), [key]
+    while len(choices) < 4:
+        other = str(rng.randint(10000, 99999))
+        if other not in choices:
+            choices.append(other)
+    return choices
+

@@ -305,3 +305,28 @@ def test_ppa_eval_lm_eval_runs_lm_eval_with_the_ppa_model(tiny, task_dir, tmp_pa
     results = json.loads(results_file.read_text())
     assert "acc,none" in results["results"]["ppa_test_choice"]
     assert results["config"]["ppa_attention"] == "ppa:p=1/2,w=4,sink=1"
+
+
+@pytest.mark.slow
+def test_the_shipped_passkey_choice_task_scores_as_stock_lm_eval_hf_at_full_attention(tiny):
+    # a multiple-choice task that runs offline: the generated pass-key problems, the true key against
+    # three other numbers; our model at p = 1 scores every choice as stock lm-eval's hf model does
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    from ppa_eval.tasks import TASKS_DIR
+
+    def run(model) -> dict:
+        manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                              metadata={"pretrained": str(tiny), "context_lengths": [256], "per_length": 3})
+        return lm_eval.simple_evaluate(model=model, tasks=["ppa_passkey_choice"], task_manager=manager,
+                                       log_samples=True)["samples"]
+
+    options = {"pretrained": str(tiny), "dtype": "float32", "batch_size": 4, "device": "cpu"}
+    ours, stock = run(PPALM(attention="full", **options)), run(HFLM(**options))
+    for sample in ours["ppa_passkey_choice"]:
+        choices = [request[1].strip() for request in sample["arguments"]]
+        assert choices[0] == sample["doc"]["gold"][0] and len(set(choices)) == 4
+        assert all(len(choice) == 5 and choice.isdigit() for choice in choices)
+    assert len(ours["ppa_passkey_choice"]) == 3
+    assert_close(responses(ours), responses(stock))
