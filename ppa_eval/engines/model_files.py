@@ -5,6 +5,7 @@ load in. Every engine, the tasks and fine-tuning read them here, so each reads t
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,10 +58,26 @@ def load_tokenizer(checkpoint: Path):
     return tokenizer
 
 
+def is_retention(checkpoint: Path) -> bool:
+    """Whether the checkpoint is a power-retention model (Brumby, PowerCoder: ppa_eval.retention),
+    by its config's model_type."""
+    from ppa_eval.retention import MODEL_TYPES
+
+    path = Path(checkpoint)
+    try:
+        return path.suffix != ".gguf" and json.loads((path / "config.json").read_text()).get("model_type") in MODEL_TYPES
+    except (OSError, ValueError):
+        return False  # reading the config properly says what is wrong with it
+
+
 def model_config(checkpoint: Path):
     """The checkpoint's transformers config."""
     from transformers import AutoConfig
 
+    if is_retention(checkpoint):
+        from ppa_eval.retention import register
+
+        register()
     with reading(checkpoint, "config"):
         return AutoConfig.from_pretrained(**pretrained_source(checkpoint))
 
