@@ -64,6 +64,7 @@ def test_the_engines_refuse_what_does_not_fit(tiny_brumby, embedded_checkpoint):
 def test_evaluate_and_report_treat_it_as_one_more_architecture(tiny_brumby, tmp_path):
     from ppa_eval.evaluate import evaluate
     from ppa_eval.engines import make_engine
+    from ppa_eval.engines.model_files import attention_shape
     from ppa_eval.report import collect, render_tables
     from ppa_eval.settings import Settings
 
@@ -79,6 +80,10 @@ def test_evaluate_and_report_treat_it_as_one_more_architecture(tiny_brumby, tmp_
     assert "power" not in manifest  # PPA's p is not retention's degree
     samples = [json.loads(line) for line in (run / "passkey" / "samples.jsonl").read_text().splitlines()]
     assert {s["context_length"] for s in samples} == {512} and all(s["prompt_tokens"] > 400 for s in samples)
+    metrics = json.loads((run / "passkey" / "metrics.json").read_text())
+    assert metrics["cost_length"] > 400 and metrics["architecture"] == "power-retention"
+    assert metrics["cache_bytes"] == pattern.cache_bytes(attention_shape(tiny_brumby, "float32"), 10**6)  # constant
     frame = collect(tmp_path)
     assert set(frame["series"]) == {"retention"} and not frame["p_curve"].any()
-    assert pattern.spec() in render_tables(frame)
+    table = render_tables(frame)
+    assert pattern.spec() in table and "passkey MFLOP/token" in table and "passkey cache MiB" in table

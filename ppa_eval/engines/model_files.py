@@ -91,3 +91,18 @@ def head_dim(checkpoint: Path) -> int:
     """The size of the checkpoint's attention heads, which decides the GPU kernels that can run it."""
     config = model_config(checkpoint)
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def attention_shape(checkpoint: Path, dtype: str):
+    """The checkpoint's attention as the cost model sees it (ppa_eval.patterns.cost): layers, heads,
+    KV heads, head size, and the bytes of a value cached in `dtype` (a torch dtype name)."""
+    from ppa_eval.patterns.cost import VALUE_BYTES, AttentionShape
+
+    config = model_config(checkpoint)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    layer_types = getattr(text, "layers_block_type", None)  # NemotronH: only its attention layers count
+    layers = layer_types.count("attention") if isinstance(layer_types, list) else text.num_hidden_layers
+    return AttentionShape(layers=layers, heads=heads, kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+                          head_dim=getattr(text, "head_dim", None) or text.hidden_size // heads,
+                          value_bytes=VALUE_BYTES[dtype])

@@ -16,6 +16,14 @@ Its spec is `retention:degree=2,chunk=C,prefill=P,switch=S`:
     every `chunk` tokens, and prompts longer than `switch` are prefilled `prefill` tokens at a
     time through the state. They are exact reformulations (speed and memory, not accuracy), so
     they are recorded, not swept; chunk=0 is the exact quadratic path.
+
+Cost (cost.py's decode_flops and cache_bytes call these), per layer, d the head size, hq and hk
+the query and KV heads, D = state_width(d) (9,216 at d = 128), c = chunk, t = min(L, c) the tail:
+  - state path (c > 0): FLOPs per token 2·D·(d + 1)·(hq + hk) (query the state and its normaliser
+    with each query head; fold each token's phi(k) v^T into it once per KV head) + 4·t·d·hq (the
+    tail, exactly); bytes hk·D·(d·value bytes + 4) (state, float32 normaliser) + t·hk·(2·d·value
+    bytes + 4) (tail K, V, float32 gate). Constant in L.
+  - exact path (c = 0): dense attention's 4·L·d·hq FLOPs, and the K, V and gate of every token.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 from ppa_eval.patterns.base import BlockPattern, PatternError, Spelling, parse_count
 
 ARCHITECTURE = "power-retention"
+GATE_BYTES = 4  # a cached log-gate is float32
 CONFIG_KEYS = {"chunk": "chunk_size", "prefill": "prefill_chunk_size", "switch": "switch_over_seq_len"}
 
 
@@ -78,5 +87,28 @@ class PowerRetention(BlockPattern):
     def sort_key(self) -> tuple:
         return (self.degree, self.chunk, self.prefill, self.switch)
 
+    def decode_flops(self, shape, length: int) -> int:
+        """Attention FLOPs of one generated token at context `length` (module docstring), all layers."""
+        d, tail = shape.head_dim, length if not self.chunk else min(length, self.chunk)
+        per_layer = 4 * tail * d * shape.heads
+        if self.chunk:
+            per_layer += 2 * state_width(d) * (d + 1) * (shape.heads + shape.kv_heads)
+        return shape.layers * per_layer
+
+    def cache_bytes(self, shape, length: int) -> int:
+        """Bytes a sequence keeps for decoding at `length` tokens (module docstring), all layers."""
+        d, tail = shape.head_dim, length if not self.chunk else min(length, self.chunk)
+        per_layer = tail * shape.kv_heads * (2 * d * shape.value_bytes + GATE_BYTES)
+        if self.chunk:
+            per_layer += shape.kv_heads * state_width(d) * (d * shape.value_bytes + GATE_BYTES)
+        return shape.layers * per_layer
+
     def fields(self) -> dict:
         return {"architecture": ARCHITECTURE, "degree": self.degree, **self.config_entries()}
+
+
+def state_width(head_dim: int) -> int:
+    """Rows of the state per KV head, as the retention kernels lay it out for degree 2: the d(d+1)/2
+    distinct products of phi(k), in tiles of 16 x 8 (retention's compute_expanded_dim)."""
+    inner, outer = 16, 8
+    return (inner // outer + head_dim // outer) * (head_dim // inner) // 2 * inner * outer
