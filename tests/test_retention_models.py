@@ -4,6 +4,7 @@ package's reference), and the properties those files lack or do not test: a tied
 padding that changes nothing, and the state path equal to the exact quadratic path."""
 
 import json
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -125,11 +126,16 @@ def brute_force(q, k, v, log_g):
     return out.float()
 
 
+@cache
+def formula() -> torch.Tensor:
+    """brute_force of shapes(), computed once for the tests below."""
+    return brute_force(*shapes())
+
+
 @pytest.mark.parametrize("chunking", [{}, {"chunk_size": 16}, {"chunk_size": 16, "switch_over_seq_len": 32}])
 def test_reference_prefill_equals_the_formula(chunking):
     q, k, v, log_g = shapes()
-    torch.testing.assert_close(reference.power_retention(q, k, v, log_g, **chunking), brute_force(q, k, v, log_g),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(reference.power_retention(q, k, v, log_g, **chunking), formula(), atol=1e-5, rtol=1e-4)
 
 
 def test_reference_decode_folding_every_8_tokens_equals_the_formula():
@@ -142,7 +148,7 @@ def test_reference_decode_folding_every_8_tokens_equals_the_formula():
         if i + 1 - start >= 8:
             state, start = folded, i + 1
         outputs.append(y)
-    torch.testing.assert_close(torch.cat(outputs, 1), brute_force(q, k, v, log_g), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.cat(outputs, 1), formula(), atol=1e-5, rtol=1e-4)
 
 
 def test_reference_equals_the_retention_package_where_installed():
