@@ -70,9 +70,10 @@ def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dty
     attn_kernel = attention_kernel(checkpoint, pattern, device, attn_kernel)
     tokenizer = load_tokenizer(checkpoint)  # first: it fails in a second, the weights take longer
     if isinstance(pattern, PowerRetention):  # its own layers, with the spec's cache settings
-        from ppa_eval.retention import register
+        from ppa_eval.retention import layer, register
 
         register()
+        layer.kernels(torch.device(device))  # a GPU without the retention package fails here, not mid-run
         attention = pattern.config_entries()
     else:
         attention = {"attn_implementation": hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel]}
