@@ -98,6 +98,40 @@ def _pattern(args) -> None:
         print(f"mask plot written to {args.plot}")
 
 
+def _cost(args) -> None:
+    """Attention FLOPs per generated token and cache bytes per sequence of one model shape under
+    each pattern (patterns/cost.py; retention's formula: patterns/retention.py)."""
+    from ppa_eval.checkpoints import config_pattern
+    from ppa_eval.engines.model_files import attention_shape
+    from ppa_eval.patterns import parse_spec
+    from ppa_eval.patterns.cost import VALUE_BYTES, AttentionShape, cache_bytes, decode_flops
+
+    if (args.checkpoint is None) == (args.shape is None):
+        raise UsageError("give a checkpoint (its attention shape) or --shape LAYERS,HEADS,KV_HEADS,HEAD_DIM, not both")
+    lengths = [int(length) for length in args.lengths.split(",")]
+    if args.shape is not None:
+        try:
+            shape = AttentionShape(*map(int, args.shape.split(",")), value_bytes=VALUE_BYTES[args.dtype])
+        except (TypeError, ValueError):
+            raise UsageError(f"--shape {args.shape!r}: write LAYERS,HEADS,KV_HEADS,HEAD_DIM, e.g. 40,40,8,128") from None
+        patterns = [parse_spec(spec) for spec in (args.attention or ["full"])]
+    else:
+        path = Path(args.checkpoint)
+        shape = attention_shape(path, args.dtype)
+        own = config_pattern(path)
+        patterns = [parse_spec(spec) for spec in (args.attention or ["full"])] + ([own] if own else [])
+    rows = [{"attention": pattern.spec(), "length": length, "attention_flops_per_token": decode_flops(pattern, shape, length),
+             "cache_bytes": cache_bytes(pattern, shape, length)} for pattern in patterns for length in lengths]
+    if args.json:
+        print(json.dumps({"shape": vars(shape), "rows": rows}, indent=2))
+        return
+    print(f"| attention | L | MFLOP/token | cache MiB |  ({shape.layers} layers, {shape.heads}/{shape.kv_heads} heads "
+          f"of {shape.head_dim}, {shape.value_bytes}-byte values)\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['attention']} | {row['length']:,} | {row['attention_flops_per_token'] / 1e6:,.1f} | "
+              f"{row['cache_bytes'] / 2**20:,.1f} |")
+
+
 def _check_evaluation_flags(args) -> None:
     """The checks that need no model and no heavy import, made first so that a mistake costs no wait."""
     from ppa_eval.engines import EngineError
@@ -475,6 +509,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="draw the mask (queries x keys), and with --layers the receptive field, into this PNG")
     p.add_argument("--plot-size", type=int, default=128, help="largest L drawn in the mask plot (default 128)")
     p.set_defaults(run=_pattern)
+
+    p = commands.add_parser("cost", help="attention FLOPs per generated token and cache bytes per sequence of a "
+                                         "model under patterns, power retention included")
+    p.add_argument("checkpoint", nargs="?", help="model directory or .gguf file: its attention shape, and its own "
+                                                 "pattern beside --attention")
+    p.add_argument("--shape", help="LAYERS,HEADS,KV_HEADS,HEAD_DIM instead of a checkpoint (Brumby-14B: 40,40,8,128)")
+    p.add_argument("--attention", action="append", help=ATTENTION_HELP + " or retention:degree=2,chunk=C; "
+                   "repeat for several (default: full)")
+    p.add_argument("--lengths", default="1024,4096,32768", help="context lengths L (default 1024,4096,32768)")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
+                   help="the cached values' dtype (default bfloat16)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_cost)
 
     p = commands.add_parser("evaluate", help="evaluate one checkpoint (default: the embedded model) under its "
                                              "attention pattern")

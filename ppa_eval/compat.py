@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 
-from ppa_eval.patterns import (CONFIG_KEY, DEFAULT_WINDOW, BlockPattern, PatternError, PowerPattern, format_power,
-                               format_spec, parse_power, parse_spec)
+from ppa_eval.patterns import (CONFIG_KEY, DEFAULT_WINDOW, BlockPattern, PatternError, PowerPattern, PowerRetention,
+                               format_power, format_spec, parse_power, parse_spec)
+from ppa_eval.retention import MODEL_TYPES as RETENTION_MODEL_TYPES
 
 # Every config key that may name a pattern: the spec, and the older PPA keys.
 CONFIG_KEYS = (CONFIG_KEY, "ppa_power", "ppa_window", "ppa")
@@ -23,7 +24,10 @@ RETIRED_ENVIRONMENT = ("PPA_EVAL_POWER", "PPA_EVAL_WINDOW")
 
 def pattern_from_config(config: dict) -> BlockPattern | None:
     """The pattern a model config names (config.json, or a config object's vars()), or None when it
-    names none. A config that names a pattern both ways must name the same one."""
+    names none. A config that names a pattern both ways must name the same one. A retention
+    checkpoint (Brumby, PowerCoder) names its own, from its model type and cache keys."""
+    if config.get("model_type") in RETENTION_MODEL_TYPES:
+        return PowerRetention.from_config(config)
     nested = config.get("ppa") if isinstance(config.get("ppa"), dict) else {}
     spec = config.get(CONFIG_KEY, nested.get("attention"))
     power = config.get("ppa_power", nested.get("power"))

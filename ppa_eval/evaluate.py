@@ -25,9 +25,10 @@ from tqdm import tqdm
 from ppa_eval import __version__, perplexity
 from ppa_eval.checkpoints import content_sha256
 from ppa_eval.engines import ENGINES, engine_type
-from ppa_eval.engines.model_files import load_tokenizer, max_context, resolve_dtype
+from ppa_eval.engines.model_files import attention_shape, load_tokenizer, max_context, resolve_dtype
 from ppa_eval.long_context import DEFAULT_CONTEXT_LENGTHS
 from ppa_eval.patterns import BlockPattern
+from ppa_eval.patterns.cost import run_cost
 from ppa_eval.prompts import render_prompt
 from ppa_eval.runs import (RESULT_SETTINGS, append_batch, check_manifest, exclusive, finished, pattern_fields,
                            perplexity_metrics, perplexity_record, read_samples, resume_samples, run_name,
@@ -155,7 +156,9 @@ def evaluate_task(engine, task: TaskSpec, docs: list[Doc], pattern: BlockPattern
         progress.update(len(batch))
         progress.set_postfix(tok_s=f"{sum(g.completion_tokens for g in generations) / seconds:.1f}")
     progress.close()
-    result = task_metrics(task.name, read_samples(samples_path), checkpoint, pattern, columns(settings))
+    samples = read_samples(samples_path)
+    result = task_metrics(task.name, samples, checkpoint, pattern, columns(settings))
+    result |= run_cost(pattern, attention_shape(Path(checkpoint), settings.dtype), samples)
     write_json_atomic(metrics_path, result)
     return result
 

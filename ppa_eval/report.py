@@ -228,7 +228,9 @@ def attention_type(power: Fraction) -> str:
 
 
 def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") -> str:
-    """One row per run, in pattern order: accuracy in percent, its 95% CI and n per task.
+    """One row per run, in pattern order: accuracy in percent, its 95% CI and n per task, and where
+    the runs recorded them, the attention's cost at the task's mean length (patterns.cost): MFLOP
+    per generated token, and MiB of cache (or retention state) per sequence.
 
     `metric` picks another per-problem score instead of our grader's accuracy, e.g. lm-eval's
     `lm_eval_strict_match` (its Wilson interval is computed the same way); "-" where a task lacks it.
@@ -245,9 +247,18 @@ def render_table(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy") ->
     table = pd.DataFrame({"run": list(runs["run"]), "attention": list(runs["attention"])})
     for task in sorted(df["task"].unique(), key=lambda t: (_task_rank(t), t)):
         cells = {row.run: _task_cells(row) for row in df[df["task"] == task].itertuples()}
-        for what in ("%", "95% CI", "n"):
+        for what in ("%", "95% CI", "n", *(COST_CELLS if "cache_bytes" in df else ())):
             table[f"{task} {what}"] = [cells[run][what] if run in cells else "-" for run in table["run"]]
     return _render(table, fmt)
+
+
+COST_CELLS = ("MFLOP/token", "cache MiB")
+
+
+def _cost_cells(row) -> dict[str, str]:
+    if pd.isna(getattr(row, "cache_bytes", None)):
+        return dict.fromkeys(COST_CELLS, "-")
+    return {"MFLOP/token": f"{row.attention_flops_per_token / 1e6:,.1f}", "cache MiB": f"{row.cache_bytes / 2**20:,.1f}"}
 
 
 LONG_CONTEXT_COLUMNS = ["run", "task", "task_dir", "attention", "series", "p_curve", "power", "window", "length",
@@ -341,7 +352,7 @@ def render_tables(df: pd.DataFrame, fmt: str = "md", metric: str = "accuracy",
 def _task_cells(row) -> dict[str, str]:
     return {"%": f"{100 * row.accuracy:.1f}",
             "95% CI": f"[{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]",
-            "n": str(row.n)}
+            "n": str(row.n), **_cost_cells(row)}
 
 
 def paper_table() -> pd.DataFrame:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 DOC_PAGES = ("kernels.md", "vllm.md", "grading.md", "run-format.md", "long-context.md", "patterns.md",
-             "finetune.md", "lm-eval-model.md", "adding-a-task.md", "adding-a-pattern-family.md")
+             "finetune.md", "lm-eval-model.md", "adding-a-task.md", "adding-a-pattern-family.md", "retention.md")
 
 # A GPU's name, a time below a second (ms, us, ns), a bandwidth or throughput (GB/s, tokens/s), or a
 # speed-up ("1.5x", "0.93-0.99x", "10x faster"). Sizes of files and caches ("1 GiB") are settings, and

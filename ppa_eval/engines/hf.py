@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from ppa_eval.engines import EngineError, Generation, hf_attention, hf_graph
-from ppa_eval.engines.model_files import load_tokenizer, pretrained_source, reading, resolve_dtype
-from ppa_eval.patterns import BlockPattern
+from ppa_eval.engines.model_files import is_retention, load_tokenizer, pretrained_source, reading, resolve_dtype
+from ppa_eval.patterns import BlockPattern, PowerRetention
 
 
 FLEX_MIN_HEAD_DIM = 16  # torch inductor's flex attention kernels refuse smaller heads on a GPU
@@ -25,7 +25,10 @@ def attention_kernel(checkpoint: Path, pattern: BlockPattern, device: str, reque
     GPU: the Triton PPA kernels (bench/attention.py) for the families that declare them, flex
     attention's block sparsity for the others (PowerAttention), each where it takes the model's
     heads, else the exact boolean-mask SDPA path. CPU: SDPA, since flex attention on CPU fails to
-    compile in generate() with left padding (torch 2.13)."""
+    compile in generate() with left padding (torch 2.13). A retention checkpoint runs its own
+    layers (ppa_eval.retention), and only those: named retention-triton or retention-reference."""
+    if isinstance(pattern, PowerRetention) or is_retention(checkpoint):
+        return _retention_kernel(checkpoint, pattern, device, requested)
     if requested is not None and requested not in hf_attention.ATTENTION_IMPLEMENTATIONS:
         raise EngineError(f"unknown attention kernel {requested!r}; use one of "
                           f"{', '.join(sorted(hf_attention.ATTENTION_IMPLEMENTATIONS))}")
@@ -44,6 +47,20 @@ def attention_kernel(checkpoint: Path, pattern: BlockPattern, device: str, reque
     return requested
 
 
+def _retention_kernel(checkpoint: Path, pattern: BlockPattern, device: str, requested: str | None) -> str:
+    from ppa_eval.retention.layer import kernel_name
+
+    if not isinstance(pattern, PowerRetention):
+        raise EngineError(f"{checkpoint} is a power-retention model: it runs retention, not {pattern.spec()}; "
+                          "drop --attention/--power (its config names its retention spec)")
+    if not is_retention(checkpoint):
+        raise EngineError(f"{pattern.spec()} runs only on retention checkpoints (Brumby, PowerCoder), and {checkpoint} "
+                          "is not one; give it a pattern such as ppa:p=3/4,w=64")
+    if requested not in (None, kernel_name(device)):  # a resolved run names it, the flag cannot
+        raise EngineError(f"--attn-kernel {requested} does not apply to the retention model {checkpoint}; drop it")
+    return kernel_name(device)
+
+
 def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dtype: str = "auto",
                attn_kernel: str | None = None):
     """(model, tokenizer) with `pattern` on every attention layer. `checkpoint` is a directory or a .gguf file."""
@@ -52,14 +69,20 @@ def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dty
     checkpoint = Path(checkpoint)
     attn_kernel = attention_kernel(checkpoint, pattern, device, attn_kernel)
     tokenizer = load_tokenizer(checkpoint)  # first: it fails in a second, the weights take longer
+    if isinstance(pattern, PowerRetention):  # its own layers, with the spec's cache settings
+        from ppa_eval.retention import layer, register
+
+        register()
+        layer.kernels(torch.device(device))  # a GPU without the retention package fails here, not mid-run
+        attention = pattern.config_entries()
+    else:
+        attention = {"attn_implementation": hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel]}
     with reading(checkpoint, "model"):
-        model = AutoModelForCausalLM.from_pretrained(
-            **pretrained_source(checkpoint),
-            dtype=resolve_dtype(dtype, device),
-            attn_implementation=hf_attention.ATTENTION_IMPLEMENTATIONS[attn_kernel],
-        )
+        model = AutoModelForCausalLM.from_pretrained(**pretrained_source(checkpoint), dtype=resolve_dtype(dtype, device),
+                                                     **attention)
     model = model.to(device)
-    hf_attention.set_pattern(model.config, pattern)
+    if not isinstance(pattern, PowerRetention):
+        hf_attention.set_pattern(model.config, pattern)
     model.eval()
     return model, tokenizer
 

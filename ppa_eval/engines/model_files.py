@@ -5,6 +5,7 @@ load in. Every engine, the tasks and fine-tuning read them here, so each reads t
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,10 +58,26 @@ def load_tokenizer(checkpoint: Path):
     return tokenizer
 
 
+def is_retention(checkpoint: Path) -> bool:
+    """Whether the checkpoint is a power-retention model (Brumby, PowerCoder: ppa_eval.retention),
+    by its config's model_type."""
+    from ppa_eval.retention import MODEL_TYPES
+
+    path = Path(checkpoint)
+    try:
+        return path.suffix != ".gguf" and json.loads((path / "config.json").read_text()).get("model_type") in MODEL_TYPES
+    except (OSError, ValueError):
+        return False  # reading the config properly says what is wrong with it
+
+
 def model_config(checkpoint: Path):
     """The checkpoint's transformers config."""
     from transformers import AutoConfig
 
+    if is_retention(checkpoint):
+        from ppa_eval.retention import register
+
+        register()
     with reading(checkpoint, "config"):
         return AutoConfig.from_pretrained(**pretrained_source(checkpoint))
 
@@ -74,3 +91,18 @@ def head_dim(checkpoint: Path) -> int:
     """The size of the checkpoint's attention heads, which decides the GPU kernels that can run it."""
     config = model_config(checkpoint)
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def attention_shape(checkpoint: Path, dtype: str):
+    """The checkpoint's attention as the cost model sees it (ppa_eval.patterns.cost): layers, heads,
+    KV heads, head size, and the bytes of a value cached in `dtype` (a torch dtype name)."""
+    from ppa_eval.patterns.cost import VALUE_BYTES, AttentionShape
+
+    config = model_config(checkpoint)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    layer_types = getattr(text, "layers_block_type", None)  # NemotronH: only its attention layers count
+    layers = layer_types.count("attention") if isinstance(layer_types, list) else text.num_hidden_layers
+    return AttentionShape(layers=layers, heads=heads, kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+                          head_dim=getattr(text, "head_dim", None) or text.hidden_size // heads,
+                          value_bytes=VALUE_BYTES[dtype])

@@ -29,7 +29,7 @@ import torch
 from ppa_eval.engines import EngineError, Generation
 from ppa_eval.compat import config_overrides
 from ppa_eval.engines.model_files import resolve_dtype
-from ppa_eval.patterns import BlockPattern
+from ppa_eval.patterns import BlockPattern, PowerRetention
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ class VLLMEngine:
     @staticmethod
     def attention_kernel(requested: str | None, device: str, pattern: BlockPattern, checkpoint: Path) -> str:
         """Always the plug-in's pattern backend (vllm_backend.py), under the name every vLLM run has recorded."""
+        if isinstance(pattern, PowerRetention):
+            raise EngineError(f"vLLM has no power-retention models ({checkpoint}); use --engine hf")
         return "vllm-ppa"
 
     @staticmethod

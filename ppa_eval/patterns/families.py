@@ -19,9 +19,10 @@ from importlib.metadata import entry_points
 from ppa_eval.patterns.base import BlockPattern, PatternError, Spelling
 from ppa_eval.patterns.power_attention import PowerAttention
 from ppa_eval.patterns.ppa import PowerPattern
+from ppa_eval.patterns.retention import PowerRetention
 
 ENTRY_POINT_GROUP = "ppa_eval.patterns"
-BUILT_IN = (PowerPattern, PowerAttention)
+BUILT_IN = (PowerPattern, PowerAttention, PowerRetention)
 
 
 @lru_cache(maxsize=None)
