@@ -514,7 +514,7 @@ def plot_long_context_s_curves(df: pd.DataFrame, path: str | Path) -> Path | Non
 def plot_perplexity(cells: pd.DataFrame, path: str | Path) -> Path | None:
     """Bits per byte and token perplexity against p (sink-free PPA runs at one window), one line per
     position bucket, with 95% CIs: the perplexity counterpart of the accuracy S-curves."""
-    cells = p_curve_rows(cells)
+    cells = p_curve_rows(cells) if not cells.empty else cells
     if cells.empty:
         return None
     plt = _pyplot()
