@@ -40,7 +40,9 @@ class BatchNamingEngine:
 def checkpoint(tmp_path):
     path = tmp_path / "ckpt"
     path.mkdir()
-    (path / "config.json").write_text("{}")
+    # a real model config (the cost columns read its attention shape); the stand-in engine loads no weights
+    (path / "config.json").write_text('{"model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2, '
+                                      '"hidden_size": 64}')
     return path
 
 
