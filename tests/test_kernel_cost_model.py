@@ -113,14 +113,3 @@ def test_each_gpu_takes_its_own_fit_and_others_the_unfitted_costs(gpu, fit, monk
     finally:
         cost_model.costs_for.cache_clear()
     assert cost_model.costs_for("cpu") is cost_model.UNFITTED
-
-
-@pytest.mark.parametrize("power", ["1/3", "1/2", "3/4", "7/8"])
-@pytest.mark.parametrize("chunk", [(2048, 2048), (8192, 8192), (32768, 32768), (16, 8192), (256, 16384)])
-def test_a_gpu_without_a_fit_gathers_no_more_than_any_fitted_gpu(power, chunk):
-    """Unsure of the costs, the model stays closer to the dense tile walk: its split is at least
-    every fitted GPU's (distances below the split are tiles, those above gathered)."""
-    tables = offset_tables(PowerPattern(power, 64), chunk[1], "cpu")
-    unfitted = cost_model.choose_split(tables, (chunk,), (64, 64), 40, 8, cost_model.UNFITTED)
-    assert all(unfitted >= cost_model.choose_split(tables, (chunk,), (64, 64), 40, 8, costs)
-               for costs in cost_model.FITS.values())

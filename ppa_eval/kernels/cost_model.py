@@ -21,15 +21,17 @@ Where FlashAttention-4 runs (flash4.py), a whole sequence can also go to its mas
 costs the same for every 128 x 128 tile it visits, plus the start and the output of each query
 tile; the model takes it when that is cheaper than the best split.
 
-The costs are fitted per GPU (FITS, by the device's name). A GPU without a fit takes UNFITTED: the
-slower known GPU's costs with gathering priced at twice its fit, so that the model leaves the
-dense tile walk only where gathering wins clearly on the GPUs that were measured.
+The costs are fitted per GPU (FITS, by the device's name). A GPU without a fit takes UNFITTED, the
+first fit's costs: the choices that decide the time (gathering at p <= 1/2, tiles or FA4 at
+p >= 3/4) hold by wide margins under it on the GPUs measured, the other one included
+(results/bench/attention_*.md), whereas pricing the gather higher "to be safe" moved whole-sequence
+p = 1/2 prefill from gathering to all tiles, the slower plan. `bench/prefill_costs.py` fits a new GPU.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -53,8 +55,7 @@ FITS = {
     "H200": Costs(tile_pair=0.001553, gathered_pair=0.07544, gathered_row=0.4662, tile_walked_key=40.57,
                   gather_walked_distance=155.1, flash4_tile=13.47, flash4_query_tile=24.82),
 }
-UNFITTED = replace(FITS["H200"], gathered_pair=2 * FITS["H200"].gathered_pair,
-                   gathered_row=2 * FITS["H200"].gathered_row)
+UNFITTED = FITS["H200"]
 
 
 def fit_for(gpu_name: str) -> Costs:
