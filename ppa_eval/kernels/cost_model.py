@@ -22,10 +22,10 @@ costs the same for every 128 x 128 tile it visits, plus the start and the output
 tile; the model takes it when that is cheaper than the best split.
 
 The costs are fitted per GPU (FITS, by the device's name). A GPU without a fit takes UNFITTED, the
-first fit's costs: the choices that decide the time (gathering at p <= 1/2, tiles or FA4 at
-p >= 3/4) hold by wide margins under it on the GPUs measured, the other one included
-(results/bench/attention_*.md), whereas pricing the gather higher "to be safe" moved whole-sequence
-p = 1/2 prefill from gathering to all tiles, the slower plan. `bench/prefill_costs.py` fits a new GPU.
+fit of the first GPU measured: on the other GPU measured, its plans put every prefill at p <= 1/2
+below dense, and at p >= 3/4 every plan is bound by the dense tile walk (results/bench/
+attention_*.md). Pricing the gather higher "to be safe" instead moved whole-sequence p = 1/2
+prefill from the gather to all tiles, the slower plan. `bench/prefill_costs.py` fits a new GPU.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
 
 @dataclass(frozen=True)
 class Costs:
