@@ -10,9 +10,9 @@ pattern's definition (fresh random bf16 inputs, output NaN-poisoned before the r
 is bandwidth-bound (attended K/V bytes over the measured copy bandwidth); prefill is the larger of
 attended-pair FLOPs over the measured bf16 matmul rate and its input/output bytes over bandwidth.
 
-    PYTHONPATH=. python bench/attention.py [--out results/bench] [--sections decode,prefill,engine,e2e]
+    PYTHONPATH=. python bench/attention.py [--out results/bench] [--sections decode,prefill,engine,e2e] [--label h100]
 
-Writes attention.json and attention.md to --out and prints the tables.
+Writes attention[_LABEL].json and .md to --out and prints the tables.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from markdown_tables import section_tables
 from ppa_eval.engines import hf_attention, hf_graph
-from ppa_eval.kernels import ppa_attention, ppa_attention_paged
+from ppa_eval.kernels import flash4, ppa_attention, ppa_attention_paged, prefill
 from ppa_eval.kernels.attention import flash4_lists
+from ppa_eval.kernels.tables import offset_tables
 from ppa_eval.kernels.reference import attended_distances, masked_attention, relative_error
 from ppa_eval.patterns import PowerPattern, keys_per_query, sliding_window
 
@@ -47,7 +48,6 @@ TOLERANCE = 1e-2
 ENGINE_LENGTHS = (2048, 8192)
 # generation end to end: a random-weight Llama whose attention layers have the shape above
 E2E = dict(batch=8, prompt=16384, new_tokens=256, layers=4, hidden=5120, intermediate=13824, vocab=32000)
-E2E_ROUNDS = 5
 DEVICE, DTYPE = "cuda", torch.bfloat16
 SDPA_BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
@@ -86,7 +86,8 @@ def device_ceilings() -> dict:
     mm_ms = timed_ms(lambda: a @ a)
     del src, dst
     return {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
-            "bandwidth_GBps": 2 * (2 << 30) / copy_ms / 1e6, "matmul_TFLOPs": 2 * 8192**3 / mm_ms / 1e9}
+            "bandwidth_GBps": 2 * (2 << 30) / copy_ms / 1e6, "matmul_TFLOPs": 2 * 8192**3 / mm_ms / 1e9,
+            "prefill_path": flash4.status(DEVICE)}
 
 
 def randn(*shape):
@@ -270,9 +271,16 @@ def prefill_section(table: Table, flex: bool):
             fn = lambda: ppa_attention(q, k, v, pattern, out=out)  # noqa: E731
             error = checked(f"ppa kernel prefill L={length} p={power}", fn(), ref)
             ms = timed_ms(fn)
-            impl = "ppa kernel" if flash4_lists(q, k, pattern) is None else "ppa kernel (FlashAttention-4)"
-            table.add(**base, p=power, impl=impl, ms=ms, vs_sdpa=ms / dense_ms, floor_ms=floor,
-                      vs_floor=ms / floor, error=error)
+            on_flash4 = flash4_lists(q, k, pattern) is not None
+            table.add(**base, p=power, impl="ppa kernel (FlashAttention-4)" if on_flash4 else "ppa kernel", ms=ms,
+                      vs_sdpa=ms / dense_ms, floor_ms=floor, vs_floor=ms / floor, error=error)
+            if on_flash4:  # what a machine without FlashAttention-4 runs: the cost model's Triton plan
+                tables = offset_tables(pattern, length, DEVICE)
+                fn = lambda: prefill.prefill(q, k, v, out, tables, HEAD_DIM**-0.5)  # noqa: E731
+                error = checked(f"ppa kernel (Triton) prefill L={length} p={power}", fn(), ref)
+                ms = timed_ms(fn)
+                table.add(**base, p=power, impl="ppa kernel (Triton only)", ms=ms, vs_sdpa=ms / dense_ms,
+                          floor_ms=floor, vs_floor=ms / floor, error=error)
             if flex and power != "0":
                 fn = engine_attention("ppa_flex", pattern, q, k, v)
                 error = relative_error(fn(), ref)
@@ -304,7 +312,12 @@ def engine_section(table: Table):
                   host_us=host_us(engine_attention(implementation, pattern, q, k, v)))
 
 
-def e2e_section(table: Table):
+GENERATE_DENSE, GENERATE_PPA = "dense SDPA, generate()", "ppa kernel, generate()"
+GENERATE_DENSE_FLASH = "dense SDPA (FlashAttention backend), generate()"
+ENGINE_PPA = "ppa kernel, engine (CUDA-graph decode)"
+
+
+def e2e_section(table: Table, rounds: int):
     """transformers generate on a random-weight Llama whose attention has Nano-9B-v2's shape."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -333,21 +346,23 @@ def e2e_section(table: Table):
         torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    # torch's default SDPA dispatch on the H100 is cuDNN, which builds a new plan on the host for
-    # every new key length, i.e. at every decode step; the FlashAttention backend does not. Stock
-    # SDPA cannot be captured in a graph (its mask builder reads the padding mask on the host), so
-    # the graph's dense reference is the PPA kernels at p = 1.
-    runs = [("sdpa", PowerPattern(1, 0), SDPA_BACKENDS, False, "dense SDPA (default dispatch)"),
-            ("sdpa", PowerPattern(1, 0), [SDPBackend.FLASH_ATTENTION], False, "dense SDPA (FlashAttention backend)")] + [
-        ("ppa_kernel", PowerPattern(p, WINDOW), SDPA_BACKENDS, graph, name)
-        for graph, name in ((False, "ppa kernel, generate()"), (True, "ppa kernel, engine (CUDA-graph decode)"))
-        for p in ("1/2", "3/4", "1")]
+    # Each way of decoding has its own dense row, and PPA is compared with it (vs_dense_same_decode):
+    # through generate(), stock dense SDPA, the faster of torch's default dispatch and its
+    # FlashAttention backend (the default on the H100 is cuDNN, which builds a new plan on the host
+    # for every new key length, i.e. at every decode step); through the engine's CUDA-graph decode,
+    # the same engine at p = 1 (dense SDPA prefill, the decode kernel over every row), since stock
+    # SDPA cannot be captured in a graph (its mask builder reads the padding mask on the host).
+    # vs_sdpa compares everything with the dense generate(), which mixes the graphs' gain with PPA's.
+    runs = [("sdpa", PowerPattern(1, 0), SDPA_BACKENDS, False, GENERATE_DENSE),
+            ("sdpa", PowerPattern(1, 0), [SDPBackend.FLASH_ATTENTION], False, GENERATE_DENSE_FLASH)] + [
+        ("ppa_kernel", PowerPattern(p, WINDOW), SDPA_BACKENDS, False, GENERATE_PPA) for p in ("1/2", "3/4")] + [
+        ("ppa_kernel", PowerPattern(p, WINDOW), SDPA_BACKENDS, True, ENGINE_PPA) for p in ("1/2", "3/4", "1")]
     times = {(name, pattern): {"prefill": [], "total": []} for _, pattern, _, _, name in runs}
     for implementation, pattern, backends, graph, name in runs:  # warm-up at full length: compile every kernel shape
         generate(implementation, pattern, backends, graph, ids, 4)
     # A generation is host-bound and the host is shared: runs move by tens of percent between
-    # repeats, so the runs take turns, E2E_ROUNDS times, and each reports its median.
-    for _ in range(E2E_ROUNDS):
+    # repeats, so the runs take turns, `rounds` times, and each reports its median.
+    for _ in range(rounds):
         for implementation, pattern, backends, graph, name in runs:
             times[name, pattern]["prefill"].append(generate(implementation, pattern, backends, graph, ids, 1))
             times[name, pattern]["total"].append(generate(implementation, pattern, backends, graph, ids, new_tokens))
@@ -358,10 +373,12 @@ def e2e_section(table: Table):
                   ms=total_s * 1e3, prefill_ms=prefill_s * 1e3, step_ms=(total_s - prefill_s) / (new_tokens - 1) * 1e3,
                   spread=(max(run["total"]) - min(run["total"])) / total_s, totals_s=run["total"],
                   tokens_per_s=batch * new_tokens / total_s, layers=layers, new_tokens=new_tokens)
-    sdpa_ms = min(r["ms"] for r in table.rows if r["section"] == "e2e generate" and r["impl"].startswith("dense SDPA"))
-    for row in table.rows:
-        if row["section"] == "e2e generate":
-            row["vs_sdpa"] = row["ms"] / sdpa_ms
+    e2e = [row for row in table.rows if row["section"] == "e2e generate"]
+    generate_ms = min(r["ms"] for r in e2e if r["impl"] in (GENERATE_DENSE, GENERATE_DENSE_FLASH))
+    engine_ms = next(r["ms"] for r in e2e if r["impl"] == ENGINE_PPA and r["p"] == "1")
+    for row in e2e:
+        row["vs_sdpa"] = row["ms"] / generate_ms
+        row["vs_dense_same_decode"] = row["ms"] / (engine_ms if row["impl"] == ENGINE_PPA else generate_ms)
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -373,9 +390,10 @@ def markdown(table: Table) -> str:
              f"Shape: {Q_HEADS} query / {KV_HEADS} KV heads, head {HEAD_DIM}, bf16, w = {WINDOW}. "
              "Times are medians (triton.testing.do_bench); decode `ms` replays a CUDA graph (GPU time), `eager_ms` "
              "is a plain Python call (launch costs included); vs_sdpa = time / dense SDPA time at the same L; "
-             "vs_floor = time / floor; error = relative error against the float64 dense masked reference.", ""]
-    columns = ("L", "batch", "p", "impl", "ms", "eager_ms", "host_us", "vs_sdpa", "floor_ms", "vs_floor", "prefill_ms",
-               "step_ms", "spread", "tokens_per_s", "error")
+             "vs_floor = time / floor; error = relative error against the float64 dense masked reference. "
+             f"PPA prefill here: {c.get('prefill_path', 'not recorded')}.", ""]
+    columns = ("L", "batch", "p", "impl", "ms", "eager_ms", "host_us", "vs_sdpa", "vs_dense_same_decode", "floor_ms",
+               "vs_floor", "prefill_ms", "step_ms", "spread", "tokens_per_s", "error")
     return "\n".join(lines + section_tables(table.rows, columns, table.errors))
 
 
@@ -384,12 +402,15 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     parser.add_argument("--sections", default="engine,decode,prefill,e2e")
     parser.add_argument("--no-flex", action="store_true", help="skip the flex attention rows (they compile for minutes)")
+    parser.add_argument("--label", default="", help="file name suffix, e.g. the GPU: attention_h100.json")
+    parser.add_argument("--rounds", type=int, default=5, help="e2e: rounds of generations, each run taking turns")
     args = parser.parse_args()
+    name = "attention" + (f"_{args.label}" if args.label else "")
     sections = args.sections.split(",")
     table = Table(device_ceilings())
     print(json.dumps(table.ceilings), flush=True)
     runners = {"engine": lambda: engine_section(table), "decode": lambda: decode_section(table, not args.no_flex),
-               "prefill": lambda: prefill_section(table, not args.no_flex), "e2e": lambda: e2e_section(table)}
+               "prefill": lambda: prefill_section(table, not args.no_flex), "e2e": lambda: e2e_section(table, args.rounds)}
     args.out.mkdir(parents=True, exist_ok=True)
     for section in sections:
         print(f"== {section}", flush=True)
@@ -398,9 +419,9 @@ def main():
         except Exception:  # record and go on: one broken section must not lose the others' figures
             table.errors.append(f"{section}: {traceback.format_exc(limit=3)}")
             print(table.errors[-1], flush=True)
-        (args.out / "attention.json").write_text(json.dumps(
+        (args.out / f"{name}.json").write_text(json.dumps(
             {"ceilings": table.ceilings, "rows": table.rows, "errors": table.errors}, indent=1))
-        (args.out / "attention.md").write_text(markdown(table))
+        (args.out / f"{name}.md").write_text(markdown(table))
     print(markdown(table))
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 import triton
 
-from ppa_eval.kernels.cost_model import candidate_splits, choose_split
+from ppa_eval.kernels.cost_model import candidate_splits, choose_split, costs_for
 from ppa_eval.kernels.prefill import prefill
 from ppa_eval.kernels.tables import offset_tables
 from ppa_eval.patterns import PowerPattern
@@ -54,7 +54,7 @@ def case(name, heads, kv_heads, head_dim, n_queries, seq_len, power):
     def paged(split=None):
         return prefill(q, k_cache, v_cache, out, tables, scale, block_table=block_table, kv_len=seq_len, split=split)
 
-    chosen = choose_split(tables, ((n_queries, seq_len),), (64, 64), heads, kv_heads)
+    chosen = choose_split(tables, ((n_queries, seq_len),), (64, 64), heads, kv_heads, costs_for(q.device))
     by_split = {split: triton.testing.do_bench(lambda s=split: paged(s)) for split in candidate_splits(tables.window, seq_len)}
     dense = triton.testing.do_bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))
     best = min(by_split, key=by_split.get)

@@ -19,10 +19,12 @@ Where FlashAttention-4 runs (flash4.py), each whole sequence is also timed on it
 and its two constants (per tile visited and per query tile, each per query head) are fitted on
 those rows alone.
 Then, per case: the fastest plan measured (a split, or flash4), the one the fitted model picks,
-and the time lost by picking it. Writes prefill_costs.json and prefill_costs.md.
+and the time lost by picking it. Writes prefill_costs[_LABEL].json and .md; the fit goes into
+cost_model.FITS under the GPU's name by hand.
 
-    PYTHONPATH=. python bench/prefill_costs.py [--out results/bench]    # measure (GPU) and fit
-    PYTHONPATH=. python bench/prefill_costs.py --refit [--out ...]       # fit the rows already in prefill_costs.json
+    PYTHONPATH=. python bench/prefill_costs.py [--out results/bench] [--label h100]   # measure (GPU) and fit
+    PYTHONPATH=. python bench/prefill_costs.py --refit [--out ...] [--label ...]     # fit the rows already in the json
+    --chunk-queries 16: only the chunks the latency constants are fitted on (a shorter run)
 """
 
 from __future__ import annotations
@@ -44,14 +46,14 @@ CHUNKS = dict(heads=[(9, 3, 64), (40, 8, 128)], queries=[16, 256, 2048], lengths
               powers=["1/2", "3/4"])
 THROUGHPUT = ("tile_pairs", "gathered_pairs", "gathered_rows")
 LATENCY = ("tile_walk", "gather_walk")
-CONSTANTS = {"tile_pairs": "TILE_NS_PER_PAIR_AND_HEAD", "gathered_pairs": "GATHER_NS_PER_PAIR_AND_KV_HEAD",
-             "gathered_rows": "GATHER_NS_PER_ROW_AND_HEAD", "tile_walk": "TILE_NS_PER_WALKED_KEY",
-             "gather_walk": "GATHER_NS_PER_WALKED_DISTANCE", "flash4_tiles": "FLASH4_NS_PER_TILE_AND_HEAD",
-             "flash4_query_tiles": "FLASH4_NS_PER_QUERY_TILE_AND_HEAD"}
+CONSTANTS = {"tile_pairs": "tile_pair", "gathered_pairs": "gathered_pair", "gathered_rows": "gathered_row",
+             "tile_walk": "tile_walked_key", "gather_walk": "gather_walked_distance", "flash4_tiles": "flash4_tile",
+             "flash4_query_tiles": "flash4_query_tile"}  # Work's fields (and FA4's) -> cost_model.Costs' fields
 FLASH4 = "flash4"  # the split column of FlashAttention-4's rows
 
 
-def measure() -> list[dict]:
+def measure(chunk_queries: list[int], rows: list[dict]) -> None:
+    """Time every case at every split into `rows` (kept up to an interruption: Ctrl-C, timeout -s INT)."""
     import torch
     from attention import timed_ms  # the attention benchmark's timer
 
@@ -61,7 +63,6 @@ def measure() -> list[dict]:
     from ppa_eval.patterns import PowerPattern
 
     shape = prefill.TileShape()
-    rows = []
 
     def randn(*size):
         return torch.randn(*size, device="cuda", dtype=torch.bfloat16)
@@ -105,10 +106,9 @@ def measure() -> list[dict]:
         pages = -(-length // PAGE)
         k_cache, v_cache = randn(pages, PAGE, kv_heads, head_dim), randn(pages, PAGE, kv_heads, head_dim)
         block_table = torch.randperm(pages, device="cuda").to(torch.int32)[None]
-        for n_queries, power in itertools.product(CHUNKS["queries"], CHUNKS["powers"]):
+        for n_queries, power in itertools.product(chunk_queries, CHUNKS["powers"]):
             if n_queries <= length:
                 case("chunk", randn(1, heads, n_queries, head_dim), k_cache, v_cache, length, power, block_table)
-    return rows
 
 
 def nonnegative_least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -133,7 +133,7 @@ def fit(rows: list[dict]) -> dict[str, float]:
     for features, chosen in ((THROUGHPUT, [t and r["kind"] == "whole" for t, r in zip(triton, rows)]),
                              (LATENCY, [t and r["queries"] == 16 for t, r in zip(triton, rows)]),
                              (("flash4_tiles", "flash4_query_tiles"), [not t for t in triton])):
-        if not any(chosen):  # no FlashAttention-4 rows: the model keeps its constant
+        if not any(chosen):  # no FlashAttention-4 rows: the GPU's fit keeps its constants (picks())
             continue
         design = np.array([[float(r[f]) for f in features] for r, c in zip(rows, chosen) if c])
         coefficients = nonnegative_least_squares(design / ns[chosen][:, None], np.ones(len(design)))
@@ -141,13 +141,11 @@ def fit(rows: list[dict]) -> dict[str, float]:
     return fitted
 
 
-def picks(rows: list[dict], fitted: dict[str, float]) -> list[dict]:
-    """Per case: the fastest split measured against the one the fitted model picks."""
-    for name, value in fitted.items():
-        setattr(cost_model, name, value)
+def picks(rows: list[dict], costs: cost_model.Costs) -> list[dict]:
+    """Per case: the fastest split measured against the one the model with `costs` picks."""
     fields = {f.name for f in dataclasses.fields(cost_model.Work)}
-    predicted = [cost_model.estimated_ns(cost_model.Work(**{f: r[f] for f in fields}))
-                 + cost_model.flash4_ns(r["flash4_tiles"], r["flash4_query_tiles"]) for r in rows]
+    predicted = [cost_model.estimated_ns(cost_model.Work(**{f: r[f] for f in fields}), costs)
+                 + cost_model.flash4_ns(r["flash4_tiles"], r["flash4_query_tiles"], costs) for r in rows]
     result = []
     for key in dict.fromkeys((r["kind"], r["heads"], r["L"], r["queries"], r["batch"], r["p"]) for r in rows):
         case = [i for i, r in enumerate(rows) if (r["kind"], r["heads"], r["L"], r["queries"], r["batch"], r["p"]) == key]
@@ -162,27 +160,37 @@ def picks(rows: list[dict], fitted: dict[str, float]) -> list[dict]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
-    parser.add_argument("--refit", action="store_true", help="fit the rows of OUT/prefill_costs.json again (no GPU)")
+    parser.add_argument("--label", default="", help="file name suffix, e.g. the GPU: prefill_costs_h100.json")
+    parser.add_argument("--chunk-queries", default=",".join(map(str, CHUNKS["queries"])),
+                        help="the chunk sizes to time (16 alone: the latency fit's chunks)")
+    parser.add_argument("--refit", action="store_true", help="fit the rows of the json again (no GPU)")
     args = parser.parse_args()
+    name = "prefill_costs" + (f"_{args.label}" if args.label else "")
     if args.refit:
-        meta = json.loads((args.out / "prefill_costs.json").read_text())
+        meta = json.loads((args.out / f"{name}.json").read_text())
         rows = meta.pop("rows")
     else:
         import torch
 
         from ppa_eval.kernels import prefill
-        rows = measure()
+        rows = []
+        try:
+            measure([int(n) for n in args.chunk_queries.split(",")], rows)
+        except KeyboardInterrupt:
+            print(f"interrupted: fitting the {len(rows)} rows measured", flush=True)
         meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
                 "tile_shape": repr(prefill.TileShape()),
                 "gather": f"{prefill.LONG_WALK!r}, {prefill.SHORT_WALK!r} for walks of <= {prefill.SHORT_WALK_DISTANCES} distances"}
     meta["fitted"] = fit(rows)
-    meta["picks"] = picks(rows, meta["fitted"])
+    costs = dataclasses.replace(cost_model.fit_for(meta["gpu"]), **meta["fitted"])
+    meta["costs"] = "Costs(" + ", ".join(f"{k}={v:.4g}" for k, v in dataclasses.asdict(costs).items()) + ")"  # for FITS
+    meta["picks"] = picks(rows, costs)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "prefill_costs.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    (args.out / f"{name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
     worst = max(meta["picks"], key=lambda r: r["lost"])
     lines = [f"# Prefill cost model ({meta['gpu']}, {meta['date']})", "",
              f"Tiles {meta['tile_shape']}, gather {meta['gather']}. Fitted (ns, head 128): "
-             + ", ".join(f"{k} = {v:.4g}" for k, v in meta["fitted"].items()) + ".", "",
+             + ", ".join(f"{k} = {v:.4g}" for k, v in meta["fitted"].items()) + f"; the model's costs (cost_model.FITS): {meta['costs']}.", "",
              f"Worst pick: {worst['lost']:.1%} slower than the fastest split ({worst['kind']}, {worst['heads']}, "
              f"{worst['queries']} of {worst['L']}, p = {worst['p']}).", "",
              "| cases | heads | L | queries x batch | p | fastest split | ms | model's split | ms | time lost |",
@@ -194,7 +202,7 @@ def main():
               "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['kind']} | {r['heads']} | {r['L']} | {r['queries']} x {r['batch']} | {r['p']} | {r['split']} "
               f"| {r['ms']:.3f} | {r['vs_all_tiles']:.2e} |" for r in rows]
-    (args.out / "prefill_costs.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:n_picks]))
 
 

@@ -10,6 +10,8 @@ from ppa_eval.kernels.tables import offset_tables
 from ppa_eval.kernels.tiles import row_bits
 from ppa_eval.patterns import PowerPattern
 
+H200 = cost_model.FITS["H200"]
+
 
 @pytest.mark.parametrize("block_n", [32, 64])
 @pytest.mark.parametrize("power, window, split", [("1/2", 4, 40), ("3/4", 8, 300), ("1/3", 0, 7)])
@@ -80,11 +82,12 @@ def test_dense_patterns_take_tiles_and_sparse_ones_gather():
     # p = 1/3 (a few dozen distances at 32k) gathering beats tiling everything.
     def split(power, window=64, length=32768):
         return cost_model.choose_split(offset_tables(PowerPattern(power, window), length, "cpu"), ((length, length),),
-                                       (64, 64), 40, 8)
+                                       (64, 64), 40, 8, H200)
     assert split(1) == 32768
     assert split(0) == 64
     assert split("1/3") < 32768
-    assert cost_model.choose_split(offset_tables(PowerPattern("1/2", 64), 256, "cpu"), ((256, 256),), (64, 64), 40, 8) == 256
+    assert cost_model.choose_split(offset_tables(PowerPattern("1/2", 64), 256, "cpu"), ((256, 256),), (64, 64), 40, 8,
+                                   H200) == 256
 
 
 def test_a_short_chunk_of_a_long_sequence_gathers():
@@ -94,4 +97,19 @@ def test_a_short_chunk_of_a_long_sequence_gathers():
     # all 8,192 keys); priced by pairs alone, the model chose 4,096 (without its walk terms) or all
     # tiles (the model before them).
     tables = offset_tables(PowerPattern("1/2", 64), 8192, "cpu")
-    assert cost_model.choose_split(tables, ((16, 8192),), (64, 64), 9, 3) <= 1024
+    assert cost_model.choose_split(tables, ((16, 8192),), (64, 64), 9, 3, H200) <= 1024
+
+
+@pytest.mark.parametrize("gpu, fit", [("NVIDIA H200", "H200"), ("NVIDIA H200 NVL", "H200"),
+                                      ("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H100 PCIe", "H100"),
+                                      ("NVIDIA A100-SXM4-80GB", None), ("NVIDIA GeForce RTX 4090", None)])
+def test_each_gpu_takes_its_own_fit_and_others_the_unfitted_costs(gpu, fit, monkeypatch):
+    expected = cost_model.FITS.get(fit, cost_model.UNFITTED)
+    assert cost_model.fit_for(gpu) is expected
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda device=None: gpu)
+    cost_model.costs_for.cache_clear()
+    try:
+        assert cost_model.costs_for("cuda") is expected
+    finally:
+        cost_model.costs_for.cache_clear()
+    assert cost_model.costs_for("cpu") is cost_model.UNFITTED

@@ -1,6 +1,9 @@
 """FlashAttention-4's masked prefill (flash4.py): its tile lists and mask words against brute force
 (anywhere), and its output against the float64 reference (on an SM90 GPU with flash-attn-4)."""
 
+import re
+import warnings
+
 import pytest
 import torch
 
@@ -59,7 +62,7 @@ def test_cost_model_gives_flash4_the_dense_patterns_only(power, length, batch, e
     tables = offset_tables(PowerPattern(power, 64), length, "cpu")
     lists = flash4.tile_lists(tables, length)
     assert cost_model.flash4_is_cheaper(tables, lists.visited, len(lists.masked_counts), length, (64, 64), batch,
-                                        40, 8) == expected
+                                        40, 8, cost_model.FITS["H200"]) == expected
 
 
 needs_flash4 = pytest.mark.skipif(
@@ -99,11 +102,53 @@ def test_whole_sequences_go_to_flash4_where_the_model_says(monkeypatch):
     assert len(calls) == 1
 
 
-def test_another_flash4_release_falls_back_to_triton_with_a_warning(monkeypatch):
-    monkeypatch.setattr(flash4.metadata, "version", lambda name: "4.0.0b99")
+@pytest.fixture
+def fresh_fa4(monkeypatch):
+    """flash4._fa4 imported afresh under the test's monkeypatches, and forgotten afterwards."""
     flash4._fa4.cache_clear()
-    try:
-        with pytest.warns(UserWarning, match="runs it only at 4.0.0b36"):
-            assert flash4._fa4() is None
-    finally:
-        flash4._fa4.cache_clear()
+    yield monkeypatch
+    flash4._fa4.cache_clear()
+
+
+def not_installed(name):
+    raise flash4.metadata.PackageNotFoundError(name)
+
+
+def test_another_flash4_release_falls_back_to_triton_with_a_warning(fresh_fa4):
+    fresh_fa4.setattr(flash4.metadata, "version", lambda name: "4.0.0b99")
+    with pytest.warns(UserWarning, match="runs it only at 4.0.0b36.*prefill uses the Triton kernels"):
+        assert flash4._fa4().kernels is None
+
+
+def test_an_install_that_does_not_import_falls_back_to_triton_with_the_reason(fresh_fa4):
+    """Issue 36: the CuTe DSL's wheels without their Python half (nvidia-cutlass-dsl-libs-core)
+    made the first PPA prefill fail with a traceback."""
+    def broken_import():
+        raise ModuleNotFoundError("No module named 'cutlass.cute'")
+    fresh_fa4.setattr(flash4.metadata, "version", lambda name: flash4.RELEASE)
+    fresh_fa4.setattr(flash4, "_import_fa4", broken_import)
+    with pytest.warns(UserWarning, match=r"does not import \(ModuleNotFoundError: No module named 'cutlass.cute'\)"):
+        assert flash4._fa4().kernels is None
+
+
+@pytest.mark.parametrize("capability, installed, imports, expected", [
+    ((9, 0), None, True, r"^the Triton kernels \(flash-attn-4 is not installed \(pip install 'ppa-eval\[flash4\]' adds it\)\)$"),
+    ((9, 0), "4.0.0b36", False, r"^the Triton kernels \(flash-attn-4 4.0.0b36 is installed but does not import "
+                                r"\(ImportError: no cutlass\); reinstall with pip install 'ppa-eval\[flash4\]'\)$"),
+    ((9, 0), "4.0.0b36", True, r"^FlashAttention-4 4.0.0b36 on NVIDIA H100 80GB HBM3 for whole sequences"),
+    ((8, 0), "4.0.0b36", True, r"^the Triton kernels \(FlashAttention-4 runs on SM90 GPUs, H100 and H200; "
+                               r"NVIDIA H100 80GB HBM3 is SM80\)$"),
+])
+def test_the_prefill_path_is_reported_with_its_reason(fresh_fa4, capability, installed, imports, expected):
+    def import_fa4():
+        if not imports:
+            raise ImportError("no cutlass")
+        return ("forward", "lists", "mask_mod")
+    fresh_fa4.setattr(flash4.metadata, "version", not_installed if installed is None else lambda name: installed)
+    fresh_fa4.setattr(flash4, "_import_fa4", import_fa4)
+    fresh_fa4.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    fresh_fa4.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the warning is the test above's
+        assert re.search(expected, flash4.status("cuda"))
+    assert flash4.status("cpu") == "the Triton kernels (FlashAttention-4 needs an SM90 GPU)"

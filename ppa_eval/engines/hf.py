@@ -7,6 +7,8 @@ for those). Batches are formed from prompts sorted by length, so padding stays s
 
 from __future__ import annotations
 
+import sys
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -87,6 +89,14 @@ def load_model(checkpoint: Path, pattern: BlockPattern, device: str = "cpu", dty
     return model, tokenizer
 
 
+@lru_cache(maxsize=None)
+def _note_prefill_path(device: str) -> None:
+    """Say once per process and device which path the PPA kernels' prefill takes, and why."""
+    from ppa_eval.kernels import flash4
+
+    print(f"note: PPA prefill: {flash4.status(device)}", file=sys.stderr)
+
+
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     cuts = [text.index(s) for s in stop if s in text]
     return (text[: min(cuts)], True) if cuts else (text, False)
@@ -124,6 +134,8 @@ class HFEngine:
         # Decode steps from a CUDA graph (hf_graph.py) where the attention can be captured: the
         # PPA kernels read each row's length on the device; the other kernels take masks built on the host.
         self.graph_decode = self.attn_kernel == "ppa" and hf_graph.runs_model(self.model)
+        if self.attn_kernel == "ppa":
+            _note_prefill_path(str(torch.device(device)))
         if torch.device(device).type == "cpu":
             self.model.register_forward_pre_hook(_one_thread_for_decode(torch.get_num_threads()), with_kwargs=True)
 

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface
-from transformers.integrations.flex_attention import flex_attention_forward
+from torch.nn.attention.flex_attention import BlockMask
+from transformers.integrations.flex_attention import (compile_friendly_flex_attention, flex_attention_forward,
+                                                       get_flex_attention_lse_kwargs)
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import and_masks, flex_attention_mask, sdpa_mask
 
@@ -97,11 +99,33 @@ def _refuse_unmasked(stock_attention):
     return attention
 
 
+def grouped_flex_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """transformers' flex attention, with the key/value heads left grouped.
+
+    For a query-head count that is not a power of two (Nano-9B-v2's 40), transformers repeats each
+    key/value head for every query head of its group: five times the cache's bytes per layer call,
+    and past 2^31 elements (131k tokens x batch 8) torch inductor's kernel fails to compile
+    ("Ternary expression with dynamic condition has inconsistent types int64 and int32"). Flex
+    attention takes the groups itself (enable_gqa). The mask builder always hands a BlockMask;
+    calls with what only the stock function handles (soft-capping, attention sinks, a position
+    bias) go to it."""
+    stock_only = kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None or \
+        kwargs.get("position_bias") is not None
+    if stock_only or not isinstance(attention_mask, BlockMask) or query.shape[1] % key.shape[1]:
+        return flex_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    if kwargs.get("dropout", 0.0) > 0:
+        raise ValueError("flex attention has no dropout; use the model in eval mode")
+    out = compile_friendly_flex_attention(query, key, value, block_mask=attention_mask, enable_gqa=True, scale=scaling,
+                                          kernel_options=kwargs.get("kernel_options"), training=module.training,
+                                          **get_flex_attention_lse_kwargs(False))
+    return out.transpose(1, 2).contiguous(), None
+
+
 def register() -> None:
     """Make "ppa_sdpa" and "ppa_flex" valid `attn_implementation` names (idempotent)."""
     for name, builder, attention in (
         ("ppa_sdpa", sdpa_mask, sdpa_attention_forward),
-        ("ppa_flex", flex_attention_mask, flex_attention_forward),
+        ("ppa_flex", flex_attention_mask, grouped_flex_attention),
     ):
         AttentionMaskInterface.register(name, _ppa_mask_builder(builder))
         AttentionInterface.register(name, _refuse_unmasked(attention))

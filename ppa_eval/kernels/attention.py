@@ -113,7 +113,8 @@ def flash4_lists(q, k, pattern: BlockPattern, kv_start=None):
     lists = flash4.tile_lists(tables, kv_len)
     shape = prefill.TileShape()
     cheaper = cost_model.flash4_is_cheaper(tables, lists.visited, len(lists.masked_counts), kv_len,
-                                           (shape.block_m, shape.block_n), *q.shape[:2], k.shape[1])
+                                           (shape.block_m, shape.block_n), *q.shape[:2], k.shape[1],
+                                           cost_model.costs_for(q.device))
     return lists if cheaper else None
 
 

@@ -20,6 +20,12 @@ moves head_dim numbers), which leaves the choice of split unchanged.
 Where FlashAttention-4 runs (flash4.py), a whole sequence can also go to its masked kernel, which
 costs the same for every 128 x 128 tile it visits, plus the start and the output of each query
 tile; the model takes it when that is cheaper than the best split.
+
+The costs are fitted per GPU (FITS, by the device's name). A GPU without a fit takes UNFITTED, the
+fit of the first GPU measured: on the other GPU measured, its plans put every prefill at p <= 1/2
+below dense, and at p >= 3/4 every plan is bound by the dense tile walk (results/bench/
+attention_*.md). Pricing the gather higher "to be safe" instead moved whole-sequence p = 1/2
+prefill from the gather to all tiles, the slower plan. `bench/prefill_costs.py` fits a new GPU.
 """
 
 from __future__ import annotations
@@ -30,16 +36,41 @@ from functools import lru_cache
 
 import numpy as np
 
-# Fitted by bench/prefill_costs.py (bf16, the default tile and gather shapes of prefill.py; 96
-# whole-sequence, 276 vLLM-chunk and 12 FlashAttention-4 timings; the GPU, date and the fit's
-# picks against the fastest plans: results/bench/prefill_costs.md), in ns at head size 128:
-TILE_NS_PER_PAIR_AND_HEAD = 0.001553        # one (query, key) pair of a masked tile, one query head
-GATHER_NS_PER_PAIR_AND_KV_HEAD = 0.07544    # one (query, far distance) pair, one KV head with its group
-GATHER_NS_PER_ROW_AND_HEAD = 0.4662         # one query row's second pass (tiles' output and lse in, result out)
-TILE_NS_PER_WALKED_KEY = 40.57              # one key of the longest tile program's walk
-GATHER_NS_PER_WALKED_DISTANCE = 155.1       # one far distance of the longest gather program's walk
-FLASH4_NS_PER_TILE_AND_HEAD = 13.47         # one 128 x 128 tile of FlashAttention-4's masked kernel, one query head
-FLASH4_NS_PER_QUERY_TILE_AND_HEAD = 24.82   # one query tile of it (its start and its output), one query head
+
+@dataclass(frozen=True)
+class Costs:
+    """One GPU's measured costs, in ns at head size 128 (bf16, the default tile and gather shapes of
+    prefill.py), fitted by bench/prefill_costs.py."""
+    tile_pair: float               # one (query, key) pair of a masked tile, one query head
+    gathered_pair: float           # one (query, far distance) pair, one KV head with its group
+    gathered_row: float            # one query row's second pass (tiles' output and lse in, result out)
+    tile_walked_key: float         # one key of the longest tile program's walk
+    gather_walked_distance: float  # one far distance of the longest gather program's walk
+    flash4_tile: float             # one 128 x 128 tile of FlashAttention-4's masked kernel, one query head
+    flash4_query_tile: float       # one query tile of it (its start and its output), one query head
+
+
+# Keyed by a substring of torch.cuda.get_device_name(). Each fit's GPU, date and picks against the
+# fastest measured plans: results/bench/prefill_costs[_<gpu>].md.
+FITS = {
+    "H200": Costs(tile_pair=0.001553, gathered_pair=0.07544, gathered_row=0.4662, tile_walked_key=40.57,
+                  gather_walked_distance=155.1, flash4_tile=13.47, flash4_query_tile=24.82),
+}
+UNFITTED = FITS["H200"]
+
+
+def fit_for(gpu_name: str) -> Costs:
+    """The fit whose key is in the GPU's name, else UNFITTED."""
+    return next((costs for key, costs in FITS.items() if key in gpu_name), UNFITTED)
+
+
+@lru_cache(maxsize=8)
+def costs_for(device) -> Costs:
+    """The fit of this device's GPU; UNFITTED for the CPU (Triton's interpreter, where only the results count)."""
+    import torch
+
+    device = torch.device(device)
+    return fit_for(torch.cuda.get_device_name(device)) if device.type == "cuda" else UNFITTED
 
 
 @dataclass(frozen=True)
@@ -85,11 +116,11 @@ def work(split, counts, n_queries, kv_len, shape, batch, n_q_heads, n_kv_heads) 
     )
 
 
-def estimated_ns(w: Work) -> float:
+def estimated_ns(w: Work, costs: Costs) -> float:
     """The model's time for one prefill call (ns, at head size 128)."""
-    tiles = max(w.tile_pairs * TILE_NS_PER_PAIR_AND_HEAD, w.tile_walk * TILE_NS_PER_WALKED_KEY)
-    gather = max(w.gathered_pairs * GATHER_NS_PER_PAIR_AND_KV_HEAD + w.gathered_rows * GATHER_NS_PER_ROW_AND_HEAD,
-                 w.gather_walk * GATHER_NS_PER_WALKED_DISTANCE) if w.gathered_pairs else 0.0
+    tiles = max(w.tile_pairs * costs.tile_pair, w.tile_walk * costs.tile_walked_key)
+    gather = max(w.gathered_pairs * costs.gathered_pair + w.gathered_rows * costs.gathered_row,
+                 w.gather_walk * costs.gather_walked_distance) if w.gathered_pairs else 0.0
     return tiles + gather
 
 
@@ -112,27 +143,28 @@ def launch_work(split, counts, chunks: Counter, shape, n_q_heads, n_kv_heads) ->
 
 @lru_cache(maxsize=256)  # OffsetTables hash by identity and are cached themselves
 def choose_split(tables, chunks: tuple[tuple[int, int], ...], shape: tuple[int, int], n_q_heads: int,
-                 n_kv_heads: int) -> int:
+                 n_kv_heads: int, costs: Costs) -> int:
     """The candidate split (distances below it as tiles of shape (block_m, block_n), the rest
     gathered) with the least estimated time for one launch over `chunks`, (n_queries, kv_len) per
     sequence: the last n_queries of each sequence's kv_len slots."""
     counted = Counter(chunks)
     return min(candidate_splits(tables.window, max(kv_len for _, kv_len in counted)), key=lambda split: estimated_ns(
-        launch_work(split, tables.host_counts, counted, shape, n_q_heads, n_kv_heads)))
+        launch_work(split, tables.host_counts, counted, shape, n_q_heads, n_kv_heads), costs))
 
 
-def flash4_ns(tiles: int, query_tiles: int) -> float:
+def flash4_ns(tiles: int, query_tiles: int, costs: Costs) -> float:
     """The model's time for FlashAttention-4's masked kernel (ns, at head size 128): `tiles` visited
     and `query_tiles`, both counted per query head and row of the batch."""
-    return tiles * FLASH4_NS_PER_TILE_AND_HEAD + query_tiles * FLASH4_NS_PER_QUERY_TILE_AND_HEAD
+    return tiles * costs.flash4_tile + query_tiles * costs.flash4_query_tile
 
 
 @lru_cache(maxsize=256)  # asked once per layer of every prefill with the same arguments (results/bench/host_costs.md)
 def flash4_is_cheaper(tables, tiles_visited: int, query_tiles: int, kv_len: int, shape: tuple[int, int], batch: int,
-                      n_q_heads: int, n_kv_heads: int) -> bool:
+                      n_q_heads: int, n_kv_heads: int, costs: Costs) -> bool:
     """For a whole sequence: is FlashAttention-4's masked kernel (the tiles it visits and its query
     tiles per row and head, flash4.tile_lists) cheaper than the best split of tiles of `shape` and gather?"""
-    split = choose_split(tables, ((kv_len, kv_len),) * batch, shape, n_q_heads, n_kv_heads)
-    best_split_ns = estimated_ns(work(split, tables.host_counts, kv_len, kv_len, shape, batch, n_q_heads, n_kv_heads))
+    split = choose_split(tables, ((kv_len, kv_len),) * batch, shape, n_q_heads, n_kv_heads, costs)
+    best_split_ns = estimated_ns(work(split, tables.host_counts, kv_len, kv_len, shape, batch, n_q_heads, n_kv_heads),
+                                 costs)
     per_row_and_head = batch * n_q_heads
-    return flash4_ns(tiles_visited * per_row_and_head, query_tiles * per_row_and_head) < best_split_ns
+    return flash4_ns(tiles_visited * per_row_and_head, query_tiles * per_row_and_head, costs) < best_split_ns

@@ -17,9 +17,11 @@ with FA4's own register-predicate step, as its causal mask is. The cost model we
 against the Triton plan per call (cost_model.py); sinks, left padding and chunks (fewer queries
 than keys) stay with the Triton kernels.
 
-FA4 is optional: `pip install flash-attn-4==4.0.0b36` (wheels only; add
-'nvidia-cutlass-dsl[cu13]' for a CUDA 13 torch). Its kernel compiles at first use (some 8 s per
-process). This module calls FA4's private forward, so it runs only the release it was tested with.
+FA4 is optional: the `flash4` extra pins the release this module was tested with and its CuTe DSL
+(docs/kernels.md has the command). Its kernel compiles at first use (some 8 s per process). This
+module calls FA4's private forward, so it runs only RELEASE; any other release, or an install that
+does not import (the DSL's Python half, nvidia-cutlass-dsl-libs-core, missing, say), leaves
+prefill to the Triton kernels with a warning, and `status()` says which path prefill takes and why.
 """
 
 from __future__ import annotations
@@ -93,19 +95,40 @@ def row_words(attended: np.ndarray, size: int, offset: int) -> np.ndarray:
     return words.view(np.int32)
 
 
+INSTALL = "pip install 'ppa-eval[flash4]'"  # docs/kernels.md: the pins, and the command without ppa-eval's own wheel
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What importing FA4 gave: its kernels, or None and why not."""
+    kernels: tuple | None  # (FA4's forward, its block-sparse lists type, the PPA mask_mod)
+    reason: str            # why FA4 cannot run, when kernels is None
+
+
 @lru_cache(maxsize=1)
-def _fa4():
-    """FA4's forward, its block-sparse lists type and the PPA mask_mod; None without FA4 at RELEASE.
-    Installs the row-word mask step in FA4's AttentionMask for that mask_mod (the module docstring)."""
+def _fa4() -> Loaded:
+    """FA4 at RELEASE, imported once. An install that is there but cannot run warns once: whoever
+    installed it meant prefill to use it."""
     try:
         installed = metadata.version("flash-attn-4")
     except metadata.PackageNotFoundError:
-        return None
+        return Loaded(None, f"flash-attn-4 is not installed ({INSTALL} adds it)")
     if installed != RELEASE:
-        warnings.warn(f"flash-attn-4 {installed} is installed, but ppa-eval calls FlashAttention-4's private "
-                      f"forward and runs it only at {RELEASE}; prefill uses the Triton kernels "
-                      f"(pip install flash-attn-4=={RELEASE} to use it)", stacklevel=3)
-        return None
+        reason = (f"flash-attn-4 {installed} is installed, but ppa-eval calls FlashAttention-4's private forward and "
+                  f"runs it only at {RELEASE} ({INSTALL})")
+    else:
+        try:
+            return Loaded(_import_fa4(), "")
+        except Exception as error:  # ImportError, or the CuTe DSL's own RuntimeError about its CUDA libraries
+            reason = (f"flash-attn-4 {RELEASE} is installed but does not import ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); reinstall with {INSTALL}")
+    warnings.warn(f"{reason}; prefill uses the Triton kernels", stacklevel=3)
+    return Loaded(None, reason)
+
+
+def _import_fa4() -> tuple:
+    """FA4's forward, its block-sparse lists type and the PPA mask_mod. Installs the row-word mask
+    step in FA4's AttentionMask for that mask_mod (the module docstring)."""
     import cutlass
     import cutlass.cute as cute
     from cutlass import Uint32, const_expr
@@ -147,15 +170,30 @@ def _fa4():
     return _flash_attn_fwd, BlockSparseTensorsTorch, attended_mask
 
 
+def status(device) -> str:
+    """Which path whole-sequence PPA prefill takes on `device`, and why: one line for the user."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "the Triton kernels (FlashAttention-4 needs an SM90 GPU)"
+    gpu, (major, minor) = torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)
+    if major != 9:
+        return f"the Triton kernels (FlashAttention-4 runs on SM90 GPUs, H100 and H200; {gpu} is SM{major}{minor})"
+    loaded = _fa4()
+    if loaded.kernels is None:
+        return f"the Triton kernels ({loaded.reason})"
+    return (f"FlashAttention-4 {RELEASE} on {gpu} for whole sequences without sinks or padding where the cost "
+            "model finds it cheaper, else the Triton kernels")
+
+
 def runs(q, tables: OffsetTables) -> bool:
     """Can FA4 prefill this sequence here: FA4 at RELEASE, an SM90 GPU, head size <= TILE, no sinks."""
     return (q.is_cuda and tables.sink == 0 and q.shape[3] <= TILE
-            and torch.cuda.get_device_capability(q.device)[0] == 9 and _fa4() is not None)
+            and torch.cuda.get_device_capability(q.device)[0] == 9 and _fa4().kernels is not None)
 
 
 def prefill(q, k, v, out, lists: TileLists, scale: float):
     """PPA of q, out [B, Hq, L, D] over k, v [B, Hkv, L, D]: one whole sequence per row, no padding."""
-    forward, BlockSparseTensors, attended_mask = _fa4()
+    forward, BlockSparseTensors, attended_mask = _fa4().kernels
     batch, n_q_heads, _, _ = q.shape
     per_head = [x.expand(batch, n_q_heads, *x.shape) for x in (lists.masked_counts, lists.masked, lists.full_counts,
                                                              lists.full)]

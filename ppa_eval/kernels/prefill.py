@@ -36,7 +36,7 @@ import triton.language as tl
 
 from ppa_eval.kernels.cache_layout import CacheLayout, cache_row
 from ppa_eval.kernels.chunks import program_queries, program_table
-from ppa_eval.kernels.cost_model import choose_split
+from ppa_eval.kernels.cost_model import choose_split, costs_for
 from ppa_eval.kernels.launch import ceil_div, group_block, launch
 from ppa_eval.kernels.online_softmax import normalized, online_softmax_step
 from ppa_eval.kernels.tables import OffsetTables
@@ -144,7 +144,7 @@ def prefill(q, k, v, out, tables: OffsetTables, scale: float, *, kv_start=None, 
     kv_len = k.shape[2] if kv_len is None else kv_len
     if split is None:
         split = choose_split(tables, ((n_queries, kv_len),) * batch, (tiles.block_m, tiles.block_n), n_q_heads,
-                             cache.n_kv_heads)
+                             cache.n_kv_heads, costs_for(q.device))
     n_near, gather = _far_part(tables, split, kv_len, gather)
     lse = torch.empty((batch, n_q_heads, n_queries), dtype=torch.float32, device=q.device)
     masked_tiles(q, k, v, out, lse, tables, split, scale, kv_len=kv_len, cache=cache, kv_start=kv_start, shape=tiles)
@@ -178,7 +178,7 @@ def plan_chunks(tables: OffsetTables, query_starts: list[int], seq_lens: list[in
     sizes = tuple((query_starts[r + 1] - query_starts[r], seq_lens[r]) for r in requests
                   if query_starts[r + 1] > query_starts[r])
     if split is None:
-        split = choose_split(tables, sizes, (tiles.block_m, tiles.block_n), n_q_heads, n_kv_heads)
+        split = choose_split(tables, sizes, (tiles.block_m, tiles.block_n), n_q_heads, n_kv_heads, costs_for(device))
     n_near, gather = _far_part(tables, split, max(seq_len for _, seq_len in sizes), gather)
     return Chunks(tables, split, n_near, gather,
                   program_table(query_starts, seq_lens, requests, tiles.block_m, device),
