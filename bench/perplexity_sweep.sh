@@ -7,6 +7,6 @@
 set -euo pipefail
 out=${1:?usage: bench/perplexity_sweep.sh OUT [flags]}
 shift
-python3 -m ppa_eval.cli sweep --powers 0:1:1/8,15/16 --tasks perplexity --context-lengths 1024,2048,4096,8192 \
+python3 -m ppa_eval.cli sweep --powers 0:1:1/8,15/16 --tasks perplexity --context-lengths 1024,2048,4096,8192 --limit 29 \
     --out "$out/runs" "$@"
 python3 bench/choice_sweep.py "$out/choice" --per-length 8 "$@"
