@@ -109,17 +109,17 @@ def _cost(args) -> None:
     if (args.checkpoint is None) == (args.shape is None):
         raise UsageError("give a checkpoint (its attention shape) or --shape LAYERS,HEADS,KV_HEADS,HEAD_DIM, not both")
     lengths = [int(length) for length in args.lengths.split(",")]
+    patterns = [parse_spec(spec) for spec in (args.attention or ["full"])]
     if args.shape is not None:
         try:
             shape = AttentionShape(*map(int, args.shape.split(",")), value_bytes=VALUE_BYTES[args.dtype])
         except (TypeError, ValueError):
             raise UsageError(f"--shape {args.shape!r}: write LAYERS,HEADS,KV_HEADS,HEAD_DIM, e.g. 40,40,8,128") from None
-        patterns = [parse_spec(spec) for spec in (args.attention or ["full"])]
     else:
         path = Path(args.checkpoint)
         shape = attention_shape(path, args.dtype)
         own = config_pattern(path)
-        patterns = [parse_spec(spec) for spec in (args.attention or ["full"])] + ([own] if own else [])
+        patterns += [own] if own else []
     rows = [{"attention": pattern.spec(), "length": length, "attention_flops_per_token": decode_flops(pattern, shape, length),
              "cache_bytes": cache_bytes(pattern, shape, length)} for pattern in patterns for length in lengths]
     if args.json:

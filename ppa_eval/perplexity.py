@@ -71,11 +71,13 @@ def bucket_scores(doc: Document, logprobs: list[float], tokenizer, lengths: list
         text = tokenizer.decode(doc.token_ids[:count], skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return len(text.encode("utf-8"))
 
+    bounds = bucket_bounds(lengths)
+    size = {count: text_bytes(count) for count in {1, *(high for _, high in bounds)}}  # each prefix decoded once
     scores = []
-    for low, high in bucket_bounds(lengths):
+    for low, high in bounds:
         # tokens at positions low+1..high are token indices low..high-1, scored by logprobs[low-1:high-1]
         nll = -sum(logprobs[low - 1 : high - 1])
-        scores.append({"length": high, "tokens": high - low, "bytes": text_bytes(high) - text_bytes(low), "nll": nll})
+        scores.append({"length": high, "tokens": high - low, "bytes": size[high] - size[low], "nll": nll})
     return scores
 
 

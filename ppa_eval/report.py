@@ -30,6 +30,7 @@ from ppa_eval.errors import PPAEvalError
 from ppa_eval.runs import read_metrics, read_samples, read_verdicts
 from ppa_eval.stats import accuracy_ci, mcnemar_exact
 from ppa_eval.patterns import dense_pairs, pairs, parse_power, parse_spec, sort_key
+from ppa_eval.perplexity import bucket_bounds
 from ppa_eval.tasks import PAPER_TASKS, TASKS
 
 PAPER_TABLE1 = Path(str(files("ppa_eval.resources") / "paper_table1.csv"))  # its task columns: PAPER_TASKS
@@ -519,15 +520,14 @@ def plot_perplexity(cells: pd.DataFrame, path: str | Path) -> Path | None:
         return None
     plt = _pyplot()
     fig, (bits, tokens) = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    labels = {high: f"{low + 1}-{high}" for low, high in bucket_bounds(sorted(cells["length"].unique()))}
     for length, group in cells.groupby("length"):
         group = group.sort_values("power")
         x = [float(p) for p in group["power"]]
-        label = f"tokens {_bucket_label(length, sorted(cells['length'].unique()))}"
-        bits.errorbar(x, group.bits_per_byte, yerr=[(group.bits_per_byte - group.bpb_low).clip(lower=0),
-                                                     (group.bpb_high - group.bits_per_byte).clip(lower=0)],
+        label = f"tokens {labels[length]}"
+        bits.errorbar(x, group.bits_per_byte, yerr=_error_bars(group, "bits_per_byte", "bpb_low", "bpb_high"),
                       fmt="-o", capsize=3, markersize=4, label=label)
-        tokens.errorbar(x, group.token_perplexity, yerr=[(group.token_perplexity - group.ppl_low).clip(lower=0),
-                                                         (group.ppl_high - group.token_perplexity).clip(lower=0)],
+        tokens.errorbar(x, group.token_perplexity, yerr=_error_bars(group, "token_perplexity", "ppl_low", "ppl_high"),
                         fmt="-o", capsize=3, markersize=4, label=label)
     for ax, what in ((bits, "bits per byte (95% CI)"), (tokens, "token perplexity (95% CI)")):
         ax.set_xlabel("power p (attended keys grow as $L^{1+p}$)")
@@ -539,11 +539,6 @@ def plot_perplexity(cells: pd.DataFrame, path: str | Path) -> Path | None:
     fig.tight_layout()
     return _save(fig, path)
 
-
-def _bucket_label(length: int, lengths: list[int]) -> str:
-    """A bucket's positions, as ppa_eval.perplexity.bucket_bounds draws them."""
-    below = [other for other in lengths if other < length]
-    return f"{max(below) + 1}-{length}" if below else f"2-{length}"
 
 
 def _p_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -714,10 +709,12 @@ def write_report(results_dir: str | Path, baseline_dir: str | Path | None = None
     return tables["table.md"], written
 
 
-def _error_bars(rows: pd.DataFrame) -> list[pd.Series]:
-    """Distances from each accuracy to its interval's ends; at 0 or 1 the Wilson bound can land a
-    rounding error inside the point, which matplotlib refuses as a negative length."""
-    return [(rows.accuracy - rows.ci_low).clip(lower=0), (rows.ci_high - rows.accuracy).clip(lower=0)]
+def _error_bars(rows: pd.DataFrame, value: str = "accuracy", low: str = "ci_low",
+                high: str = "ci_high") -> list[pd.Series]:
+    """Distances from each point (the `value` column) to its interval's ends (`low`, `high`); at 0
+    or 1 the Wilson bound can land a rounding error inside the point, which matplotlib refuses as a
+    negative length."""
+    return [(rows[value] - rows[low]).clip(lower=0), (rows[high] - rows[value]).clip(lower=0)]
 
 
 def _pyplot():
